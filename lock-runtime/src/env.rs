@@ -1,0 +1,163 @@
+//! [`Locker::from_env`]: the store chosen by `LOCK_STORE`, `REDIS_URL` and `LOCK_PREFIX`.
+
+use std::sync::Once;
+
+use crate::error::LockError;
+use crate::locker::Locker;
+
+/// The store: `redis`, `memory` (also `redlock` and `cluster`, not yet built).
+pub const LOCK_STORE: &str = "LOCK_STORE";
+/// The Redis URL, read before [`REDIS_URL`].
+pub const LOCK_REDIS_URL: &str = "LOCK_REDIS_URL";
+/// The Redis URL.
+pub const REDIS_URL: &str = "REDIS_URL";
+/// The key prefix (default `lock:`).
+pub const LOCK_PREFIX: &str = "LOCK_PREFIX";
+
+impl Locker {
+    /// A locker configured from the process environment.
+    ///
+    /// - `LOCK_STORE`: `redis` or `memory`. Unset: `redis` when a URL is set, else `memory`.
+    /// - `LOCK_REDIS_URL`, else `REDIS_URL`: the server, e.g. `redis://127.0.0.1:6379/0`.
+    /// - `LOCK_PREFIX`: the key prefix, default `lock:`.
+    ///
+    /// With neither `LOCK_STORE` nor a URL set, the store is memory and a warning says once
+    /// that locks are then not shared between processes. Empty values count as unset.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] naming the variable: an unknown `LOCK_STORE`, `redis` without
+    /// a URL, a URL that does not parse.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Reads the real environment; see `from_env_with` to pass the variables in.
+    /// let locker = locked::Locker::from_env();
+    /// # let _ = locker;
+    /// ```
+    pub fn from_env() -> Result<Self, LockError> {
+        Self::from_env_with(|name| std::env::var(name).ok())
+    }
+
+    /// [`Locker::from_env`] over a lookup function instead of the process environment.
+    ///
+    /// # Errors
+    /// As [`Locker::from_env`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use locked::Locker;
+    ///
+    /// let vars = |name: &str| match name {
+    ///     "LOCK_STORE" => Some("memory".to_owned()),
+    ///     "LOCK_PREFIX" => Some("app:".to_owned()),
+    ///     _ => None,
+    /// };
+    /// let locker = Locker::from_env_with(vars).unwrap();
+    /// assert_eq!(locker.prefix(), "app:");
+    ///
+    /// let err = Locker::from_env_with(|n| (n == "LOCK_STORE").then(|| "mysql".to_owned()))
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("LOCK_STORE"));
+    /// ```
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, LockError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let url = get(LOCK_REDIS_URL)
+            .map(|u| (LOCK_REDIS_URL, u))
+            .or_else(|| get(REDIS_URL).map(|u| (REDIS_URL, u)));
+        let mut builder = Locker::builder();
+        if let Some(prefix) = lookup(LOCK_PREFIX) {
+            builder = builder.prefix(prefix);
+        }
+        let store = get(LOCK_STORE).map(|s| s.trim().to_ascii_lowercase());
+        match (store.as_deref(), url) {
+            (Some("memory"), _) => Ok(builder.memory()),
+            (Some("redis") | None, Some((var, url))) => builder.redis(&url).map_err(|e| match e {
+                LockError::Config { message, .. } => LockError::config(var, message),
+                other => other,
+            }),
+            (Some("redis"), None) => Err(LockError::config(
+                LOCK_STORE,
+                "is `redis` but no URL is set; set REDIS_URL (or LOCK_REDIS_URL) to e.g. \
+                 `redis://127.0.0.1:6379/0`",
+            )),
+            (Some(other @ ("redlock" | "cluster")), _) => Err(LockError::config(
+                LOCK_STORE,
+                format!("`{other}` is not available in this version; use `redis` or `memory`"),
+            )),
+            (Some(other), _) => Err(LockError::config(
+                LOCK_STORE,
+                format!("is `{other}`; expected `redis` or `memory`"),
+            )),
+            (None, None) => {
+                static WARNED: Once = Once::new();
+                WARNED.call_once(crate::telemetry::memory_store_fallback);
+                Ok(builder.memory())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn from_env_nothing_set_is_memory() {
+        let locker = Locker::from_env_with(env(&[])).unwrap();
+        assert!(format!("{locker:?}").contains("memory"));
+        assert_eq!(locker.prefix(), "lock:");
+    }
+
+    #[test]
+    fn from_env_url_alone_is_redis() {
+        let locker = Locker::from_env_with(env(&[(REDIS_URL, "redis://127.0.0.1:1/")])).unwrap();
+        assert!(format!("{locker:?}").contains("redis(redis://127.0.0.1:1/)"));
+    }
+
+    #[test]
+    fn from_env_lock_redis_url_wins_over_redis_url() {
+        let locker = Locker::from_env_with(env(&[
+            (REDIS_URL, "redis://127.0.0.1:1/"),
+            (LOCK_REDIS_URL, "redis://127.0.0.1:2/"),
+        ]))
+        .unwrap();
+        assert!(format!("{locker:?}").contains("127.0.0.1:2"));
+    }
+
+    #[test]
+    fn from_env_unknown_store_names_variable() {
+        let err = Locker::from_env_with(env(&[(LOCK_STORE, "mysql")])).unwrap_err();
+        assert!(matches!(&err, LockError::Config { setting, .. } if setting == LOCK_STORE));
+        assert!(err.to_string().contains("mysql"));
+    }
+
+    #[test]
+    fn from_env_redis_without_url_names_variable() {
+        let err = Locker::from_env_with(env(&[(LOCK_STORE, "redis")])).unwrap_err();
+        assert!(err.to_string().contains("REDIS_URL"), "{err}");
+    }
+
+    #[test]
+    fn from_env_bad_url_names_variable_and_hides_password() {
+        let err = Locker::from_env_with(env(&[(REDIS_URL, "http://u:hunter2@x")])).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("REDIS_URL"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn from_env_prefix_is_used() {
+        let locker = Locker::from_env_with(env(&[(LOCK_PREFIX, "svc:")])).unwrap();
+        assert_eq!(locker.prefix(), "svc:");
+    }
+}

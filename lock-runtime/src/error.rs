@@ -1,0 +1,170 @@
+//! [`LockError`]: every way taking, holding or configuring a lock can fail.
+
+use std::time::Duration;
+
+/// A boxed error source, so that backend types stay out of the public API.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a lock could not be taken, kept, or configured.
+///
+/// Every message names the key (or the setting) at fault and says what to do. Only
+/// [`LockError::Timeout`] contains the phrase `Unable to acquire lock`, which callers of the
+/// original `LockService` match on.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use locked::{LockOptions, Locker};
+///
+/// let locker = Locker::memory();
+/// let _held = locker.acquire("report", LockOptions::default()).await.unwrap();
+///
+/// let opts = LockOptions::default().timeout(Duration::from_millis(20));
+/// let err = locker.run("report", opts, || async {}).await.unwrap_err();
+/// assert!(err.is_timeout());
+/// assert!(err.to_string().contains("Unable to acquire lock"));
+/// assert!(err.to_string().contains("lock:report"));
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// The lock was held by someone else for the whole `timeout`.
+    #[error(
+        "Unable to acquire lock `{key}` within {waited:?}: another holder kept it; \
+         raise `timeout`, shorten the holder's work, or use try mode"
+    )]
+    Timeout {
+        /// The full key, prefix included.
+        key: String,
+        /// How long this call waited.
+        waited: Duration,
+    },
+    /// Try mode: the lock was held, so the call returned at once.
+    #[error("lock `{key}` is busy: another holder has it; try again later or wait with `run`")]
+    Busy {
+        /// The full key, prefix included.
+        key: String,
+    },
+    /// The lock expired or passed to another holder while the body ran.
+    #[error(
+        "lock `{key}` was lost while held ({reason}); the body was stopped: \
+         raise `ttl` or keep renewal on"
+    )]
+    Lost {
+        /// The full key, prefix included.
+        key: String,
+        /// What was observed: expired, taken over, or the store unreachable.
+        reason: String,
+    },
+    /// The store failed or could not be reached; no body ran without its lock.
+    #[error("lock `{key}`: the lock store failed ({source}); check that Redis is reachable")]
+    Backend {
+        /// The full key, prefix included.
+        key: String,
+        /// The store's own error.
+        #[source]
+        source: BoxError,
+    },
+    /// The configuration is invalid: a bad environment variable, URL or option.
+    #[error("invalid lock configuration: `{setting}` {message}")]
+    Config {
+        /// The setting at fault, e.g. `LOCK_STORE`.
+        setting: String,
+        /// What is wrong and what to write instead.
+        message: String,
+    },
+    /// The key cannot be used: empty, too long, or made from empty placeholders.
+    #[error("invalid lock key `{key}`: {reason}")]
+    InvalidKey {
+        /// The key as given (truncated when very long).
+        key: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The task asked for a key it already holds, which would wait out its own timeout.
+    #[error(
+        "lock `{key}` is already held by this task: a nested acquisition would wait for itself; \
+         take the lock once, or lock several keys together with `keys = [...]`"
+    )]
+    Nested {
+        /// The full key, prefix included.
+        key: String,
+    },
+}
+
+impl LockError {
+    /// True for [`LockError::Timeout`].
+    ///
+    /// ```
+    /// let err = locked::LockError::Busy { key: "lock:a".into() };
+    /// assert!(!err.is_timeout());
+    /// ```
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. })
+    }
+
+    /// True for [`LockError::Busy`].
+    ///
+    /// ```
+    /// let err = locked::LockError::Busy { key: "lock:a".into() };
+    /// assert!(err.is_busy());
+    /// ```
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Busy { .. })
+    }
+
+    /// True for [`LockError::Lost`].
+    ///
+    /// ```
+    /// let err = locked::LockError::Lost { key: "lock:a".into(), reason: "expired".into() };
+    /// assert!(err.is_lost());
+    /// ```
+    pub fn is_lost(&self) -> bool {
+        matches!(self, Self::Lost { .. })
+    }
+
+    /// True for [`LockError::Backend`].
+    ///
+    /// ```
+    /// let err = locked::LockError::Busy { key: "lock:a".into() };
+    /// assert!(!err.is_backend());
+    /// ```
+    pub fn is_backend(&self) -> bool {
+        matches!(self, Self::Backend { .. })
+    }
+
+    /// The key the error is about, when it is about one.
+    ///
+    /// ```
+    /// let err = locked::LockError::Busy { key: "lock:a".into() };
+    /// assert_eq!(err.key(), Some("lock:a"));
+    /// ```
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::Timeout { key, .. }
+            | Self::Busy { key }
+            | Self::Lost { key, .. }
+            | Self::Backend { key, .. }
+            | Self::InvalidKey { key, .. }
+            | Self::Nested { key } => Some(key),
+            Self::Config { .. } => None,
+        }
+    }
+
+    pub(crate) fn backend(key: &str, source: impl Into<BoxError>) -> Self {
+        Self::Backend {
+            key: key.to_owned(),
+            source: source.into(),
+        }
+    }
+
+    pub(crate) fn config(setting: &str, message: impl Into<String>) -> Self {
+        Self::Config {
+            setting: setting.to_owned(),
+            message: message.into(),
+        }
+    }
+}

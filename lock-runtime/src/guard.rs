@@ -1,0 +1,255 @@
+//! [`LockGuard`]: proof that a lock is held, and the way to give it back.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::LockError;
+use crate::locker::Locker;
+use crate::options::{LockOptions, duration_ms};
+use crate::telemetry;
+
+/// How long one guard call to the store may take.
+const CALL_LIMIT: Duration = Duration::from_secs(5);
+
+/// A held lock. Release it with [`LockGuard::release`]; if the guard is dropped instead
+/// (an early return, a panic, a cancelled future), it is released in the background on
+/// the runtime it was made on. `Drop` never blocks.
+///
+/// A guard from [`Locker::acquire`] is not renewed: call [`LockGuard::extend`] for long
+/// work, or use [`Locker::run`] / `#[locked]`, which renew it for you.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+/// use std::time::Duration;
+/// let locker = locked::Locker::memory();
+/// let guard = locker.acquire("order:7", locker.options().ttl(Duration::from_secs(5))).await?;
+/// guard.extend(Duration::from_secs(60)).await?;
+/// assert!(guard.remaining().await? > Duration::from_secs(5));
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard {
+    locker: Locker,
+    key: String,
+    token: String,
+    fence: Option<u64>,
+    acquired_at: Instant,
+    opts: LockOptions,
+    span: tracing::Span,
+    runtime: Option<tokio::runtime::Handle>,
+    released: bool,
+}
+
+impl fmt::Debug for LockGuard {
+    // The token stays out of Debug: it is the only proof of ownership.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("key", &self.key)
+            .field("fencing_token", &self.fence)
+            .field("held_ms", &duration_ms(self.acquired_at.elapsed()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl LockGuard {
+    pub(crate) fn new(
+        locker: Locker,
+        key: String,
+        token: String,
+        fence: Option<u64>,
+        acquired_at: Instant,
+        opts: LockOptions,
+        span: tracing::Span,
+    ) -> Self {
+        Self {
+            locker,
+            key,
+            token,
+            fence,
+            acquired_at,
+            opts,
+            span,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            released: false,
+        }
+    }
+
+    /// The full key, prefix included, e.g. `lock:order:123`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// let locker = locked::Locker::memory();
+    /// let guard = locker.acquire("order:123", locker.options()).await?;
+    /// assert_eq!(guard.key(), "lock:order:123");
+    /// # Ok(()) }
+    /// ```
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The fencing token, when the lock was taken with `fencing` on; `None` otherwise.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// let locker = locked::Locker::memory();
+    /// let plain = locker.acquire("a", locker.options()).await?;
+    /// assert_eq!(plain.fencing_token(), None);
+    /// let fenced = locker.acquire("b", locker.options().fencing(true)).await?;
+    /// assert!(fenced.fencing_token().is_some());
+    /// # Ok(()) }
+    /// ```
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.fence
+    }
+
+    /// When the lock was taken (the moment the winning request was sent).
+    pub(crate) fn acquired_at(&self) -> Instant {
+        self.acquired_at
+    }
+
+    pub(crate) fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// Sets the lock's remaining time to `ttl`, if this guard still owns it.
+    ///
+    /// # Errors
+    /// [`LockError::Lost`] when the lock expired or passed to someone else;
+    /// [`LockError::Backend`] when the store failed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// # use std::time::Duration;
+    /// let locker = locked::Locker::memory();
+    /// let guard = locker.acquire("a", locker.options()).await?;
+    /// guard.extend(Duration::from_secs(120)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn extend(&self, ttl: Duration) -> Result<(), LockError> {
+        let ttl_ms = duration_ms(ttl).max(1);
+        let store = &self.locker.inner.store;
+        if self
+            .locker
+            .call(
+                &self.key,
+                CALL_LIMIT,
+                store.extend(&self.key, &self.token, ttl_ms),
+            )
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(self.lost("expired or taken by another holder before extend"))
+        }
+    }
+
+    /// The time left before the lock expires, as the store counts it (Redis `PTTL`).
+    ///
+    /// # Errors
+    /// [`LockError::Lost`] when the lock expired or passed to someone else;
+    /// [`LockError::Backend`] when the store failed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// # use std::time::Duration;
+    /// let locker = locked::Locker::memory();
+    /// let guard = locker.acquire("a", locker.options().ttl(Duration::from_secs(30))).await?;
+    /// assert!(guard.remaining().await? <= Duration::from_secs(30));
+    /// # Ok(()) }
+    /// ```
+    pub async fn remaining(&self) -> Result<Duration, LockError> {
+        let store = &self.locker.inner.store;
+        match self
+            .locker
+            .call(
+                &self.key,
+                CALL_LIMIT,
+                store.remaining(&self.key, &self.token),
+            )
+            .await?
+        {
+            Some(left) => Ok(left),
+            None => Err(self.lost("expired or taken by another holder")),
+        }
+    }
+
+    /// Gives the lock back now.
+    ///
+    /// # Errors
+    /// [`LockError::Lost`] when the lock had already expired or passed to someone else
+    /// (nothing was deleted); [`LockError::Backend`] when the store failed (the lock then
+    /// expires after its ttl).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// let locker = locked::Locker::memory();
+    /// let guard = locker.acquire("a", locker.options()).await?;
+    /// guard.release().await?;
+    /// assert!(!locker.is_locked("a").await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn release(mut self) -> Result<(), LockError> {
+        self.released = true;
+        let store = &self.locker.inner.store;
+        let held = self.acquired_at.elapsed();
+        if self
+            .locker
+            .call(&self.key, CALL_LIMIT, store.release(&self.key, &self.token))
+            .await?
+        {
+            telemetry::released(self.opts.logging, &self.key, held);
+            Ok(())
+        } else {
+            Err(self.lost("expired or taken by another holder before release"))
+        }
+    }
+
+    /// Releases after a body finished: failures are logged, not returned, because the
+    /// body's result is what the caller wants.
+    pub(crate) async fn finish(self) {
+        let key = self.key.clone();
+        let held = self.acquired_at.elapsed();
+        match self.release().await {
+            Ok(()) => {}
+            Err(LockError::Lost { .. }) => telemetry::expired_before_release(&key, held),
+            Err(e) => telemetry::release_failed(&key, &e),
+        }
+    }
+
+    pub(crate) fn lost(&self, reason: &str) -> LockError {
+        LockError::Lost {
+            key: self.key.clone(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// Sends one extension; `Ok(false)` when the lock is no longer ours.
+    pub(crate) async fn try_extend(&self, limit: Duration) -> Result<bool, LockError> {
+        let store = &self.locker.inner.store;
+        let ttl_ms = self.opts.ttl_ms();
+        self.locker
+            .call(
+                &self.key,
+                limit,
+                store.extend(&self.key, &self.token, ttl_ms),
+            )
+            .await
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if !self.released {
+            self.locker.release_in_background(
+                self.runtime.as_ref(),
+                std::mem::take(&mut self.key),
+                std::mem::take(&mut self.token),
+            );
+        }
+    }
+}

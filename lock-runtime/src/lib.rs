@@ -1,0 +1,52 @@
+//! The runtime of [`locked`](https://docs.rs/locked): all behaviour behind `#[locked]`.
+//!
+//! Use it through the `locked` facade crate, which re-exports everything here. The
+//! [`Locker`] takes, renews and releases locks on a store (in-process memory, or Redis);
+//! [`LockGuard`] is a held lock; [`LockOptions`] say how; [`LockError`] says what failed.
+//!
+//! # Examples
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+//! use locked::{Locker, resource_key};
+//!
+//! let locker = Locker::memory();
+//! let out = locker.run(&resource_key("order", 123), locker.options(), || async { "done" }).await?;
+//! assert_eq!(out, "done");
+//! # Ok(()) }
+//! ```
+#![warn(rustdoc::broken_intra_doc_links)]
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod env;
+mod error;
+mod global;
+mod guard;
+mod keys;
+mod locker;
+mod options;
+mod renew;
+mod store;
+mod telemetry;
+mod token;
+mod url;
+
+#[doc(hidden)]
+pub mod __private {
+    //! Called by the `#[locked]` expansion; not public API.
+    pub use crate::private::*;
+}
+mod private;
+
+pub use env::{LOCK_PREFIX, LOCK_REDIS_URL, LOCK_STORE, REDIS_URL};
+pub use error::LockError;
+pub use global::{global, init};
+pub use guard::LockGuard;
+pub use keys::{DEFAULT_PREFIX, MAX_KEY_LEN, operation_key, resource_key};
+pub use locker::{Locker, LockerBuilder};
+pub use options::{DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_TTL, LockOptions};
+pub use renew::fencing_token;
+pub use telemetry::TARGET as TRACING_TARGET;

@@ -1,0 +1,543 @@
+//! [`Locker`]: a cheap, cloneable handle to one lock store, and its builder.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::error::LockError;
+use crate::guard::LockGuard;
+use crate::keys::{DEFAULT_PREFIX, full_key};
+use crate::options::LockOptions;
+use crate::renew::{self, HoldContext};
+use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
+use crate::store::{Attempt, Store};
+use crate::telemetry;
+use crate::token::new_token;
+
+/// How long one store call may take in try mode, when no wait deadline bounds it.
+const TRY_MODE_CALL_LIMIT: Duration = Duration::from_secs(5);
+
+/// A handle to one lock store: cheap to clone (an `Arc` inside), safe to share.
+///
+/// ## Behavior
+/// - Keys get the prefix (`lock:` by default) unless they already start with it, so
+///   `run("my-task", ..)` locks `lock:my-task` and `run(resource_key("order", 1), ..)`
+///   locks `lock:order:1`.
+/// - Each acquisition owns a fresh 128-bit random token; only that token can release or
+///   extend it.
+/// - Redis is reached through one self-reconnecting connection, opened on first use. A
+///   call that cannot reach it keeps trying until its `timeout` and then fails with
+///   [`LockError::Backend`]: no body ever runs without its lock.
+/// - The memory store locks only inside this process.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+/// use locked::{LockOptions, Locker};
+///
+/// let locker = Locker::memory();
+/// let total = locker
+///     .run("my-task", LockOptions::default(), || async { 1 + 1 })
+///     .await?;
+/// assert_eq!(total, 2);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Locker {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    prefix: String,
+    defaults: LockOptions,
+}
+
+impl fmt::Debug for Locker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Locker")
+            .field("store", &self.inner.store.describe())
+            .field("prefix", &self.inner.prefix)
+            .field("defaults", &self.inner.defaults)
+            .finish()
+    }
+}
+
+/// Builds a [`Locker`] with a key prefix and default options.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use locked::{LockOptions, Locker};
+///
+/// let locker = Locker::builder()
+///     .prefix("billing:")
+///     .defaults(LockOptions::default().ttl(Duration::from_secs(10)))
+///     .memory();
+/// assert_eq!(locker.prefix(), "billing:");
+/// assert_eq!(locker.options().ttl_value(), Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone)]
+pub struct LockerBuilder {
+    prefix: String,
+    defaults: LockOptions,
+}
+
+impl LockerBuilder {
+    /// The prefix of every stored key (default `lock:`).
+    ///
+    /// ```
+    /// assert_eq!(locked::Locker::builder().prefix("app:").memory().prefix(), "app:");
+    /// ```
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The options used where a call (or `#[locked]` argument) does not set one.
+    ///
+    /// ```
+    /// let opts = locked::LockOptions::default().logging(false);
+    /// let locker = locked::Locker::builder().defaults(opts).memory();
+    /// assert!(!locker.options().logging_value());
+    /// ```
+    #[must_use]
+    pub fn defaults(mut self, defaults: LockOptions) -> Self {
+        self.defaults = defaults;
+        self
+    }
+
+    /// A locker on the in-process memory store.
+    ///
+    /// ```
+    /// let locker = locked::Locker::builder().memory();
+    /// assert_eq!(locker.prefix(), "lock:");
+    /// ```
+    pub fn memory(self) -> Locker {
+        self.build(Store::Memory(MemoryStore::new()))
+    }
+
+    /// A locker on one Redis server. The URL is checked now; the connection is opened on
+    /// first use.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] when the URL does not parse.
+    ///
+    /// ```
+    /// let locker = locked::Locker::builder().prefix("app:").redis("redis://127.0.0.1:6379/");
+    /// assert!(locker.is_ok());
+    /// assert!(locked::Locker::builder().redis("http://nope").is_err());
+    /// ```
+    pub fn redis(self, url: &str) -> Result<Locker, LockError> {
+        let store = RedisStore::open(url).map_err(|e| {
+            LockError::config(
+                "redis url",
+                format!(
+                    "`{}` is not a Redis URL ({e}); write `redis://host:6379/0`",
+                    crate::url::RedactedUrl::new(url)
+                ),
+            )
+        })?;
+        Ok(self.build(Store::Redis(store)))
+    }
+
+    fn build(self, store: Store) -> Locker {
+        Locker {
+            inner: Arc::new(Inner {
+                store,
+                prefix: self.prefix,
+                defaults: self.defaults,
+            }),
+        }
+    }
+}
+
+impl Locker {
+    /// A builder for a prefix and default options.
+    ///
+    /// ```
+    /// let locker = locked::Locker::builder().prefix("jobs:").memory();
+    /// assert_eq!(locker.prefix(), "jobs:");
+    /// ```
+    pub fn builder() -> LockerBuilder {
+        LockerBuilder {
+            prefix: DEFAULT_PREFIX.to_owned(),
+            defaults: LockOptions::default(),
+        }
+    }
+
+    /// A locker on the in-process memory store: locks exclude callers in this process only.
+    ///
+    /// ```
+    /// let locker = locked::Locker::memory();
+    /// assert_eq!(locker.prefix(), "lock:");
+    /// ```
+    pub fn memory() -> Self {
+        Self::builder().memory()
+    }
+
+    /// A locker on one Redis server, e.g. `redis://127.0.0.1:6379/0`.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] when the URL does not parse. Nothing is connected yet.
+    ///
+    /// ```
+    /// let locker = locked::Locker::redis("redis://127.0.0.1:6379/0").unwrap();
+    /// assert_eq!(locker.prefix(), "lock:");
+    /// ```
+    pub fn redis(url: &str) -> Result<Self, LockError> {
+        Self::builder().redis(url)
+    }
+
+    /// The prefix of stored keys.
+    ///
+    /// ```
+    /// assert_eq!(locked::Locker::memory().prefix(), "lock:");
+    /// ```
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// This locker's default options: start from them to change one setting.
+    ///
+    /// ```
+    /// let opts = locked::Locker::memory().options().ttl(std::time::Duration::from_secs(5));
+    /// assert_eq!(opts.timeout_value(), locked::DEFAULT_TIMEOUT);
+    /// ```
+    pub fn options(&self) -> LockOptions {
+        self.inner.defaults
+    }
+
+    /// The key as stored: prefix + key, unless the key already starts with the prefix.
+    ///
+    /// # Errors
+    /// [`LockError::InvalidKey`] when the key is empty or the result is over 1 KiB.
+    ///
+    /// ```
+    /// let locker = locked::Locker::memory();
+    /// assert_eq!(locker.full_key("my-task").unwrap(), "lock:my-task");
+    /// assert_eq!(locker.full_key(&locked::resource_key("order", 1)).unwrap(), "lock:order:1");
+    /// assert!(locker.full_key("").is_err());
+    /// ```
+    pub fn full_key(&self, key: &str) -> Result<String, LockError> {
+        full_key(&self.inner.prefix, key)
+    }
+
+    /// Runs `f` under the lock: waits up to `timeout` for it, runs, releases.
+    ///
+    /// The lock is released on every exit: return, `?`, a panic in `f`, and the caller
+    /// dropping this future. With renewal on (the default) it is extended every `ttl/3`
+    /// while `f` runs; if it is lost anyway, `f` is stopped at its next `.await` and the
+    /// call returns [`LockError::Lost`].
+    ///
+    /// # Errors
+    /// [`LockError::Timeout`] (message contains `Unable to acquire lock`) when the lock
+    /// stayed held; [`LockError::Backend`] when the store failed until the deadline;
+    /// [`LockError::Lost`]; [`LockError::InvalidKey`]; [`LockError::Nested`] when this task
+    /// already holds the key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// use std::time::Duration;
+    /// let locker = locked::Locker::memory();
+    /// let opts = locker.options().ttl(Duration::from_secs(60)).timeout(Duration::from_secs(10));
+    /// let paid = locker.run("payment:123", opts, || async { "paid" }).await?;
+    /// assert_eq!(paid, "paid");
+    /// # Ok(()) }
+    /// ```
+    pub async fn run<F, Fut, T>(&self, key: &str, opts: LockOptions, f: F) -> Result<T, LockError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let guard = self.lock(key, &opts, true, "Locker::run").await?;
+        renew::hold(guard, &opts, f()).await
+    }
+
+    /// Runs `f` under the lock if it is free now; `Ok(None)` at once if it is held.
+    ///
+    /// # Errors
+    /// As [`Locker::run`], but never [`LockError::Timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// let locker = locked::Locker::memory();
+    /// let held = locker.acquire("cron:daily-report", locker.options()).await?;
+    /// let ran = locker.try_run("cron:daily-report", locker.options(), || async { 1 }).await?;
+    /// assert_eq!(ran, None);
+    /// held.release().await?;
+    /// let ran = locker.try_run("cron:daily-report", locker.options(), || async { 1 }).await?;
+    /// assert_eq!(ran, Some(1));
+    /// # Ok(()) }
+    /// ```
+    pub async fn try_run<F, Fut, T>(
+        &self,
+        key: &str,
+        opts: LockOptions,
+        f: F,
+    ) -> Result<Option<T>, LockError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        match self.lock(key, &opts, false, "Locker::try_run").await {
+            Ok(guard) => renew::hold(guard, &opts, f()).await.map(Some),
+            Err(LockError::Busy { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits up to `timeout` for the lock and returns a guard that holds it.
+    ///
+    /// The guard does not renew the lock: it lives `ttl` unless [`LockGuard::extend`]ed.
+    /// Release it with [`LockGuard::release`]; a dropped guard is released in the
+    /// background.
+    ///
+    /// # Errors
+    /// As [`Locker::run`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// let locker = locked::Locker::memory();
+    /// let guard = locker.acquire("inventory:42", locker.options()).await?;
+    /// assert_eq!(guard.key(), "lock:inventory:42");
+    /// assert!(locker.is_locked("inventory:42").await?);
+    /// guard.release().await?;
+    /// assert!(!locker.is_locked("inventory:42").await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn acquire(&self, key: &str, opts: LockOptions) -> Result<LockGuard, LockError> {
+        self.lock(key, &opts, true, "Locker::acquire").await
+    }
+
+    /// Takes the lock if it is free now; `Ok(None)` at once if it is held.
+    ///
+    /// # Errors
+    /// As [`Locker::acquire`], but never [`LockError::Timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// let locker = locked::Locker::memory();
+    /// let first = locker.try_acquire("job", locker.options()).await?;
+    /// assert!(first.is_some());
+    /// assert!(locker.try_acquire("job", locker.options()).await?.is_none());
+    /// # Ok(()) }
+    /// ```
+    pub async fn try_acquire(
+        &self,
+        key: &str,
+        opts: LockOptions,
+    ) -> Result<Option<LockGuard>, LockError> {
+        match self.lock(key, &opts, false, "Locker::try_acquire").await {
+            Ok(guard) => Ok(Some(guard)),
+            Err(LockError::Busy { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether anyone holds the lock now.
+    ///
+    /// # Errors
+    /// [`LockError::InvalidKey`], [`LockError::Backend`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// let locker = locked::Locker::memory();
+    /// assert!(!locker.is_locked("my-task").await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn is_locked(&self, key: &str) -> Result<bool, LockError> {
+        let key = self.full_key(key)?;
+        self.call(&key, TRY_MODE_CALL_LIMIT, self.inner.store.exists(&key))
+            .await
+    }
+
+    /// Deletes the lock whoever holds it, and logs a warning. Use with care: the holder's
+    /// body may still be running (with renewal on, it is stopped with [`LockError::Lost`]
+    /// at its next renewal).
+    ///
+    /// Returns whether there was a lock to delete.
+    ///
+    /// # Errors
+    /// [`LockError::InvalidKey`], [`LockError::Backend`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// let locker = locked::Locker::memory();
+    /// let stuck = locker.acquire("stuck-task", locker.options()).await?;
+    /// assert!(locker.force_release("stuck-task").await?);
+    /// assert!(!locker.is_locked("stuck-task").await?);
+    /// # drop(stuck);
+    /// # Ok(()) }
+    /// ```
+    pub async fn force_release(&self, key: &str) -> Result<bool, LockError> {
+        let key = self.full_key(key)?;
+        let existed = self
+            .call(
+                &key,
+                TRY_MODE_CALL_LIMIT,
+                self.inner.store.force_release(&key),
+            )
+            .await?;
+        telemetry::force_release(&key, existed);
+        Ok(existed)
+    }
+
+    /// One store call, bounded in time, its error tied to the key.
+    pub(crate) async fn call<T>(
+        &self,
+        key: &str,
+        limit: Duration,
+        op: impl Future<Output = Result<T, crate::error::BoxError>>,
+    ) -> Result<T, LockError> {
+        match tokio::time::timeout(limit, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(LockError::backend(key, e)),
+            Err(_) => Err(LockError::backend(
+                key,
+                format!("the store did not answer within {limit:?}"),
+            )),
+        }
+    }
+
+    /// Takes the lock: at once (`wait == false`) or retrying until `opts.timeout`.
+    pub(crate) async fn lock(
+        &self,
+        key: &str,
+        opts: &LockOptions,
+        wait: bool,
+        site: &'static str,
+    ) -> Result<LockGuard, LockError> {
+        let key = self.full_key(key)?;
+        if HoldContext::holds(&key) {
+            return Err(LockError::Nested { key });
+        }
+        let mode = if wait { "wait" } else { "try" };
+        let span = telemetry::lock_span(&key, mode, opts.ttl, opts.timeout, site);
+        self.lock_in(key, opts, wait, span.clone())
+            .instrument(span)
+            .await
+    }
+
+    async fn lock_in(
+        &self,
+        key: String,
+        opts: &LockOptions,
+        wait: bool,
+        span: tracing::Span,
+    ) -> Result<LockGuard, LockError> {
+        let token = new_token(&key)?;
+        let ttl_ms = opts.ttl_ms();
+        let start = Instant::now();
+        let deadline = start + opts.timeout;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let sent = Instant::now();
+            let limit = if wait {
+                deadline
+                    .saturating_duration_since(sent)
+                    .max(Duration::from_millis(50))
+            } else {
+                TRY_MODE_CALL_LIMIT
+            };
+            let attempt = self
+                .call(
+                    &key,
+                    limit,
+                    self.inner
+                        .store
+                        .try_acquire(&key, &token, ttl_ms, opts.fencing),
+                )
+                .await;
+            let failure = match attempt {
+                Ok(Attempt::Acquired { fence }) => {
+                    telemetry::acquired(opts.logging, &key, sent - start, attempts, fence);
+                    return Ok(LockGuard::new(
+                        self.clone(),
+                        key,
+                        token,
+                        fence,
+                        sent,
+                        *opts,
+                        span,
+                    ));
+                }
+                Ok(Attempt::Held) if !wait => {
+                    telemetry::busy(opts.logging, &key);
+                    return Err(LockError::Busy { key });
+                }
+                Ok(Attempt::Held) => None,
+                Err(e) => {
+                    // The SET may have landed although its answer did not: free it, in
+                    // the background, so a lost reply costs no one a whole ttl.
+                    self.release_in_background(None, key.clone(), token.clone());
+                    if !wait {
+                        return Err(e);
+                    }
+                    Some(e)
+                }
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(match failure {
+                    Some(backend) => backend,
+                    None => {
+                        telemetry::timeout(opts.logging, &key, now - start, attempts);
+                        LockError::Timeout {
+                            key,
+                            waited: now - start,
+                        }
+                    }
+                });
+            }
+            let pause = opts.retry_interval.max(Duration::from_millis(1));
+            tokio::time::sleep_until((now + pause).min(deadline)).await;
+        }
+    }
+
+    /// Releases `token`'s hold on `key` without waiting, on `runtime` or else the current
+    /// one. With no runtime at all, the lock expires after its ttl.
+    pub(crate) fn release_in_background(
+        &self,
+        runtime: Option<&tokio::runtime::Handle>,
+        key: String,
+        token: String,
+    ) {
+        let handle = runtime
+            .cloned()
+            .or_else(|| tokio::runtime::Handle::try_current().ok());
+        if let Some(handle) = handle {
+            let locker = self.clone();
+            handle.spawn(async move {
+                let _ = locker
+                    .call(
+                        &key,
+                        TRY_MODE_CALL_LIMIT,
+                        locker.inner.store.release(&key, &token),
+                    )
+                    .await;
+            });
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! [`LockOptions`] and their defaults, which are the original `LockService`'s.
+
+use std::time::Duration;
+
+/// Default lock lifetime: 30 s.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+/// Default longest wait for a held lock: 5 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default pause between attempts while waiting: 100 ms.
+pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How one lock is taken and held.
+///
+/// Built with [`Default`] and plain-named builder methods. Durations are rounded up to whole
+/// milliseconds (Redis `PX`), and a zero `ttl` is raised to 1 ms.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use locked::LockOptions;
+///
+/// let opts = LockOptions::default()
+///     .ttl(Duration::from_secs(60))
+///     .timeout(Duration::from_secs(10))
+///     .logging(false);
+/// assert_eq!(opts.ttl_value(), Duration::from_secs(60));
+/// assert_eq!(LockOptions::default().timeout_value(), Duration::from_secs(5));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockOptions {
+    pub(crate) ttl: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) retry_interval: Duration,
+    pub(crate) logging: bool,
+    pub(crate) renew: bool,
+    pub(crate) max_hold: Option<Duration>,
+    pub(crate) fencing: bool,
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        Self {
+            ttl: DEFAULT_TTL,
+            timeout: DEFAULT_TIMEOUT,
+            retry_interval: DEFAULT_RETRY_INTERVAL,
+            logging: true,
+            renew: true,
+            max_hold: None,
+            fencing: false,
+        }
+    }
+}
+
+impl LockOptions {
+    /// How long the lock lives in the store if its holder stops renewing it (crashes).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let opts = locked::LockOptions::default().ttl(Duration::from_secs(10));
+    /// assert_eq!(opts.ttl_value(), Duration::from_secs(10));
+    /// ```
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long `run`/`acquire` wait for a held lock before [`LockError::Timeout`](crate::LockError::Timeout).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let opts = locked::LockOptions::default().timeout(Duration::ZERO);
+    /// assert_eq!(opts.timeout_value(), Duration::ZERO);
+    /// ```
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The pause between attempts while waiting.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let opts = locked::LockOptions::default().retry_interval(Duration::from_millis(20));
+    /// assert_eq!(opts.retry_interval_value(), Duration::from_millis(20));
+    /// ```
+    #[must_use]
+    pub fn retry_interval(mut self, retry_interval: Duration) -> Self {
+        self.retry_interval = retry_interval;
+        self
+    }
+
+    /// Whether this call emits its DEBUG events (acquired, busy, timeout, released).
+    /// Warnings (lost, failed release) are always emitted.
+    ///
+    /// ```
+    /// let opts = locked::LockOptions::default().logging(false);
+    /// assert!(!opts.logging_value());
+    /// ```
+    #[must_use]
+    pub fn logging(mut self, logging: bool) -> Self {
+        self.logging = logging;
+        self
+    }
+
+    /// Whether a watchdog extends the lock every `ttl/3` while the body runs (default on).
+    ///
+    /// ```
+    /// let opts = locked::LockOptions::default().renew(false);
+    /// assert!(!opts.renew_value());
+    /// ```
+    #[must_use]
+    pub fn renew(mut self, renew: bool) -> Self {
+        self.renew = renew;
+        self
+    }
+
+    /// The longest time renewal may keep the lock; past it the body is stopped with
+    /// [`LockError::Lost`](crate::LockError::Lost). Unbounded by default.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let opts = locked::LockOptions::default().max_hold(Duration::from_secs(300));
+    /// assert_eq!(opts.max_hold_value(), Some(Duration::from_secs(300)));
+    /// ```
+    #[must_use]
+    pub fn max_hold(mut self, max_hold: Duration) -> Self {
+        self.max_hold = Some(max_hold);
+        self
+    }
+
+    /// Whether the acquisition gets a fencing token (off by default: it costs store work).
+    ///
+    /// ```
+    /// let opts = locked::LockOptions::default().fencing(true);
+    /// assert!(opts.fencing_value());
+    /// ```
+    #[must_use]
+    pub fn fencing(mut self, fencing: bool) -> Self {
+        self.fencing = fencing;
+        self
+    }
+
+    /// The lock's time to live.
+    ///
+    /// ```
+    /// assert_eq!(locked::LockOptions::default().ttl_value(), locked::DEFAULT_TTL);
+    /// ```
+    pub fn ttl_value(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The longest wait.
+    ///
+    /// ```
+    /// assert_eq!(locked::LockOptions::default().timeout_value(), locked::DEFAULT_TIMEOUT);
+    /// ```
+    pub fn timeout_value(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The pause between attempts.
+    ///
+    /// ```
+    /// assert_eq!(
+    ///     locked::LockOptions::default().retry_interval_value(),
+    ///     locked::DEFAULT_RETRY_INTERVAL
+    /// );
+    /// ```
+    pub fn retry_interval_value(&self) -> Duration {
+        self.retry_interval
+    }
+
+    /// Whether per-call DEBUG events are on.
+    ///
+    /// ```
+    /// assert!(locked::LockOptions::default().logging_value());
+    /// ```
+    pub fn logging_value(&self) -> bool {
+        self.logging
+    }
+
+    /// Whether renewal is on.
+    ///
+    /// ```
+    /// assert!(locked::LockOptions::default().renew_value());
+    /// ```
+    pub fn renew_value(&self) -> bool {
+        self.renew
+    }
+
+    /// The bound on renewal, if any.
+    ///
+    /// ```
+    /// assert_eq!(locked::LockOptions::default().max_hold_value(), None);
+    /// ```
+    pub fn max_hold_value(&self) -> Option<Duration> {
+        self.max_hold
+    }
+
+    /// Whether a fencing token is asked for.
+    ///
+    /// ```
+    /// assert!(!locked::LockOptions::default().fencing_value());
+    /// ```
+    pub fn fencing_value(&self) -> bool {
+        self.fencing
+    }
+
+    /// The ttl in whole milliseconds, at least 1 (what Redis `PX` takes).
+    pub(crate) fn ttl_ms(&self) -> u64 {
+        duration_ms(self.ttl).max(1)
+    }
+}
+
+/// Whole milliseconds, rounded up, saturating.
+pub(crate) fn duration_ms(d: Duration) -> u64 {
+    let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_ms_rounds_up_partial_milliseconds() {
+        assert_eq!(duration_ms(Duration::from_micros(1500)), 2);
+        assert_eq!(duration_ms(Duration::from_millis(7)), 7);
+        assert_eq!(duration_ms(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn ttl_ms_zero_ttl_is_one_millisecond() {
+        assert_eq!(LockOptions::default().ttl(Duration::ZERO).ttl_ms(), 1);
+    }
+}

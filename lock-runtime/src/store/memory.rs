@@ -1,0 +1,185 @@
+//! `MemoryStore`: locks in this process only, for tests, examples and single-process apps.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Attempt;
+
+struct Entry {
+    token: String,
+    expires: Instant,
+}
+
+struct State {
+    entries: HashMap<String, Entry>,
+    /// One counter for every key: strictly increasing per key, and no memory per key.
+    fence: u64,
+    /// Expired entries are swept when the map grows past this.
+    sweep_at: usize,
+}
+
+/// Locks held in a map in this process. Time is tokio's, so paused test time drives expiry.
+pub(crate) struct MemoryStore {
+    state: Mutex<State>,
+}
+
+const MIN_SWEEP: usize = 64;
+
+impl MemoryStore {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: Mutex::new(State {
+                entries: HashMap::new(),
+                fence: 0,
+                sweep_at: MIN_SWEEP,
+            }),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State, Instant) -> R) -> R {
+        // A panic while the lock was held cannot leave the map half-written (every
+        // mutation is one insert or remove), so a poisoned mutex is safe to reuse.
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut state, Instant::now())
+    }
+
+    pub(crate) fn try_acquire(
+        &self,
+        key: &str,
+        token: &str,
+        ttl_ms: u64,
+        fencing: bool,
+    ) -> Attempt {
+        self.with(|s, now| {
+            if let Some(e) = s.entries.get(key) {
+                if e.expires > now {
+                    return Attempt::Held;
+                }
+            }
+            if s.entries.len() >= s.sweep_at {
+                s.entries.retain(|_, e| e.expires > now);
+                s.sweep_at = (s.entries.len() * 2).max(MIN_SWEEP);
+            }
+            s.entries.insert(
+                key.to_owned(),
+                Entry {
+                    token: token.to_owned(),
+                    expires: now + Duration::from_millis(ttl_ms),
+                },
+            );
+            let fence = fencing.then(|| {
+                s.fence += 1;
+                s.fence
+            });
+            Attempt::Acquired { fence }
+        })
+    }
+
+    pub(crate) fn release(&self, key: &str, token: &str) -> bool {
+        self.with(|s, now| match s.entries.get(key) {
+            Some(e) if e.token == token => {
+                let live = e.expires > now;
+                s.entries.remove(key);
+                live
+            }
+            _ => false,
+        })
+    }
+
+    pub(crate) fn extend(&self, key: &str, token: &str, ttl_ms: u64) -> bool {
+        self.with(|s, now| match s.entries.get_mut(key) {
+            Some(e) if e.token == token && e.expires > now => {
+                e.expires = now + Duration::from_millis(ttl_ms);
+                true
+            }
+            _ => false,
+        })
+    }
+
+    pub(crate) fn remaining(&self, key: &str, token: &str) -> Option<Duration> {
+        self.with(|s, now| match s.entries.get(key) {
+            Some(e) if e.token == token && e.expires > now => Some(e.expires - now),
+            _ => None,
+        })
+    }
+
+    pub(crate) fn exists(&self, key: &str) -> bool {
+        self.with(|s, now| s.entries.get(key).is_some_and(|e| e.expires > now))
+    }
+
+    pub(crate) fn force_release(&self, key: &str) -> bool {
+        self.with(|s, now| s.entries.remove(key).is_some_and(|e| e.expires > now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn try_acquire_held_key_is_refused_until_expiry() {
+        let store = MemoryStore::new();
+        assert_eq!(
+            store.try_acquire("k", "a", 100, false),
+            Attempt::Acquired { fence: None }
+        );
+        assert_eq!(store.try_acquire("k", "b", 100, false), Attempt::Held);
+        tokio::time::advance(Duration::from_millis(101)).await;
+        assert_eq!(
+            store.try_acquire("k", "b", 100, false),
+            Attempt::Acquired { fence: None }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn release_with_foreign_token_keeps_lock() {
+        let store = MemoryStore::new();
+        store.try_acquire("k", "a", 1000, false);
+        assert!(!store.release("k", "b"));
+        assert!(!store.extend("k", "b", 5000));
+        assert!(store.exists("k"));
+        assert!(store.release("k", "a"));
+        assert!(!store.exists("k"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn extend_keeps_lock_past_first_ttl() {
+        let store = MemoryStore::new();
+        store.try_acquire("k", "a", 100, false);
+        tokio::time::advance(Duration::from_millis(80)).await;
+        assert!(store.extend("k", "a", 100));
+        tokio::time::advance(Duration::from_millis(80)).await;
+        assert!(store.exists("k"));
+        assert_eq!(store.remaining("k", "a"), Some(Duration::from_millis(20)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fencing_tokens_strictly_increase() {
+        let store = MemoryStore::new();
+        let mut last = 0;
+        for i in 0..100 {
+            let Attempt::Acquired { fence: Some(f) } =
+                store.try_acquire("k", &i.to_string(), 1, true)
+            else {
+                panic!("not acquired")
+            };
+            assert!(f > last);
+            last = f;
+            tokio::time::advance(Duration::from_millis(2)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sweep_removes_expired_one_off_keys() {
+        let store = MemoryStore::new();
+        for i in 0..1000 {
+            store.try_acquire(&format!("k{i}"), "t", 1, false);
+            tokio::time::advance(Duration::from_millis(2)).await;
+        }
+        let len = store.with(|s, _| s.entries.len());
+        assert!(len <= MIN_SWEEP, "{len} entries kept");
+    }
+}

@@ -1,0 +1,184 @@
+//! `RedisStore`: locks in one Redis server, through a self-reconnecting `ConnectionManager`.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+use tokio::sync::OnceCell;
+
+use super::Attempt;
+use crate::error::BoxError;
+use crate::url::RedactedUrl;
+
+/// How long one connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one command may take before the connection is considered broken.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a fence counter outlives the lock's ttl (see `acquire_fenced.lua`).
+const FENCE_RETENTION_MS: u64 = 60_000;
+
+/// One Redis server. The connection is opened on first use, so constructing the store does
+/// no I/O and needs no runtime.
+pub(crate) struct RedisStore {
+    client: Client,
+    url: RedactedUrl,
+    conn: OnceCell<ConnectionManager>,
+    release: Script,
+    extend: Script,
+    remaining: Script,
+    acquire_fenced: Script,
+}
+
+impl RedisStore {
+    /// Parses the URL (no I/O).
+    pub(crate) fn open(url: &str) -> Result<Self, redis::RedisError> {
+        Ok(Self {
+            client: Client::open(url)?,
+            url: RedactedUrl::new(url),
+            conn: OnceCell::new(),
+            release: Script::new(include_str!("scripts/release.lua")),
+            extend: Script::new(include_str!("scripts/extend.lua")),
+            remaining: Script::new(include_str!("scripts/remaining.lua")),
+            acquire_fenced: Script::new(include_str!("scripts/acquire_fenced.lua")),
+        })
+    }
+
+    pub(crate) fn url(&self) -> &RedactedUrl {
+        &self.url
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, BoxError> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_millis(500));
+                ConnectionManager::new_with_config(self.client.clone(), config).await
+            })
+            .await
+            .map_err(|e| self.wrap(e))?;
+        Ok(conn.clone())
+    }
+
+    fn wrap(&self, e: redis::RedisError) -> BoxError {
+        format!("redis at {}: {e}", self.url).into()
+    }
+
+    pub(crate) async fn try_acquire(
+        &self,
+        key: &str,
+        token: &str,
+        ttl_ms: u64,
+        fencing: bool,
+    ) -> Result<Attempt, BoxError> {
+        let mut conn = self.conn().await?;
+        if fencing {
+            let fence: Option<u64> = self
+                .acquire_fenced
+                .key(key)
+                .key(fence_key(key))
+                .arg(token)
+                .arg(ttl_ms)
+                .arg(ttl_ms.saturating_add(FENCE_RETENTION_MS))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.wrap(e))?;
+            return Ok(match fence {
+                Some(f) => Attempt::Acquired { fence: Some(f) },
+                None => Attempt::Held,
+            });
+        }
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.wrap(e))?;
+        Ok(match set {
+            Some(_) => Attempt::Acquired { fence: None },
+            None => Attempt::Held,
+        })
+    }
+
+    async fn owned_op(
+        &self,
+        script: &Script,
+        key: &str,
+        token: &str,
+        arg: Option<u64>,
+    ) -> Result<i64, BoxError> {
+        let mut conn = self.conn().await?;
+        let mut call = script.key(key);
+        call.arg(token);
+        if let Some(arg) = arg {
+            call.arg(arg);
+        }
+        call.invoke_async(&mut conn).await.map_err(|e| self.wrap(e))
+    }
+
+    pub(crate) async fn release(&self, key: &str, token: &str) -> Result<bool, BoxError> {
+        Ok(self.owned_op(&self.release, key, token, None).await? == 1)
+    }
+
+    pub(crate) async fn extend(
+        &self,
+        key: &str,
+        token: &str,
+        ttl_ms: u64,
+    ) -> Result<bool, BoxError> {
+        Ok(self
+            .owned_op(&self.extend, key, token, Some(ttl_ms))
+            .await?
+            == 1)
+    }
+
+    pub(crate) async fn remaining(
+        &self,
+        key: &str,
+        token: &str,
+    ) -> Result<Option<Duration>, BoxError> {
+        let pttl = self.owned_op(&self.remaining, key, token, None).await?;
+        Ok(u64::try_from(pttl).ok().map(Duration::from_millis))
+    }
+
+    pub(crate) async fn exists(&self, key: &str) -> Result<bool, BoxError> {
+        let mut conn = self.conn().await?;
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.wrap(e))?;
+        Ok(n == 1)
+    }
+
+    pub(crate) async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
+        let mut conn = self.conn().await?;
+        let n: i64 = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.wrap(e))?;
+        Ok(n == 1)
+    }
+}
+
+/// The fence counter of a lock key: hashed to the key's slot, and outside `KEYS "lock:*"`.
+pub(crate) fn fence_key(key: &str) -> String {
+    format!("{{{key}}}:fence")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fence_key_uses_lock_key_as_hash_tag() {
+        assert_eq!(fence_key("lock:order:1"), "{lock:order:1}:fence");
+    }
+}

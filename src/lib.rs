@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub use lock_runtime::{
+    DEFAULT_PREFIX, DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_TTL, LOCK_PREFIX,
+    LOCK_REDIS_URL, LOCK_STORE, LockError, LockGuard, LockOptions, Locker, LockerBuilder,
+    MAX_KEY_LEN, REDIS_URL, TRACING_TARGET, fencing_token, global, init, operation_key,
+    resource_key,
+};
+
+#[doc(inline)]
+pub use lock_macros::locked;
+
+#[doc(hidden)]
+pub use lock_runtime::__private;
