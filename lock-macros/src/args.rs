@@ -1,0 +1,321 @@
+//! `LockedArgs`: the arguments of `#[locked(...)]`, parsed with their spans.
+
+use proc_macro2::Span;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, Lit, LitBool, LitStr, Meta, Path, Token};
+
+use crate::duration;
+
+/// Every argument name, in the order the docs list them.
+const NAMES: &[&str] = &[
+    "key",
+    "keys",
+    "ttl",
+    "timeout",
+    "retry_interval",
+    "max_hold",
+    "try_lock",
+    "mode",
+    "fallback",
+    "locker",
+    "logging",
+    "renew",
+    "fencing",
+    "crate",
+];
+
+/// A duration argument: its value in ms and the literal, for spans.
+pub(crate) struct Millis {
+    pub(crate) ms: u64,
+}
+
+/// The parsed `#[locked(...)]` arguments.
+#[derive(Default)]
+pub(crate) struct LockedArgs {
+    pub(crate) key: Option<LitStr>,
+    pub(crate) keys: Option<(Span, Vec<LitStr>)>,
+    pub(crate) ttl: Option<Millis>,
+    pub(crate) timeout: Option<Millis>,
+    pub(crate) retry_interval: Option<Millis>,
+    pub(crate) max_hold: Option<Millis>,
+    pub(crate) try_mode: bool,
+    pub(crate) fallback: Option<Path>,
+    pub(crate) locker: Option<Expr>,
+    pub(crate) logging: Option<bool>,
+    pub(crate) renew: Option<bool>,
+    pub(crate) fencing: Option<bool>,
+    pub(crate) krate: Option<Path>,
+}
+
+impl Parse for LockedArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let metas = Punctuated::<Meta, Token![,]>::parse_terminated(input)?;
+        let mut args = LockedArgs::default();
+        let mut seen: Vec<String> = Vec::new();
+        let mut errors: Vec<syn::Error> = Vec::new();
+        let mut push = |e: syn::Error| errors.push(e);
+        for meta in metas {
+            let path = meta.path();
+            let name = path
+                .get_ident()
+                .map(ToString::to_string)
+                .or_else(|| (path.segments.len() == 1).then(|| path.segments[0].ident.to_string()))
+                .unwrap_or_else(|| quote::quote!(#path).to_string().replace(' ', ""));
+            if let Some(prev) = seen.iter().find(|n| slot(n) == slot(&name)) {
+                let msg = if *prev == name {
+                    format!("`{name}` set multiple times; keep one")
+                } else {
+                    "`try_lock` and `mode` both set the mode; keep one".to_owned()
+                };
+                push(syn::Error::new(path.span(), msg));
+                continue;
+            }
+            seen.push(name.clone());
+            if let Err(e) = args.apply(&name, &meta) {
+                push(e);
+            }
+        }
+        if let (Some(_), Some((keys_span, _))) = (&args.key, &args.keys) {
+            errors.push(syn::Error::new(
+                *keys_span,
+                "`key` and `keys` cannot both be set; put every key in `keys = [...]`",
+            ));
+        }
+        if args.key.is_none() && args.keys.is_none() && errors.is_empty() {
+            errors.push(syn::Error::new(
+                Span::call_site(),
+                "missing `key`: write `#[locked(key = \"order:{id}\")]`, with `{param}` for arguments",
+            ));
+        }
+        match crate::combine(errors) {
+            Some(e) => Err(e),
+            None => Ok(args),
+        }
+    }
+}
+
+/// Arguments that set the same thing share a slot.
+fn slot(name: &str) -> &str {
+    if name == "mode" { "try_lock" } else { name }
+}
+
+impl LockedArgs {
+    fn apply(&mut self, name: &str, meta: &Meta) -> syn::Result<()> {
+        match name {
+            "key" => self.key = Some(string(name, meta)?),
+            "keys" => self.keys = Some(key_list(meta)?),
+            "ttl" => self.ttl = Some(millis(name, meta)?),
+            "timeout" => self.timeout = Some(millis(name, meta)?),
+            "retry_interval" => self.retry_interval = Some(millis(name, meta)?),
+            "max_hold" => self.max_hold = Some(millis(name, meta)?),
+            "try_lock" => {
+                flag(name, meta)?;
+                self.try_mode = true;
+            }
+            "mode" => {
+                let lit = string(name, meta)?;
+                self.try_mode = match lit.value().as_str() {
+                    "try" => true,
+                    "wait" => false,
+                    other => {
+                        return Err(syn::Error::new(
+                            lit.span(),
+                            format!("unknown `mode` {other:?}; expected \"wait\" (the default) or \"try\""),
+                        ));
+                    }
+                };
+            }
+            "fallback" => self.fallback = Some(path_value(name, meta, "fallback = other_fn")?),
+            "locker" => self.locker = Some(value(name, meta, "locker = MY_LOCKER")?.clone()),
+            "logging" => self.logging = Some(boolean(name, meta)?),
+            "renew" => self.renew = Some(boolean(name, meta)?),
+            "fencing" => {
+                self.fencing = Some(match meta {
+                    Meta::Path(_) => true,
+                    _ => boolean(name, meta)?,
+                })
+            }
+            "crate" => {
+                let lit = string(name, meta)?;
+                self.krate = Some(lit.parse::<Path>().map_err(|_| {
+                    syn::Error::new(
+                        lit.span(),
+                        format!("`crate` must be a path, e.g. `crate = \"::locked\"`, found {:?}", lit.value()),
+                    )
+                })?);
+            }
+            _ => return Err(unknown(name, meta)),
+        }
+        Ok(())
+    }
+}
+
+fn unknown(name: &str, meta: &Meta) -> syn::Error {
+    let list: Vec<String> = NAMES.iter().map(|n| format!("`{n}`")).collect();
+    let mut msg = format!("unknown argument `{name}`; expected one of {}", list.join(", "));
+    let renamed = match name {
+        "try" | "trylock" | "try_mode" | "nowait" => Some("try_lock"),
+        "expire" | "expiry" | "lease" => Some("ttl"),
+        "wait" | "wait_timeout" => Some("timeout"),
+        "retry" | "retry_delay" => Some("retry_interval"),
+        _ => None,
+    };
+    let near = renamed.or_else(|| crate::suggest::closest(name, NAMES.iter().copied()));
+    if let Some(near) = near {
+        msg = format!("unknown argument `{name}`; did you mean `{near}`? expected one of {}", list.join(", "));
+    }
+    syn::Error::new(meta.path().span(), msg)
+}
+
+fn value<'a>(name: &str, meta: &'a Meta, example: &str) -> syn::Result<&'a Expr> {
+    match meta {
+        Meta::NameValue(nv) => Ok(&nv.value),
+        _ => Err(syn::Error::new(meta.span(), format!("`{name}` takes a value: write `{example}`"))),
+    }
+}
+
+fn string(name: &str, meta: &Meta) -> syn::Result<LitStr> {
+    let example = match name {
+        "key" => "key = \"order:{id}\"".to_owned(),
+        "mode" => "mode = \"try\"".to_owned(),
+        "crate" => "crate = \"::locked\"".to_owned(),
+        _ => format!("{name} = \"30s\""),
+    };
+    match value(name, meta, &example)? {
+        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Ok(s.clone()),
+        other => Err(syn::Error::new(
+            other.span(),
+            format!("`{name}` takes a string literal: write `{example}`"),
+        )),
+    }
+}
+
+fn millis(name: &str, meta: &Meta) -> syn::Result<Millis> {
+    let lit = string(name, meta)?;
+    Ok(Millis {
+        ms: duration::parse_ms(name, &lit)?,
+    })
+}
+
+fn boolean(name: &str, meta: &Meta) -> syn::Result<bool> {
+    let example = format!("{name} = false");
+    match value(name, meta, &example)? {
+        Expr::Lit(ExprLit { lit: Lit::Bool(LitBool { value, .. }), .. }) => Ok(*value),
+        other => Err(syn::Error::new(
+            other.span(),
+            format!("`{name}` takes `true` or `false`: write `{example}`"),
+        )),
+    }
+}
+
+fn flag(name: &str, meta: &Meta) -> syn::Result<()> {
+    match meta {
+        Meta::Path(_) => Ok(()),
+        _ => Err(syn::Error::new(
+            meta.span(),
+            format!("`{name}` takes no value: write `{name}` alone"),
+        )),
+    }
+}
+
+fn path_value(name: &str, meta: &Meta, example: &str) -> syn::Result<Path> {
+    match value(name, meta, example)? {
+        Expr::Path(p) if p.qself.is_none() => Ok(p.path.clone()),
+        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Err(syn::Error::new(
+            s.span(),
+            format!("`{name}` takes a path, not a string: write `{example}`"),
+        )),
+        other => Err(syn::Error::new(
+            other.span(),
+            format!("`{name}` takes a path: write `{example}`"),
+        )),
+    }
+}
+
+fn key_list(meta: &Meta) -> syn::Result<(Span, Vec<LitStr>)> {
+    const EXAMPLE: &str = "keys = [\"account:{from}\", \"account:{to}\"]";
+    let span = meta.path().span();
+    match value("keys", meta, EXAMPLE)? {
+        Expr::Array(arr) if !arr.elems.is_empty() => arr
+            .elems
+            .iter()
+            .map(|e| match e {
+                Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Ok(s.clone()),
+                other => Err(syn::Error::new(
+                    other.span(),
+                    format!("each of `keys` is a string literal: write `{EXAMPLE}`"),
+                )),
+            })
+            .collect::<syn::Result<Vec<_>>>()
+            .map(|keys| (span, keys)),
+        other => Err(syn::Error::new(
+            other.span(),
+            format!("`keys` takes a non-empty list of string literals: write `{EXAMPLE}`"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(tokens: proc_macro2::TokenStream) -> String {
+        syn::parse2::<LockedArgs>(tokens).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parse_full_argument_list() {
+        let args: LockedArgs = syn::parse_quote!(
+            key = "order:{id}", ttl = "30s", timeout = "5s", retry_interval = "50ms",
+            try_lock, fallback = skip, locker = LOCKER, logging = false, renew = false,
+            fencing, max_hold = "1h", crate = "::my_locked"
+        );
+        assert_eq!(args.ttl.map(|m| m.ms), Some(30_000));
+        assert!(args.try_mode);
+        assert_eq!(args.logging, Some(false));
+        assert_eq!(args.fencing, Some(true));
+        assert!(args.krate.is_some());
+    }
+
+    #[test]
+    fn parse_unknown_argument_suggests_and_lists() {
+        let msg = err(quote::quote!(key = "a", tll = "1s"));
+        assert!(msg.starts_with("unknown argument `tll`; did you mean `ttl`? expected one of `key`"), "{msg}");
+    }
+
+    #[test]
+    fn parse_duplicate_argument_is_error() {
+        assert_eq!(err(quote::quote!(key = "a", ttl = "1s", ttl = "2s")), "`ttl` set multiple times; keep one");
+    }
+
+    #[test]
+    fn parse_missing_key_is_error() {
+        assert!(err(quote::quote!(ttl = "1s")).starts_with("missing `key`"));
+    }
+
+    #[test]
+    fn parse_mode_and_try_lock_conflict() {
+        assert_eq!(
+            err(quote::quote!(key = "a", try_lock, mode = "try")),
+            "`try_lock` and `mode` both set the mode; keep one"
+        );
+    }
+
+    #[test]
+    fn parse_key_and_keys_conflict() {
+        assert!(err(quote::quote!(key = "a", keys = ["b"])).starts_with("`key` and `keys` cannot both be set"));
+    }
+
+    #[test]
+    fn parse_bad_values_explain_the_form() {
+        assert!(err(quote::quote!(key = 5)).contains("`key` takes a string literal"));
+        assert!(err(quote::quote!(key = "a", ttl = 30)).contains("`ttl` takes a string literal"));
+        assert!(err(quote::quote!(key = "a", fallback = "f")).contains("takes a path, not a string"));
+        assert!(err(quote::quote!(key = "a", logging = "no")).contains("`true` or `false`"));
+        assert!(err(quote::quote!(key = "a", try_lock = true)).contains("takes no value"));
+        assert!(err(quote::quote!(key = "a", mode = "spin")).contains("unknown `mode`"));
+        assert!(err(quote::quote!(key = "a", ttl = "0s")).contains("greater than zero"));
+    }
+}
