@@ -17,7 +17,7 @@ fn parse_text(name: &str, text: &str) -> Result<u64, String> {
     if d.is_zero() {
         return Err(format!("`{name}` must be greater than zero, found {text:?}; {HINT}"));
     }
-    if d.subsec_nanos() % 1_000_000 != 0 {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
         return Err(format!(
             "`{name}` {text:?} is not a whole number of milliseconds, which is what Redis counts in; {HINT}"
         ));

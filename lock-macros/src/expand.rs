@@ -141,7 +141,7 @@ fn generate(args: &LockedArgs, item: &ItemFn, keys: &[(LitStr, Template)], fallb
     } else {
         let r = format_ident!("__locked_ret", span = Span::mixed_site());
         quote_spanned!(ret_span=>
-            #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::needless_return)]
+            #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::needless_return, clippy::empty_loop)]
             if false {
                 let #r: #ret_ty = loop {};
                 return #r;

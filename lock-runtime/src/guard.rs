@@ -35,6 +35,9 @@ const CALL_LIMIT: Duration = Duration::from_secs(5);
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard {
     locker: Locker,
+    /// Every key held (one, or several for `keys = [...]`), sorted.
+    keys: Vec<String>,
+    /// The keys joined for messages and events.
     key: String,
     token: String,
     fence: Option<u64>,
@@ -49,7 +52,7 @@ impl fmt::Debug for LockGuard {
     // The token stays out of Debug: it is the only proof of ownership.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockGuard")
-            .field("key", &self.key)
+            .field("keys", &self.keys)
             .field("fencing_token", &self.fence)
             .field("held_ms", &duration_ms(self.acquired_at.elapsed()))
             .finish_non_exhaustive()
@@ -59,7 +62,7 @@ impl fmt::Debug for LockGuard {
 impl LockGuard {
     pub(crate) fn new(
         locker: Locker,
-        key: String,
+        keys: Vec<String>,
         token: String,
         fence: Option<u64>,
         acquired_at: Instant,
@@ -68,7 +71,8 @@ impl LockGuard {
     ) -> Self {
         Self {
             locker,
-            key,
+            key: keys.join(", "),
+            keys,
             token,
             fence,
             acquired_at,
@@ -79,7 +83,8 @@ impl LockGuard {
         }
     }
 
-    /// The full key, prefix included, e.g. `lock:order:123`.
+    /// The full key, prefix included, e.g. `lock:order:123` (for several keys, all of them
+    /// joined by `, `).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
@@ -90,6 +95,19 @@ impl LockGuard {
     /// ```
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Every key held, prefix included, in the order they were taken (sorted).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// let locker = locked::Locker::memory();
+    /// let guard = locker.acquire_all(&["account:2", "account:1"], locker.options()).await?;
+    /// assert_eq!(guard.keys(), ["lock:account:1", "lock:account:2"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn keys(&self) -> &[String] {
+        &self.keys
     }
 
     /// The fencing token, when the lock was taken with `fencing` on; `None` otherwise.
@@ -138,7 +156,7 @@ impl LockGuard {
             .call(
                 &self.key,
                 CALL_LIMIT,
-                store.extend(&self.key, &self.token, ttl_ms),
+                store.extend(&self.keys, &self.token, ttl_ms),
             )
             .await?
         {
@@ -169,7 +187,7 @@ impl LockGuard {
             .call(
                 &self.key,
                 CALL_LIMIT,
-                store.remaining(&self.key, &self.token),
+                store.remaining(&self.keys, &self.token),
             )
             .await?
         {
@@ -199,7 +217,7 @@ impl LockGuard {
         let held = self.acquired_at.elapsed();
         if self
             .locker
-            .call(&self.key, CALL_LIMIT, store.release(&self.key, &self.token))
+            .call(&self.key, CALL_LIMIT, store.release(&self.keys, &self.token))
             .await?
         {
             telemetry::released(self.opts.logging, &self.key, held);
@@ -236,7 +254,7 @@ impl LockGuard {
             .call(
                 &self.key,
                 limit,
-                store.extend(&self.key, &self.token, ttl_ms),
+                store.extend(&self.keys, &self.token, ttl_ms),
             )
             .await
     }
@@ -247,7 +265,7 @@ impl Drop for LockGuard {
         if !self.released {
             self.locker.release_in_background(
                 self.runtime.as_ref(),
-                std::mem::take(&mut self.key),
+                std::mem::take(&mut self.keys),
                 std::mem::take(&mut self.token),
             );
         }

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 #![warn(rustdoc::broken_intra_doc_links)]
+#![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(
     not(test),
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)

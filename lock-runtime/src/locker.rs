@@ -260,7 +260,7 @@ impl Locker {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let guard = self.lock(key, &opts, true, "Locker::run").await?;
+        let guard = self.lock(self.full_keys(&[key])?, &opts, true, "Locker::run").await?;
         renew::hold(guard, &opts, f()).await
     }
 
@@ -292,7 +292,7 @@ impl Locker {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        match self.lock(key, &opts, false, "Locker::try_run").await {
+        match self.lock(self.full_keys(&[key])?, &opts, false, "Locker::try_run").await {
             Ok(guard) => renew::hold(guard, &opts, f()).await.map(Some),
             Err(LockError::Busy { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -321,7 +321,7 @@ impl Locker {
     /// # Ok(()) }
     /// ```
     pub async fn acquire(&self, key: &str, opts: LockOptions) -> Result<LockGuard, LockError> {
-        self.lock(key, &opts, true, "Locker::acquire").await
+        self.lock(self.full_keys(&[key])?, &opts, true, "Locker::acquire").await
     }
 
     /// Takes the lock if it is free now; `Ok(None)` at once if it is held.
@@ -344,11 +344,60 @@ impl Locker {
         key: &str,
         opts: LockOptions,
     ) -> Result<Option<LockGuard>, LockError> {
-        match self.lock(key, &opts, false, "Locker::try_acquire").await {
+        match self.lock(self.full_keys(&[key])?, &opts, false, "Locker::try_acquire").await {
             Ok(guard) => Ok(Some(guard)),
             Err(LockError::Busy { .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Runs `f` holding every key in `keys`, taken all at once or not at all, so two
+    /// callers locking overlapping sets in any order never deadlock.
+    ///
+    /// On Redis the keys are taken by one atomic script (so on a Redis Cluster they must
+    /// share a hash slot). Renewal and release cover them all together.
+    ///
+    /// # Errors
+    /// As [`Locker::run`]; [`LockError::InvalidKey`] when `keys` is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// let locker = locked::Locker::memory();
+    /// let moved = locker
+    ///     .run_all(&["account:1", "account:2"], locker.options(), || async { 50 })
+    ///     .await?;
+    /// assert_eq!(moved, 50);
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_all<S, F, Fut, T>(&self, keys: &[S], opts: LockOptions, f: F) -> Result<T, LockError>
+    where
+        S: AsRef<str>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let guard = self.lock(self.full_keys(keys)?, &opts, true, "Locker::run_all").await?;
+        renew::hold(guard, &opts, f()).await
+    }
+
+    /// Waits up to `timeout` for every key in `keys`, taken all at once or not at all.
+    ///
+    /// # Errors
+    /// As [`Locker::run_all`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// let locker = locked::Locker::memory();
+    /// let both = locker.acquire_all(&["a", "b"], locker.options()).await?;
+    /// assert!(locker.try_acquire("b", locker.options()).await?.is_none());
+    /// both.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn acquire_all<S: AsRef<str>>(&self, keys: &[S], opts: LockOptions) -> Result<LockGuard, LockError> {
+        self.lock(self.full_keys(keys)?, &opts, true, "Locker::acquire_all").await
     }
 
     /// Whether anyone holds the lock now.
@@ -420,27 +469,43 @@ impl Locker {
         }
     }
 
-    /// Takes the lock: at once (`wait == false`) or retrying until `opts.timeout`.
+    /// The stored keys of `keys`, sorted and without duplicates.
+    pub(crate) fn full_keys<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<String>, LockError> {
+        let mut full = keys
+            .iter()
+            .map(|k| self.full_key(k.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if full.is_empty() {
+            return Err(LockError::InvalidKey {
+                key: String::new(),
+                reason: "no keys were given; lock at least one".to_owned(),
+            });
+        }
+        full.sort_unstable();
+        full.dedup();
+        Ok(full)
+    }
+
+    /// Takes the lock on every key: at once (`wait == false`) or retrying until `opts.timeout`.
     pub(crate) async fn lock(
         &self,
-        key: &str,
+        keys: Vec<String>,
         opts: &LockOptions,
         wait: bool,
         site: &'static str,
     ) -> Result<LockGuard, LockError> {
-        let key = self.full_key(key)?;
-        if HoldContext::holds(&key) {
-            return Err(LockError::Nested { key });
+        let key = keys.join(", ");
+        if let Some(held) = keys.iter().find(|k| HoldContext::holds(k)) {
+            return Err(LockError::Nested { key: held.clone() });
         }
         let mode = if wait { "wait" } else { "try" };
         let span = telemetry::lock_span(&key, mode, opts.ttl, opts.timeout, site);
-        self.lock_in(key, opts, wait, span.clone())
-            .instrument(span)
-            .await
+        self.lock_in(keys, key, opts, wait, span.clone()).instrument(span).await
     }
 
     async fn lock_in(
         &self,
+        keys: Vec<String>,
         key: String,
         opts: &LockOptions,
         wait: bool,
@@ -455,33 +520,17 @@ impl Locker {
             attempts += 1;
             let sent = Instant::now();
             let limit = if wait {
-                deadline
-                    .saturating_duration_since(sent)
-                    .max(Duration::from_millis(50))
+                deadline.saturating_duration_since(sent).max(Duration::from_millis(50))
             } else {
                 TRY_MODE_CALL_LIMIT
             };
             let attempt = self
-                .call(
-                    &key,
-                    limit,
-                    self.inner
-                        .store
-                        .try_acquire(&key, &token, ttl_ms, opts.fencing),
-                )
+                .call(&key, limit, self.inner.store.try_acquire(&keys, &token, ttl_ms, opts.fencing))
                 .await;
             let failure = match attempt {
                 Ok(Attempt::Acquired { fence }) => {
                     telemetry::acquired(opts.logging, &key, sent - start, attempts, fence);
-                    return Ok(LockGuard::new(
-                        self.clone(),
-                        key,
-                        token,
-                        fence,
-                        sent,
-                        *opts,
-                        span,
-                    ));
+                    return Ok(LockGuard::new(self.clone(), keys, token, fence, sent, *opts, span));
                 }
                 Ok(Attempt::Held) if !wait => {
                     telemetry::busy(opts.logging, &key);
@@ -491,7 +540,7 @@ impl Locker {
                 Err(e) => {
                     // The SET may have landed although its answer did not: free it, in
                     // the background, so a lost reply costs no one a whole ttl.
-                    self.release_in_background(None, key.clone(), token.clone());
+                    self.release_in_background(None, keys.clone(), token.clone());
                     if !wait {
                         return Err(e);
                     }
@@ -504,10 +553,7 @@ impl Locker {
                     Some(backend) => backend,
                     None => {
                         telemetry::timeout(opts.logging, &key, now - start, attempts);
-                        LockError::Timeout {
-                            key,
-                            waited: now - start,
-                        }
+                        LockError::Timeout { key, waited: now - start }
                     }
                 });
             }
@@ -516,12 +562,12 @@ impl Locker {
         }
     }
 
-    /// Releases `token`'s hold on `key` without waiting, on `runtime` or else the current
+    /// Releases `token`'s hold on `keys` without waiting, on `runtime` or else the current
     /// one. With no runtime at all, the lock expires after its ttl.
     pub(crate) fn release_in_background(
         &self,
         runtime: Option<&tokio::runtime::Handle>,
-        key: String,
+        keys: Vec<String>,
         token: String,
     ) {
         let handle = runtime
@@ -530,13 +576,9 @@ impl Locker {
         if let Some(handle) = handle {
             let locker = self.clone();
             handle.spawn(async move {
-                let _ = locker
-                    .call(
-                        &key,
-                        TRY_MODE_CALL_LIMIT,
-                        locker.inner.store.release(&key, &token),
-                    )
-                    .await;
+                let key = keys.join(", ");
+                let release = locker.inner.store.release(&keys, &token);
+                let _ = locker.call(&key, TRY_MODE_CALL_LIMIT, release).await;
             });
         }
     }

@@ -85,15 +85,23 @@ pub async fn acquire(
     locker: Option<&Locker>,
     key: Result<String, LockError>,
 ) -> Result<Held, LockError> {
-    let key = key?;
+    acquire_all(spec, locker, [key]).await
+}
+
+/// Takes every lock of a `keys = [...]` call, all or none.
+pub async fn acquire_all<const N: usize>(
+    spec: &'static Spec,
+    locker: Option<&Locker>,
+    keys: [Result<String, LockError>; N],
+) -> Result<Held, LockError> {
+    let keys = keys.into_iter().collect::<Result<Vec<_>, _>>()?;
     let locker = match locker {
         Some(l) => l,
         None => crate::global::global()?,
     };
     let opts = spec.options(locker.options());
-    let guard = locker
-        .lock(&key, &opts, spec.mode == Mode::Wait, spec.site)
-        .await?;
+    let keys = locker.full_keys(&keys)?;
+    let guard = locker.lock(keys, &opts, spec.mode == Mode::Wait, spec.site).await?;
     Ok(Held { guard, opts })
 }
 

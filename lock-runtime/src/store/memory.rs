@@ -46,30 +46,20 @@ impl MemoryStore {
         f(&mut state, Instant::now())
     }
 
-    pub(crate) fn try_acquire(
-        &self,
-        key: &str,
-        token: &str,
-        ttl_ms: u64,
-        fencing: bool,
-    ) -> Attempt {
+    /// Takes every key or none: all are checked and set under one mutex.
+    pub(crate) fn try_acquire(&self, keys: &[String], token: &str, ttl_ms: u64, fencing: bool) -> Attempt {
         self.with(|s, now| {
-            if let Some(e) = s.entries.get(key) {
-                if e.expires > now {
-                    return Attempt::Held;
-                }
+            if keys.iter().any(|k| s.entries.get(k).is_some_and(|e| e.expires > now)) {
+                return Attempt::Held;
             }
             if s.entries.len() >= s.sweep_at {
                 s.entries.retain(|_, e| e.expires > now);
                 s.sweep_at = (s.entries.len() * 2).max(MIN_SWEEP);
             }
-            s.entries.insert(
-                key.to_owned(),
-                Entry {
-                    token: token.to_owned(),
-                    expires: now + Duration::from_millis(ttl_ms),
-                },
-            );
+            let expires = now + Duration::from_millis(ttl_ms);
+            for key in keys {
+                s.entries.insert(key.clone(), Entry { token: token.to_owned(), expires });
+            }
             let fence = fencing.then(|| {
                 s.fence += 1;
                 s.fence
@@ -78,31 +68,48 @@ impl MemoryStore {
         })
     }
 
-    pub(crate) fn release(&self, key: &str, token: &str) -> bool {
-        self.with(|s, now| match s.entries.get(key) {
-            Some(e) if e.token == token => {
-                let live = e.expires > now;
-                s.entries.remove(key);
-                live
+    /// Deletes the keys `token` owns; true when it owned them all, unexpired.
+    pub(crate) fn release(&self, keys: &[String], token: &str) -> bool {
+        self.with(|s, now| {
+            let mut all = true;
+            for key in keys {
+                match s.entries.get(key) {
+                    Some(e) if e.token == token => {
+                        all &= e.expires > now;
+                        s.entries.remove(key);
+                    }
+                    _ => all = false,
+                }
             }
-            _ => false,
+            all
         })
     }
 
-    pub(crate) fn extend(&self, key: &str, token: &str, ttl_ms: u64) -> bool {
-        self.with(|s, now| match s.entries.get_mut(key) {
-            Some(e) if e.token == token && e.expires > now => {
-                e.expires = now + Duration::from_millis(ttl_ms);
-                true
+    fn owns_all(s: &State, keys: &[String], token: &str, now: Instant) -> bool {
+        keys.iter()
+            .all(|k| s.entries.get(k).is_some_and(|e| e.token == token && e.expires > now))
+    }
+
+    pub(crate) fn extend(&self, keys: &[String], token: &str, ttl_ms: u64) -> bool {
+        self.with(|s, now| {
+            if !Self::owns_all(s, keys, token, now) {
+                return false;
             }
-            _ => false,
+            for key in keys {
+                if let Some(e) = s.entries.get_mut(key) {
+                    e.expires = now + Duration::from_millis(ttl_ms);
+                }
+            }
+            true
         })
     }
 
-    pub(crate) fn remaining(&self, key: &str, token: &str) -> Option<Duration> {
-        self.with(|s, now| match s.entries.get(key) {
-            Some(e) if e.token == token && e.expires > now => Some(e.expires - now),
-            _ => None,
+    pub(crate) fn remaining(&self, keys: &[String], token: &str) -> Option<Duration> {
+        self.with(|s, now| {
+            if !Self::owns_all(s, keys, token, now) {
+                return None;
+            }
+            keys.iter().filter_map(|k| s.entries.get(k)).map(|e| e.expires - now).min()
         })
     }
 
@@ -119,17 +126,33 @@ impl MemoryStore {
 mod tests {
     use super::*;
 
+    fn k() -> [String; 1] {
+        ["k".to_owned()]
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn try_acquire_several_keys_is_all_or_nothing() {
+        let store = MemoryStore::new();
+        let ab = ["a".to_owned(), "b".to_owned()];
+        let bc = ["b".to_owned(), "c".to_owned()];
+        assert!(matches!(store.try_acquire(&ab, "t1", 1000, false), Attempt::Acquired { .. }));
+        assert_eq!(store.try_acquire(&bc, "t2", 1000, false), Attempt::Held);
+        assert!(!store.exists("c"), "a refused multi-key acquire must take nothing");
+        assert!(store.release(&ab, "t1"));
+        assert!(matches!(store.try_acquire(&bc, "t2", 1000, false), Attempt::Acquired { .. }));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn try_acquire_held_key_is_refused_until_expiry() {
         let store = MemoryStore::new();
         assert_eq!(
-            store.try_acquire("k", "a", 100, false),
+            store.try_acquire(&k(), "a", 100, false),
             Attempt::Acquired { fence: None }
         );
-        assert_eq!(store.try_acquire("k", "b", 100, false), Attempt::Held);
+        assert_eq!(store.try_acquire(&k(), "b", 100, false), Attempt::Held);
         tokio::time::advance(Duration::from_millis(101)).await;
         assert_eq!(
-            store.try_acquire("k", "b", 100, false),
+            store.try_acquire(&k(), "b", 100, false),
             Attempt::Acquired { fence: None }
         );
     }
@@ -137,23 +160,23 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn release_with_foreign_token_keeps_lock() {
         let store = MemoryStore::new();
-        store.try_acquire("k", "a", 1000, false);
-        assert!(!store.release("k", "b"));
-        assert!(!store.extend("k", "b", 5000));
+        store.try_acquire(&k(), "a", 1000, false);
+        assert!(!store.release(&k(), "b"));
+        assert!(!store.extend(&k(), "b", 5000));
         assert!(store.exists("k"));
-        assert!(store.release("k", "a"));
+        assert!(store.release(&k(), "a"));
         assert!(!store.exists("k"));
     }
 
     #[tokio::test(start_paused = true)]
     async fn extend_keeps_lock_past_first_ttl() {
         let store = MemoryStore::new();
-        store.try_acquire("k", "a", 100, false);
+        store.try_acquire(&k(), "a", 100, false);
         tokio::time::advance(Duration::from_millis(80)).await;
-        assert!(store.extend("k", "a", 100));
+        assert!(store.extend(&k(), "a", 100));
         tokio::time::advance(Duration::from_millis(80)).await;
         assert!(store.exists("k"));
-        assert_eq!(store.remaining("k", "a"), Some(Duration::from_millis(20)));
+        assert_eq!(store.remaining(&k(), "a"), Some(Duration::from_millis(20)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -162,7 +185,7 @@ mod tests {
         let mut last = 0;
         for i in 0..100 {
             let Attempt::Acquired { fence: Some(f) } =
-                store.try_acquire("k", &i.to_string(), 1, true)
+                store.try_acquire(&k(), &i.to_string(), 1, true)
             else {
                 panic!("not acquired")
             };
@@ -176,7 +199,7 @@ mod tests {
     async fn sweep_removes_expired_one_off_keys() {
         let store = MemoryStore::new();
         for i in 0..1000 {
-            store.try_acquire(&format!("k{i}"), "t", 1, false);
+            store.try_acquire(&[format!("k{i}")], "t", 1, false);
             tokio::time::advance(Duration::from_millis(2)).await;
         }
         let len = store.with(|s, _| s.entries.len());

@@ -19,7 +19,9 @@ pub(crate) enum Attempt {
     Held,
 }
 
-/// A lock store: memory (one process) or Redis (shared).
+/// A lock store: memory (one process) or Redis (shared). It lives once per `Locker`, in
+/// an `Arc`, so the variants' size difference costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Store {
     Memory(memory::MemoryStore),
     Redis(redis::RedisStore),
@@ -34,49 +36,41 @@ impl Store {
         }
     }
 
+    /// Takes every key in `keys` for `token`, or none of them.
     pub(crate) async fn try_acquire(
         &self,
-        key: &str,
+        keys: &[String],
         token: &str,
         ttl_ms: u64,
         fencing: bool,
     ) -> Result<Attempt, BoxError> {
         match self {
-            Store::Memory(s) => Ok(s.try_acquire(key, token, ttl_ms, fencing)),
-            Store::Redis(s) => s.try_acquire(key, token, ttl_ms, fencing).await,
+            Store::Memory(s) => Ok(s.try_acquire(keys, token, ttl_ms, fencing)),
+            Store::Redis(s) => s.try_acquire(keys, token, ttl_ms, fencing).await,
         }
     }
 
-    /// Deletes the key if `token` owns it; false when it did not.
-    pub(crate) async fn release(&self, key: &str, token: &str) -> Result<bool, BoxError> {
+    /// Deletes the keys `token` owns; false when it did not own them all.
+    pub(crate) async fn release(&self, keys: &[String], token: &str) -> Result<bool, BoxError> {
         match self {
-            Store::Memory(s) => Ok(s.release(key, token)),
-            Store::Redis(s) => s.release(key, token).await,
+            Store::Memory(s) => Ok(s.release(keys, token)),
+            Store::Redis(s) => s.release(keys, token).await,
         }
     }
 
-    /// Resets the key's expiry to `ttl_ms` if `token` owns it; false when it did not.
-    pub(crate) async fn extend(
-        &self,
-        key: &str,
-        token: &str,
-        ttl_ms: u64,
-    ) -> Result<bool, BoxError> {
+    /// Resets the keys' expiry to `ttl_ms` if `token` owns them all; false otherwise.
+    pub(crate) async fn extend(&self, keys: &[String], token: &str, ttl_ms: u64) -> Result<bool, BoxError> {
         match self {
-            Store::Memory(s) => Ok(s.extend(key, token, ttl_ms)),
-            Store::Redis(s) => s.extend(key, token, ttl_ms).await,
+            Store::Memory(s) => Ok(s.extend(keys, token, ttl_ms)),
+            Store::Redis(s) => s.extend(keys, token, ttl_ms).await,
         }
     }
 
-    /// The time left on the key if `token` owns it.
-    pub(crate) async fn remaining(
-        &self,
-        key: &str,
-        token: &str,
-    ) -> Result<Option<Duration>, BoxError> {
+    /// The least time left on the keys if `token` owns them all.
+    pub(crate) async fn remaining(&self, keys: &[String], token: &str) -> Result<Option<Duration>, BoxError> {
         match self {
-            Store::Memory(s) => Ok(s.remaining(key, token)),
-            Store::Redis(s) => s.remaining(key, token).await,
+            Store::Memory(s) => Ok(s.remaining(keys, token)),
+            Store::Redis(s) => s.remaining(keys, token).await,
         }
     }
 

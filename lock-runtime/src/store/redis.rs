@@ -14,7 +14,7 @@ use crate::url::RedactedUrl;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one command may take before the connection is considered broken.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a fence counter outlives the lock's ttl (see `acquire_fenced.lua`).
+/// How long a fence counter outlives the lock's ttl (see `acquire.lua`).
 const FENCE_RETENTION_MS: u64 = 60_000;
 
 /// One Redis server. The connection is opened on first use, so constructing the store does
@@ -26,7 +26,7 @@ pub(crate) struct RedisStore {
     release: Script,
     extend: Script,
     remaining: Script,
-    acquire_fenced: Script,
+    acquire: Script,
 }
 
 impl RedisStore {
@@ -39,7 +39,7 @@ impl RedisStore {
             release: Script::new(include_str!("scripts/release.lua")),
             extend: Script::new(include_str!("scripts/extend.lua")),
             remaining: Script::new(include_str!("scripts/remaining.lua")),
-            acquire_fenced: Script::new(include_str!("scripts/acquire_fenced.lua")),
+            acquire: Script::new(include_str!("scripts/acquire.lua")),
         })
     }
 
@@ -67,54 +67,54 @@ impl RedisStore {
         format!("redis at {}: {e}", self.url).into()
     }
 
+    /// One key without fencing is a plain `SET NX PX`; otherwise one `acquire.lua` call.
     pub(crate) async fn try_acquire(
         &self,
-        key: &str,
+        keys: &[String],
         token: &str,
         ttl_ms: u64,
         fencing: bool,
     ) -> Result<Attempt, BoxError> {
         let mut conn = self.conn().await?;
-        if fencing {
-            let fence: Option<u64> = self
-                .acquire_fenced
-                .key(key)
-                .key(fence_key(key))
+        if let ([key], false) = (keys, fencing) {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(key)
                 .arg(token)
+                .arg("NX")
+                .arg("PX")
                 .arg(ttl_ms)
-                .arg(ttl_ms.saturating_add(FENCE_RETENTION_MS))
-                .invoke_async(&mut conn)
+                .query_async(&mut conn)
                 .await
                 .map_err(|e| self.wrap(e))?;
-            return Ok(match fence {
-                Some(f) => Attempt::Acquired { fence: Some(f) },
+            return Ok(match set {
+                Some(_) => Attempt::Acquired { fence: None },
                 None => Attempt::Held,
             });
         }
-        let set: Option<String> = redis::cmd("SET")
-            .arg(key)
-            .arg(token)
-            .arg("NX")
-            .arg("PX")
+        let mut call = self.acquire.prepare_invoke();
+        for key in keys {
+            call.key(key);
+        }
+        if let (true, Some(first)) = (fencing, keys.first()) {
+            call.key(fence_key(first));
+        }
+        call.arg(token)
             .arg(ttl_ms)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.wrap(e))?;
-        Ok(match set {
-            Some(_) => Attempt::Acquired { fence: None },
+            .arg(u8::from(fencing))
+            .arg(ttl_ms.saturating_add(FENCE_RETENTION_MS));
+        let fence: Option<u64> = call.invoke_async(&mut conn).await.map_err(|e| self.wrap(e))?;
+        Ok(match fence {
+            Some(f) => Attempt::Acquired { fence: fencing.then_some(f) },
             None => Attempt::Held,
         })
     }
 
-    async fn owned_op(
-        &self,
-        script: &Script,
-        key: &str,
-        token: &str,
-        arg: Option<u64>,
-    ) -> Result<i64, BoxError> {
+    async fn owned_op(&self, script: &Script, keys: &[String], token: &str, arg: Option<u64>) -> Result<i64, BoxError> {
         let mut conn = self.conn().await?;
-        let mut call = script.key(key);
+        let mut call = script.prepare_invoke();
+        for key in keys {
+            call.key(key);
+        }
         call.arg(token);
         if let Some(arg) = arg {
             call.arg(arg);
@@ -122,28 +122,18 @@ impl RedisStore {
         call.invoke_async(&mut conn).await.map_err(|e| self.wrap(e))
     }
 
-    pub(crate) async fn release(&self, key: &str, token: &str) -> Result<bool, BoxError> {
-        Ok(self.owned_op(&self.release, key, token, None).await? == 1)
+    /// Deletes the keys `token` owns; true when it owned them all.
+    pub(crate) async fn release(&self, keys: &[String], token: &str) -> Result<bool, BoxError> {
+        let n = self.owned_op(&self.release, keys, token, None).await?;
+        Ok(usize::try_from(n).is_ok_and(|n| n == keys.len()))
     }
 
-    pub(crate) async fn extend(
-        &self,
-        key: &str,
-        token: &str,
-        ttl_ms: u64,
-    ) -> Result<bool, BoxError> {
-        Ok(self
-            .owned_op(&self.extend, key, token, Some(ttl_ms))
-            .await?
-            == 1)
+    pub(crate) async fn extend(&self, keys: &[String], token: &str, ttl_ms: u64) -> Result<bool, BoxError> {
+        Ok(self.owned_op(&self.extend, keys, token, Some(ttl_ms)).await? == 1)
     }
 
-    pub(crate) async fn remaining(
-        &self,
-        key: &str,
-        token: &str,
-    ) -> Result<Option<Duration>, BoxError> {
-        let pttl = self.owned_op(&self.remaining, key, token, None).await?;
+    pub(crate) async fn remaining(&self, keys: &[String], token: &str) -> Result<Option<Duration>, BoxError> {
+        let pttl = self.owned_op(&self.remaining, keys, token, None).await?;
         Ok(u64::try_from(pttl).ok().map(Duration::from_millis))
     }
 

@@ -1,6 +1,10 @@
--- Delete the lock only if ARGV[1] (the caller's token) still owns it.
--- KEYS[1]: lock key. Returns 1 when deleted, 0 when the lock was not the caller's.
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+-- Delete the locks that ARGV[1] (the caller's token) still owns.
+-- KEYS: the lock keys. Returns how many were deleted; fewer than #KEYS means some lock
+-- had expired or passed to another holder, and that one was left alone.
+local n = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    n = n + redis.call('DEL', key)
+  end
 end
-return 0
+return n
