@@ -1,0 +1,239 @@
+//! The runtime API, as a user calls it, on both stores: every check runs once on the
+//! memory store and once on a real `redis-server` of its own.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use locked::{LockError, LockOptions, Locker};
+use support::{RedisServer, eventually};
+use tokio::time::Instant;
+
+/// A store for one test: the memory store, or a Redis server kept alive with it.
+struct Store {
+    locker: Locker,
+    server: Option<RedisServer>,
+}
+
+impl Store {
+    fn memory() -> Self {
+        Self { locker: Locker::memory(), server: None }
+    }
+
+    fn redis() -> Self {
+        let server = RedisServer::start();
+        Self { locker: server.locker(), server: Some(server) }
+    }
+
+    /// Another locker on the same store: another process, as far as Redis can tell.
+    fn other(&self) -> Locker {
+        match &self.server {
+            Some(s) => s.locker(),
+            None => self.locker.clone(),
+        }
+    }
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Store::memory()).await }
+            )*
+        }
+        mod redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Store::redis()).await }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    run_free_lock_returns_body_value_and_releases,
+    try_run_held_lock_returns_none_at_once,
+    run_held_lock_times_out_with_contract_message,
+    run_panicking_body_releases_lock,
+    run_dropped_caller_releases_lock,
+    run_concurrent_callers_never_overlap,
+    release_with_foreign_token_keeps_lock,
+    guard_expired_lock_frees_itself,
+    guard_extend_and_remaining_follow_the_store,
+    force_release_deletes_any_holder,
+    run_invalid_key_is_rejected_before_store,
+    acquire_dropped_guard_releases_in_background,
+);
+
+async fn run_free_lock_returns_body_value_and_releases(s: Store) {
+    let locker = &s.locker;
+    let out = locker
+        .run("my-task", locker.options(), || async {
+            assert!(locker.is_locked("my-task").await.unwrap());
+            7
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, 7);
+    assert!(!locker.is_locked("my-task").await.unwrap());
+}
+
+async fn try_run_held_lock_returns_none_at_once(s: Store) {
+    let holder = s.other().acquire("cron:daily-report", LockOptions::default()).await.unwrap();
+    let start = Instant::now();
+    let ran = s
+        .locker
+        .try_run("cron:daily-report", LockOptions::default(), || async { unreachable!("ran while held") })
+        .await
+        .unwrap();
+    assert_eq!(ran, None::<()>);
+    assert!(start.elapsed() < Duration::from_secs(2), "try mode waited {:?}", start.elapsed());
+    assert!(s.locker.try_acquire("cron:daily-report", LockOptions::default()).await.unwrap().is_none());
+    holder.release().await.unwrap();
+    assert_eq!(s.locker.try_run("cron:daily-report", LockOptions::default(), || async { 1 }).await.unwrap(), Some(1));
+}
+
+async fn run_held_lock_times_out_with_contract_message(s: Store) {
+    let _holder = s.other().acquire("payment:123", LockOptions::default()).await.unwrap();
+    let opts = LockOptions::default().timeout(Duration::from_millis(300)).retry_interval(Duration::from_millis(20));
+    let start = Instant::now();
+    let err = s.locker.run("payment:123", opts, || async { unreachable!("ran while held") }).await.unwrap_err();
+    let waited = start.elapsed();
+    let msg = err.to_string();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(msg.contains("Unable to acquire lock"), "{msg}");
+    assert!(msg.contains("lock:payment:123"), "{msg}");
+    assert!(waited >= Duration::from_millis(300), "gave up after {waited:?}");
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+}
+
+async fn run_panicking_body_releases_lock(s: Store) {
+    let locker = s.locker.clone();
+    let task = tokio::spawn(async move {
+        locker.run("panicky", LockOptions::default(), || async { panic!("body failed") }).await
+    });
+    assert!(task.await.unwrap_err().is_panic());
+    let locker = &s.locker;
+    assert!(
+        eventually(Duration::from_secs(5), async || !locker.is_locked("panicky").await.unwrap()).await,
+        "the lock outlived its panicking body"
+    );
+}
+
+async fn run_dropped_caller_releases_lock(s: Store) {
+    let locker = &s.locker;
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let e = entered.clone();
+    let call = locker.run("long-job", LockOptions::default(), || async move {
+        e.notify_one();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    });
+    tokio::select! {
+        _ = call => unreachable!("the body sleeps for an hour"),
+        _ = entered.notified() => {}
+    }
+    // `call` is dropped here, mid-body.
+    assert!(
+        eventually(Duration::from_secs(5), async || !locker.is_locked("long-job").await.unwrap()).await,
+        "the lock outlived its cancelled caller"
+    );
+}
+
+async fn run_concurrent_callers_never_overlap(s: Store) {
+    const TASKS: usize = 8;
+    const ROUNDS: usize = 15;
+    let counter = Arc::new(AtomicUsize::new(0));
+    let holders = Arc::new(AtomicUsize::new(0));
+    let max_holders = Arc::new(AtomicUsize::new(0));
+    let opts = LockOptions::default().timeout(Duration::from_secs(60)).retry_interval(Duration::from_millis(5));
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let locker = s.other();
+        let (counter, holders, max_holders) = (counter.clone(), holders.clone(), max_holders.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..ROUNDS {
+                locker
+                    .run("counter", opts, || async {
+                        let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
+                        max_holders.fetch_max(now, Ordering::SeqCst);
+                        // A non-atomic read-await-write: loses updates unless excluded.
+                        let read = counter.load(Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        counter.store(read + 1, Ordering::SeqCst);
+                        holders.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(counter.load(Ordering::SeqCst), TASKS * ROUNDS, "an update was lost");
+    assert_eq!(max_holders.load(Ordering::SeqCst), 1);
+}
+
+async fn release_with_foreign_token_keeps_lock(s: Store) {
+    let short = LockOptions::default().ttl(Duration::from_millis(100));
+    let stale = s.locker.acquire("order:9", short).await.unwrap();
+    let other = s.other();
+    let fresh = loop {
+        // The stale guard's lock expires; another holder takes it.
+        if let Some(g) = other.try_acquire("order:9", LockOptions::default()).await.unwrap() {
+            break g;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(stale.extend(Duration::from_secs(60)).await.unwrap_err().is_lost());
+    assert!(stale.release().await.unwrap_err().is_lost());
+    assert!(s.locker.is_locked("order:9").await.unwrap(), "a stale holder released the new holder's lock");
+    fresh.release().await.unwrap();
+    assert!(!s.locker.is_locked("order:9").await.unwrap());
+}
+
+async fn guard_expired_lock_frees_itself(s: Store) {
+    let guard = s.locker.acquire("crashed", LockOptions::default().ttl(Duration::from_millis(150))).await.unwrap();
+    std::mem::forget(guard); // a crashed holder never releases
+    let locker = &s.locker;
+    assert!(eventually(Duration::from_secs(5), async || !locker.is_locked("crashed").await.unwrap()).await);
+}
+
+async fn guard_extend_and_remaining_follow_the_store(s: Store) {
+    let guard = s.locker.acquire("extend-me", LockOptions::default().ttl(Duration::from_secs(2))).await.unwrap();
+    let left = guard.remaining().await.unwrap();
+    assert!(left <= Duration::from_secs(2) && left > Duration::from_millis(500), "{left:?}");
+    guard.extend(Duration::from_secs(60)).await.unwrap();
+    let left = guard.remaining().await.unwrap();
+    assert!(left > Duration::from_secs(30), "{left:?}");
+    guard.release().await.unwrap();
+}
+
+async fn force_release_deletes_any_holder(s: Store) {
+    let guard = s.other().acquire("stuck-task", LockOptions::default()).await.unwrap();
+    assert!(s.locker.is_locked("stuck-task").await.unwrap());
+    assert!(s.locker.force_release("stuck-task").await.unwrap());
+    assert!(!s.locker.is_locked("stuck-task").await.unwrap());
+    assert!(!s.locker.force_release("stuck-task").await.unwrap());
+    assert!(guard.release().await.unwrap_err().is_lost());
+}
+
+async fn run_invalid_key_is_rejected_before_store(s: Store) {
+    let err = s.locker.run("", LockOptions::default(), || async { unreachable!() }).await.unwrap_err();
+    assert!(matches!(err, LockError::InvalidKey { .. }), "{err:?}");
+    let long = "k".repeat(2000);
+    let err = s.locker.run(&long, LockOptions::default(), || async { unreachable!() }).await.unwrap_err();
+    assert!(matches!(err, LockError::InvalidKey { .. }), "{err:?}");
+    assert!(err.to_string().contains("1024-byte limit"), "{err}");
+}
+
+async fn acquire_dropped_guard_releases_in_background(s: Store) {
+    {
+        let _guard = s.locker.acquire("scoped", LockOptions::default()).await.unwrap();
+        assert!(s.locker.is_locked("scoped").await.unwrap());
+    }
+    let locker = &s.locker;
+    assert!(eventually(Duration::from_secs(5), async || !locker.is_locked("scoped").await.unwrap()).await);
+}
