@@ -1,0 +1,139 @@
+//! What only a real Redis shows: the stored format, an unreachable or restarted server.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use locked::{LockOptions, Locker};
+use support::{RedisServer, free_port};
+use tokio::time::Instant;
+
+#[tokio::test]
+async fn run_stores_token_with_px_ttl_under_prefixed_key() {
+    let server = RedisServer::start();
+    let locker = server.locker();
+    let opts = LockOptions::default().ttl(Duration::from_secs(30));
+    let resource = locked::resource_key("order", 123);
+    let (token, pttl, keys) = locker
+        .run(&resource, opts, || async {
+            let mut c = server.client();
+            let token: String = redis::cmd("GET").arg("lock:order:123").query(&mut c).unwrap();
+            let pttl: i64 = redis::cmd("PTTL").arg("lock:order:123").query(&mut c).unwrap();
+            let keys: Vec<String> = redis::cmd("KEYS").arg("lock:*").query(&mut c).unwrap();
+            (token, pttl, keys)
+        })
+        .await
+        .unwrap();
+    assert_eq!(token.len(), 32, "token {token:?}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "token {token:?}");
+    assert!(pttl > 25_000 && pttl <= 30_000, "PTTL {pttl}");
+    assert_eq!(keys, ["lock:order:123"]);
+    let mut c = server.client();
+    let gone: Option<String> = redis::cmd("GET").arg("lock:order:123").query(&mut c).unwrap();
+    assert_eq!(gone, None);
+
+    locker.run("my-task", opts, || async {
+        let mut c = server.client();
+        let exists: i64 = redis::cmd("EXISTS").arg("lock:my-task").query(&mut c).unwrap();
+        assert_eq!(exists, 1);
+    }).await.unwrap();
+}
+
+#[tokio::test]
+async fn acquire_tokens_differ_per_acquisition() {
+    let server = RedisServer::start();
+    let locker = server.locker();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..50 {
+        let guard = locker.acquire("t", LockOptions::default()).await.unwrap();
+        let token: String = redis::cmd("GET").arg("lock:t").query(&mut server.client()).unwrap();
+        assert!(seen.insert(token), "a token was reused");
+        guard.release().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn release_key_overwritten_by_foreign_token_is_left_alone() {
+    let server = RedisServer::start();
+    let locker = server.locker();
+    let guard = locker.acquire("shared", LockOptions::default()).await.unwrap();
+    let mut c = server.client();
+    let _: () = redis::cmd("SET").arg("lock:shared").arg("someone-else").query(&mut c).unwrap();
+    assert!(guard.extend(Duration::from_secs(60)).await.unwrap_err().is_lost());
+    assert!(guard.release().await.unwrap_err().is_lost());
+    let value: String = redis::cmd("GET").arg("lock:shared").query(&mut c).unwrap();
+    assert_eq!(value, "someone-else");
+}
+
+#[tokio::test]
+async fn run_unreachable_redis_fails_within_timeout_without_running_body() {
+    let locker = Locker::redis(&format!("redis://127.0.0.1:{}/", free_port())).unwrap();
+    let ran = AtomicBool::new(false);
+    let opts = LockOptions::default().timeout(Duration::from_secs(1));
+    let start = Instant::now();
+    let err = locker.run("order:1", opts, || async { ran.store(true, Ordering::SeqCst) }).await.unwrap_err();
+    let took = start.elapsed();
+    assert!(err.is_backend(), "{err:?}");
+    assert!(!ran.load(Ordering::SeqCst), "the body ran without its lock");
+    assert!(took < Duration::from_secs(4), "took {took:?} for a 1 s timeout");
+    let msg = err.to_string();
+    assert!(msg.contains("lock:order:1") && msg.contains("Redis"), "{msg}");
+
+    let err = locker.try_run("order:1", opts, || async { ran.store(true, Ordering::SeqCst) }).await.unwrap_err();
+    assert!(err.is_backend(), "{err:?}");
+    assert!(!ran.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn run_killed_server_gives_backend_then_restart_recovers() {
+    let mut server = RedisServer::start();
+    let locker = server.locker();
+    locker.run("job", LockOptions::default(), || async {}).await.unwrap();
+
+    server.stop();
+    let ran = Arc::new(AtomicBool::new(false));
+    let opts = LockOptions::default().timeout(Duration::from_millis(800));
+    let r = ran.clone();
+    let err = locker.run("job", opts, || async move { r.store(true, Ordering::SeqCst) }).await.unwrap_err();
+    assert!(err.is_backend(), "{err:?}");
+    assert!(!ran.load(Ordering::SeqCst), "the body ran without its lock");
+
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match locker.run("job", opts, || async { 5 }).await {
+            Ok(v) => {
+                assert_eq!(v, 5);
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                assert!(e.is_backend(), "{e:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no recovery after restart: {e}\n{}", server.log()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn from_env_with_redis_url_locks_in_that_server() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let locker = Locker::from_env_with(|name| (name == "REDIS_URL").then(|| url.clone())).unwrap();
+    let guard = locker.acquire("env", LockOptions::default()).await.unwrap();
+    let exists: i64 = redis::cmd("EXISTS").arg("lock:env").query(&mut server.client()).unwrap();
+    assert_eq!(exists, 1);
+    guard.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn builder_prefix_is_stored() {
+    let server = RedisServer::start();
+    let locker = Locker::builder().prefix("billing:").redis(&server.url()).unwrap();
+    let guard = locker.acquire("invoice:1", LockOptions::default()).await.unwrap();
+    let exists: i64 = redis::cmd("EXISTS").arg("billing:invoice:1").query(&mut server.client()).unwrap();
+    assert_eq!(exists, 1);
+    guard.release().await.unwrap();
+}
