@@ -26,7 +26,9 @@ impl From<LockError> for AppError {
 async fn process_order(order_id: u64, worker: u32, started: Instant) -> Result<String, AppError> {
     let at = started.elapsed().as_millis();
     tokio::time::sleep(Duration::from_millis(100)).await; // pay, update stock, notify
-    Ok(format!("worker {worker} processed order {order_id} (entered at {at} ms)"))
+    Ok(format!(
+        "worker {worker} processed order {order_id} (entered at {at} ms)"
+    ))
 }
 
 /// A cron job: if another instance is already running it, skip instead of waiting.
@@ -52,7 +54,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("1. three workers, one order: the calls run one after another");
     let started = Instant::now();
-    let workers: Vec<_> = (1..=3).map(|w| tokio::spawn(process_order(123, w, started))).collect();
+    let workers: Vec<_> = (1..=3)
+        .map(|w| tokio::spawn(process_order(123, w, started)))
+        .collect();
     for w in workers {
         println!("   {}", w.await?.map_err(|e| format!("{e:?}"))?);
     }
@@ -65,7 +69,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("   {a}\n   {b}");
 
     println!("3. a lock held elsewhere: the call gives up after its timeout");
-    let held = locked::global()?.acquire("inventory:42", locked::global()?.options()).await?;
+    let held = locked::global()?
+        .acquire("inventory:42", locked::global()?.options())
+        .await?;
     match deduct_stock(42).await {
         Err(AppError::Lock(e)) => println!("   error: {e}"),
         Ok(()) => println!("   unexpected: ran while the lock was held"),

@@ -41,12 +41,18 @@ async fn locked_free_fn_holds_formatted_key_and_releases() {
     assert_eq!(process_order(21).await.unwrap(), "processed 42");
     assert!(!LOCKER.is_locked("order:21").await.unwrap());
     assert!(matches!(process_order(0).await, Err(AppError::NotFound(0))));
-    assert!(!LOCKER.is_locked("order:0").await.unwrap(), "early return kept the lock");
+    assert!(
+        !LOCKER.is_locked("order:0").await.unwrap(),
+        "early return kept the lock"
+    );
 }
 
 #[tokio::test]
 async fn locked_held_key_times_out_through_error_type() {
-    let _held = LOCKER.acquire("order:77", LockOptions::default()).await.unwrap();
+    let _held = LOCKER
+        .acquire("order:77", LockOptions::default())
+        .await
+        .unwrap();
     #[locked(key = "order:{id}", timeout = "100ms", retry_interval = "10ms", locker = LOCKER)]
     async fn quick(id: u64) -> Result<u64, AppError> {
         Ok(id)
@@ -54,7 +60,11 @@ async fn locked_held_key_times_out_through_error_type() {
     match quick(77).await {
         Err(AppError::Lock(e)) => {
             assert!(e.is_timeout());
-            assert!(e.to_string().contains("Unable to acquire lock `lock:order:77`"), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("Unable to acquire lock `lock:order:77`"),
+                "{e}"
+            );
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
@@ -66,12 +76,18 @@ struct Request {
 
 #[locked(key = "user:{req.user_id}:{action}", locker = LOCKER)]
 async fn field_placeholder(req: &Request, action: &str) -> Result<bool, LockError> {
-    LOCKER.is_locked(&format!("user:{}:{}", req.user_id, action)).await
+    LOCKER
+        .is_locked(&format!("user:{}:{}", req.user_id, action))
+        .await
 }
 
 #[tokio::test]
 async fn locked_field_placeholders_format_with_display() {
-    assert!(field_placeholder(&Request { user_id: 5 }, "save").await.unwrap());
+    assert!(
+        field_placeholder(&Request { user_id: 5 }, "save")
+            .await
+            .unwrap()
+    );
 }
 
 #[locked(key = "name:{name}", locker = LOCKER)]
@@ -102,7 +118,10 @@ impl Account {
 
 #[tokio::test]
 async fn locked_method_with_self_field_key() {
-    let acct = Account { id: 3, balance: tokio::sync::Mutex::new(10) };
+    let acct = Account {
+        id: 3,
+        balance: tokio::sync::Mutex::new(10),
+    };
     assert_eq!(acct.deposit(5).await.unwrap(), 15);
 }
 
@@ -125,7 +144,10 @@ async fn locked_trait_impl_method() {
 }
 
 #[locked(key = "generic:{item}", locker = LOCKER)]
-async fn generic<T: std::fmt::Display + Send + Sync>(item: T, extra: impl Into<u32>) -> Result<String, LockError> {
+async fn generic<T: std::fmt::Display + Send + Sync>(
+    item: T,
+    extra: impl Into<u32>,
+) -> Result<String, LockError> {
     Ok(format!("{item}-{}", extra.into()))
 }
 
@@ -163,7 +185,10 @@ async fn report_in_progress(day: u32) -> String {
 #[tokio::test]
 async fn locked_try_mode_busy_calls_fallback_with_same_arguments() {
     assert_eq!(daily_report(1).await, "report 1");
-    let held = LOCKER.acquire("cron:report", LockOptions::default()).await.unwrap();
+    let held = LOCKER
+        .acquire("cron:report", LockOptions::default())
+        .await
+        .unwrap();
     assert_eq!(daily_report(2).await, "report 2 already in progress");
     assert_eq!(FALLBACKS.load(Ordering::SeqCst), 1);
     held.release().await.unwrap();
@@ -177,7 +202,10 @@ async fn try_without_fallback() -> Result<(), LockError> {
 
 #[tokio::test]
 async fn locked_try_mode_without_fallback_returns_busy() {
-    let held = LOCKER.acquire("busy-result", LockOptions::default()).await.unwrap();
+    let held = LOCKER
+        .acquire("busy-result", LockOptions::default())
+        .await
+        .unwrap();
     assert!(try_without_fallback().await.unwrap_err().is_busy());
     held.release().await.unwrap();
     assert!(try_without_fallback().await.is_ok());
@@ -194,7 +222,10 @@ async fn fallback_zero(_x: u32) -> u32 {
 
 #[tokio::test]
 async fn locked_wait_mode_timeout_calls_fallback() {
-    let held = LOCKER.acquire("wait-fallback", LockOptions::default()).await.unwrap();
+    let held = LOCKER
+        .acquire("wait-fallback", LockOptions::default())
+        .await
+        .unwrap();
     assert_eq!(wait_with_fallback(9).await, 0);
     held.release().await.unwrap();
     assert_eq!(wait_with_fallback(9).await, 9);
@@ -209,7 +240,13 @@ async fn panics(id: u32) -> Result<(), LockError> {
 #[tokio::test]
 async fn locked_panicking_body_releases() {
     assert!(tokio::spawn(panics(1)).await.unwrap_err().is_panic());
-    assert!(eventually(Duration::from_secs(5), async || !LOCKER.is_locked("panics:1").await.unwrap()).await);
+    assert!(
+        eventually(Duration::from_secs(5), async || !LOCKER
+            .is_locked("panics:1")
+            .await
+            .unwrap())
+        .await
+    );
 }
 
 #[locked(key = "cancel:{id}", locker = LOCKER)]
@@ -227,7 +264,13 @@ async fn locked_cancelled_caller_releases() {
         _ = slow(1, entered.clone()) => unreachable!(),
         _ = entered.notified() => {}
     }
-    assert!(eventually(Duration::from_secs(5), async || !LOCKER.is_locked("cancel:1").await.unwrap()).await);
+    assert!(
+        eventually(Duration::from_secs(5), async || !LOCKER
+            .is_locked("cancel:1")
+            .await
+            .unwrap())
+        .await
+    );
 }
 
 struct Service {
@@ -243,7 +286,9 @@ impl Service {
 
 #[tokio::test]
 async fn locked_locker_expression_selects_store() {
-    let svc = Service { locker: Locker::builder().prefix("svc-prefix:").memory() };
+    let svc = Service {
+        locker: Locker::builder().prefix("svc-prefix:").memory(),
+    };
     assert!(svc.with_own_locker(1).await.unwrap());
     assert!(!LOCKER.is_locked("svc:1").await.unwrap());
 }

@@ -19,26 +19,44 @@ async fn run_stores_token_with_px_ttl_under_prefixed_key() {
     let (token, pttl, keys) = locker
         .run(&resource, opts, || async {
             let mut c = server.client();
-            let token: String = redis::cmd("GET").arg("lock:order:123").query(&mut c).unwrap();
-            let pttl: i64 = redis::cmd("PTTL").arg("lock:order:123").query(&mut c).unwrap();
+            let token: String = redis::cmd("GET")
+                .arg("lock:order:123")
+                .query(&mut c)
+                .unwrap();
+            let pttl: i64 = redis::cmd("PTTL")
+                .arg("lock:order:123")
+                .query(&mut c)
+                .unwrap();
             let keys: Vec<String> = redis::cmd("KEYS").arg("lock:*").query(&mut c).unwrap();
             (token, pttl, keys)
         })
         .await
         .unwrap();
     assert_eq!(token.len(), 32, "token {token:?}");
-    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "token {token:?}");
+    assert!(
+        token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "token {token:?}"
+    );
     assert!(pttl > 25_000 && pttl <= 30_000, "PTTL {pttl}");
     assert_eq!(keys, ["lock:order:123"]);
     let mut c = server.client();
-    let gone: Option<String> = redis::cmd("GET").arg("lock:order:123").query(&mut c).unwrap();
+    let gone: Option<String> = redis::cmd("GET")
+        .arg("lock:order:123")
+        .query(&mut c)
+        .unwrap();
     assert_eq!(gone, None);
 
-    locker.run("my-task", opts, || async {
-        let mut c = server.client();
-        let exists: i64 = redis::cmd("EXISTS").arg("lock:my-task").query(&mut c).unwrap();
-        assert_eq!(exists, 1);
-    }).await.unwrap();
+    locker
+        .run("my-task", opts, || async {
+            let mut c = server.client();
+            let exists: i64 = redis::cmd("EXISTS")
+                .arg("lock:my-task")
+                .query(&mut c)
+                .unwrap();
+            assert_eq!(exists, 1);
+        })
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -48,7 +66,10 @@ async fn acquire_tokens_differ_per_acquisition() {
     let mut seen = std::collections::HashSet::new();
     for _ in 0..50 {
         let guard = locker.acquire("t", LockOptions::default()).await.unwrap();
-        let token: String = redis::cmd("GET").arg("lock:t").query(&mut server.client()).unwrap();
+        let token: String = redis::cmd("GET")
+            .arg("lock:t")
+            .query(&mut server.client())
+            .unwrap();
         assert!(seen.insert(token), "a token was reused");
         guard.release().await.unwrap();
     }
@@ -58,10 +79,23 @@ async fn acquire_tokens_differ_per_acquisition() {
 async fn release_key_overwritten_by_foreign_token_is_left_alone() {
     let server = RedisServer::start();
     let locker = server.locker();
-    let guard = locker.acquire("shared", LockOptions::default()).await.unwrap();
+    let guard = locker
+        .acquire("shared", LockOptions::default())
+        .await
+        .unwrap();
     let mut c = server.client();
-    let _: () = redis::cmd("SET").arg("lock:shared").arg("someone-else").query(&mut c).unwrap();
-    assert!(guard.extend(Duration::from_secs(60)).await.unwrap_err().is_lost());
+    let _: () = redis::cmd("SET")
+        .arg("lock:shared")
+        .arg("someone-else")
+        .query(&mut c)
+        .unwrap();
+    assert!(
+        guard
+            .extend(Duration::from_secs(60))
+            .await
+            .unwrap_err()
+            .is_lost()
+    );
     assert!(guard.release().await.unwrap_err().is_lost());
     let value: String = redis::cmd("GET").arg("lock:shared").query(&mut c).unwrap();
     assert_eq!(value, "someone-else");
@@ -73,15 +107,31 @@ async fn run_unreachable_redis_fails_within_timeout_without_running_body() {
     let ran = AtomicBool::new(false);
     let opts = LockOptions::default().timeout(Duration::from_secs(1));
     let start = Instant::now();
-    let err = locker.run("order:1", opts, || async { ran.store(true, Ordering::SeqCst) }).await.unwrap_err();
+    let err = locker
+        .run("order:1", opts, || async {
+            ran.store(true, Ordering::SeqCst)
+        })
+        .await
+        .unwrap_err();
     let took = start.elapsed();
     assert!(err.is_backend(), "{err:?}");
     assert!(!ran.load(Ordering::SeqCst), "the body ran without its lock");
-    assert!(took < Duration::from_secs(4), "took {took:?} for a 1 s timeout");
+    assert!(
+        took < Duration::from_secs(4),
+        "took {took:?} for a 1 s timeout"
+    );
     let msg = err.to_string();
-    assert!(msg.contains("lock:order:1") && msg.contains("Redis"), "{msg}");
+    assert!(
+        msg.contains("lock:order:1") && msg.contains("Redis"),
+        "{msg}"
+    );
 
-    let err = locker.try_run("order:1", opts, || async { ran.store(true, Ordering::SeqCst) }).await.unwrap_err();
+    let err = locker
+        .try_run("order:1", opts, || async {
+            ran.store(true, Ordering::SeqCst)
+        })
+        .await
+        .unwrap_err();
     assert!(err.is_backend(), "{err:?}");
     assert!(!ran.load(Ordering::SeqCst));
 }
@@ -90,13 +140,23 @@ async fn run_unreachable_redis_fails_within_timeout_without_running_body() {
 async fn run_killed_server_gives_backend_then_restart_recovers() {
     let mut server = RedisServer::start();
     let locker = server.locker();
-    locker.run("job", LockOptions::default(), || async {}).await.unwrap();
+    locker
+        .run("job", LockOptions::default(), || async {})
+        .await
+        .unwrap();
 
     server.stop();
     let ran = Arc::new(AtomicBool::new(false));
     let opts = LockOptions::default().timeout(Duration::from_millis(800));
     let r = ran.clone();
-    let err = locker.run("job", opts, || async move { r.store(true, Ordering::SeqCst) }).await.unwrap_err();
+    let err = locker
+        .run(
+            "job",
+            opts,
+            || async move { r.store(true, Ordering::SeqCst) },
+        )
+        .await
+        .unwrap_err();
     assert!(err.is_backend(), "{err:?}");
     assert!(!ran.load(Ordering::SeqCst), "the body ran without its lock");
 
@@ -123,7 +183,10 @@ async fn from_env_with_redis_url_locks_in_that_server() {
     let url = server.url();
     let locker = Locker::from_env_with(|name| (name == "REDIS_URL").then(|| url.clone())).unwrap();
     let guard = locker.acquire("env", LockOptions::default()).await.unwrap();
-    let exists: i64 = redis::cmd("EXISTS").arg("lock:env").query(&mut server.client()).unwrap();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg("lock:env")
+        .query(&mut server.client())
+        .unwrap();
     assert_eq!(exists, 1);
     guard.release().await.unwrap();
 }
@@ -131,9 +194,18 @@ async fn from_env_with_redis_url_locks_in_that_server() {
 #[tokio::test]
 async fn builder_prefix_is_stored() {
     let server = RedisServer::start();
-    let locker = Locker::builder().prefix("billing:").redis(&server.url()).unwrap();
-    let guard = locker.acquire("invoice:1", LockOptions::default()).await.unwrap();
-    let exists: i64 = redis::cmd("EXISTS").arg("billing:invoice:1").query(&mut server.client()).unwrap();
+    let locker = Locker::builder()
+        .prefix("billing:")
+        .redis(&server.url())
+        .unwrap();
+    let guard = locker
+        .acquire("invoice:1", LockOptions::default())
+        .await
+        .unwrap();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg("billing:invoice:1")
+        .query(&mut server.client())
+        .unwrap();
     assert_eq!(exists, 1);
     guard.release().await.unwrap();
 }

@@ -48,12 +48,25 @@ impl Server {
     // Scenario 1: prevent duplicate order processing.
     #[locked(key = "order:{order_id}", ttl = "30s", timeout = "5s", locker = self.locker)]
     async fn process_order(&self, order_id: &str) -> Result<String, ShopError> {
-        if self.db.processed_orders.lock().await.iter().any(|o| o == order_id) {
-            return Err(ShopError::Rejected(format!("order {order_id} already processed")));
+        if self
+            .db
+            .processed_orders
+            .lock()
+            .await
+            .iter()
+            .any(|o| o == order_id)
+        {
+            return Err(ShopError::Rejected(format!(
+                "order {order_id} already processed"
+            )));
         }
         self.db.payments.fetch_add(1, Ordering::SeqCst); // pay
         tokio::time::sleep(Duration::from_millis(20)).await; // update inventory, notify
-        self.db.processed_orders.lock().await.push(order_id.to_owned());
+        self.db
+            .processed_orders
+            .lock()
+            .await
+            .push(order_id.to_owned());
         Ok(format!("order {order_id} processed"))
     }
 
@@ -86,7 +99,11 @@ impl Server {
         self.db.db_reads.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(50)).await; // fetch from the database
         let value = format!("fresh {key}");
-        self.db.cache.lock().await.insert(key.to_owned(), value.clone()); // SETEX key 3600
+        self.db
+            .cache
+            .lock()
+            .await
+            .insert(key.to_owned(), value.clone()); // SETEX key 3600
         Ok(value)
     }
 
@@ -98,14 +115,25 @@ impl Server {
         if stock < quantity {
             return Err(ShopError::Rejected("insufficient stock".to_owned()));
         }
-        self.db.stock.lock().await.insert(product_id, stock - quantity);
+        self.db
+            .stock
+            .lock()
+            .await
+            .insert(product_id, stock - quantity);
         Ok(stock - quantity)
     }
 }
 
 fn servers(redis: &RedisServer, n: usize) -> Vec<Arc<Server>> {
     let db = Arc::new(Db::default());
-    (0..n).map(|_| Arc::new(Server { locker: redis.locker(), db: db.clone() })).collect()
+    (0..n)
+        .map(|_| {
+            Arc::new(Server {
+                locker: redis.locker(),
+                db: db.clone(),
+            })
+        })
+        .collect()
 }
 
 async fn all<T: Send + 'static>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
@@ -128,9 +156,18 @@ async fn scenario_order_processed_once_across_servers() {
     let ok = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(ok, 1, "{results:?}");
     for r in results.iter().filter(|r| r.is_err()) {
-        assert_eq!(r, &Err(ShopError::Rejected("order ORD-123 already processed".into())));
+        assert_eq!(
+            r,
+            &Err(ShopError::Rejected(
+                "order ORD-123 already processed".into()
+            ))
+        );
     }
-    assert_eq!(servers[0].db.payments.load(Ordering::SeqCst), 1, "paid twice");
+    assert_eq!(
+        servers[0].db.payments.load(Ordering::SeqCst),
+        1,
+        "paid twice"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,12 +179,18 @@ async fn scenario_cron_job_runs_once_others_skip() {
         tokio::spawn(async move { s.daily_report().await })
     };
     let locker = &servers[1].locker;
-    assert!(support::eventually(Duration::from_secs(5), async || {
-        locker.is_locked("cron:daily-report").await.unwrap()
-    }).await);
+    assert!(
+        support::eventually(Duration::from_secs(5), async || {
+            locker.is_locked("cron:daily-report").await.unwrap()
+        })
+        .await
+    );
     // While the first server generates, the others skip at once.
     for s in &servers[1..] {
-        assert_eq!(s.daily_report().await, "Report generation already in progress");
+        assert_eq!(
+            s.daily_report().await,
+            "Report generation already in progress"
+        );
     }
     assert_eq!(first.await.unwrap(), "report generated");
     assert_eq!(servers[0].db.reports.load(Ordering::SeqCst), 1);
@@ -163,9 +206,15 @@ async fn scenario_duplicate_submission_is_refused() {
     };
     // Wait until the first submission holds the lock, then submit again.
     let locker = &servers[1].locker;
-    assert!(support::eventually(Duration::from_secs(5), async || {
-        locker.is_locked(&locked::operation_key("update-profile", 123)).await.unwrap()
-    }).await);
+    assert!(
+        support::eventually(Duration::from_secs(5), async || {
+            locker
+                .is_locked(&locked::operation_key("update-profile", 123))
+                .await
+                .unwrap()
+        })
+        .await
+    );
     let second = servers[1].update_profile(123, "John").await;
     match second {
         Err(ShopError::Locked(msg)) => assert!(msg.contains("Unable to acquire lock"), "{msg}"),
@@ -186,7 +235,11 @@ async fn scenario_cache_refreshed_by_one_process() {
     for r in all(tasks.collect()).await {
         assert_eq!(r.unwrap(), "fresh user:1");
     }
-    assert_eq!(servers[0].db.db_reads.load(Ordering::SeqCst), 1, "the database was read more than once");
+    assert_eq!(
+        servers[0].db.db_reads.load(Ordering::SeqCst),
+        1,
+        "the database was read more than once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +253,11 @@ async fn scenario_stock_never_oversold() {
         tasks.push(tokio::spawn(async move { s.deduct(42, 1).await }));
     }
     let results = all(tasks).await;
-    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 10, "{results:?}");
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        10,
+        "{results:?}"
+    );
     for r in results.iter().filter(|r| r.is_err()) {
         assert_eq!(r, &Err(ShopError::Rejected("insufficient stock".into())));
     }

@@ -19,12 +19,18 @@ struct Store {
 
 impl Store {
     fn memory() -> Self {
-        Self { locker: Locker::memory(), server: None }
+        Self {
+            locker: Locker::memory(),
+            server: None,
+        }
     }
 
     fn redis() -> Self {
         let server = RedisServer::start();
-        Self { locker: server.locker(), server: Some(server) }
+        Self {
+            locker: server.locker(),
+            server: Some(server),
+        }
     }
 
     /// Another locker on the same store: another process, as far as Redis can tell.
@@ -80,43 +86,88 @@ async fn run_free_lock_returns_body_value_and_releases(s: Store) {
 }
 
 async fn try_run_held_lock_returns_none_at_once(s: Store) {
-    let holder = s.other().acquire("cron:daily-report", LockOptions::default()).await.unwrap();
+    let holder = s
+        .other()
+        .acquire("cron:daily-report", LockOptions::default())
+        .await
+        .unwrap();
     let start = Instant::now();
     let ran = s
         .locker
-        .try_run("cron:daily-report", LockOptions::default(), || async { unreachable!("ran while held") })
+        .try_run("cron:daily-report", LockOptions::default(), || async {
+            unreachable!("ran while held")
+        })
         .await
         .unwrap();
     assert_eq!(ran, None::<()>);
-    assert!(start.elapsed() < Duration::from_secs(2), "try mode waited {:?}", start.elapsed());
-    assert!(s.locker.try_acquire("cron:daily-report", LockOptions::default()).await.unwrap().is_none());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "try mode waited {:?}",
+        start.elapsed()
+    );
+    assert!(
+        s.locker
+            .try_acquire("cron:daily-report", LockOptions::default())
+            .await
+            .unwrap()
+            .is_none()
+    );
     holder.release().await.unwrap();
-    assert_eq!(s.locker.try_run("cron:daily-report", LockOptions::default(), || async { 1 }).await.unwrap(), Some(1));
+    assert_eq!(
+        s.locker
+            .try_run("cron:daily-report", LockOptions::default(), || async { 1 })
+            .await
+            .unwrap(),
+        Some(1)
+    );
 }
 
 async fn run_held_lock_times_out_with_contract_message(s: Store) {
-    let _holder = s.other().acquire("payment:123", LockOptions::default()).await.unwrap();
-    let opts = LockOptions::default().timeout(Duration::from_millis(300)).retry_interval(Duration::from_millis(20));
+    let _holder = s
+        .other()
+        .acquire("payment:123", LockOptions::default())
+        .await
+        .unwrap();
+    let opts = LockOptions::default()
+        .timeout(Duration::from_millis(300))
+        .retry_interval(Duration::from_millis(20));
     let start = Instant::now();
-    let err = s.locker.run("payment:123", opts, || async { unreachable!("ran while held") }).await.unwrap_err();
+    let err = s
+        .locker
+        .run("payment:123", opts, || async {
+            unreachable!("ran while held")
+        })
+        .await
+        .unwrap_err();
     let waited = start.elapsed();
     let msg = err.to_string();
     assert!(err.is_timeout(), "{err:?}");
     assert!(msg.contains("Unable to acquire lock"), "{msg}");
     assert!(msg.contains("lock:payment:123"), "{msg}");
-    assert!(waited >= Duration::from_millis(300), "gave up after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "gave up after {waited:?}"
+    );
     assert!(waited < Duration::from_secs(5), "waited {waited:?}");
 }
 
 async fn run_panicking_body_releases_lock(s: Store) {
     let locker = s.locker.clone();
     let task = tokio::spawn(async move {
-        locker.run("panicky", LockOptions::default(), || async { panic!("body failed") }).await
+        locker
+            .run("panicky", LockOptions::default(), || async {
+                panic!("body failed")
+            })
+            .await
     });
     assert!(task.await.unwrap_err().is_panic());
     let locker = &s.locker;
     assert!(
-        eventually(Duration::from_secs(5), async || !locker.is_locked("panicky").await.unwrap()).await,
+        eventually(Duration::from_secs(5), async || !locker
+            .is_locked("panicky")
+            .await
+            .unwrap())
+        .await,
         "the lock outlived its panicking body"
     );
 }
@@ -135,7 +186,11 @@ async fn run_dropped_caller_releases_lock(s: Store) {
     }
     // `call` is dropped here, mid-body.
     assert!(
-        eventually(Duration::from_secs(5), async || !locker.is_locked("long-job").await.unwrap()).await,
+        eventually(Duration::from_secs(5), async || !locker
+            .is_locked("long-job")
+            .await
+            .unwrap())
+        .await,
         "the lock outlived its cancelled caller"
     );
 }
@@ -146,11 +201,14 @@ async fn run_concurrent_callers_never_overlap(s: Store) {
     let counter = Arc::new(AtomicUsize::new(0));
     let holders = Arc::new(AtomicUsize::new(0));
     let max_holders = Arc::new(AtomicUsize::new(0));
-    let opts = LockOptions::default().timeout(Duration::from_secs(60)).retry_interval(Duration::from_millis(5));
+    let opts = LockOptions::default()
+        .timeout(Duration::from_secs(60))
+        .retry_interval(Duration::from_millis(5));
     let mut tasks = Vec::new();
     for _ in 0..TASKS {
         let locker = s.other();
-        let (counter, holders, max_holders) = (counter.clone(), holders.clone(), max_holders.clone());
+        let (counter, holders, max_holders) =
+            (counter.clone(), holders.clone(), max_holders.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..ROUNDS {
                 locker
@@ -172,7 +230,11 @@ async fn run_concurrent_callers_never_overlap(s: Store) {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(counter.load(Ordering::SeqCst), TASKS * ROUNDS, "an update was lost");
+    assert_eq!(
+        counter.load(Ordering::SeqCst),
+        TASKS * ROUNDS,
+        "an update was lost"
+    );
     assert_eq!(max_holders.load(Ordering::SeqCst), 1);
 }
 
@@ -182,29 +244,65 @@ async fn release_with_foreign_token_keeps_lock(s: Store) {
     let other = s.other();
     let fresh = loop {
         // The stale guard's lock expires; another holder takes it.
-        if let Some(g) = other.try_acquire("order:9", LockOptions::default()).await.unwrap() {
+        if let Some(g) = other
+            .try_acquire("order:9", LockOptions::default())
+            .await
+            .unwrap()
+        {
             break g;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert!(stale.extend(Duration::from_secs(60)).await.unwrap_err().is_lost());
+    assert!(
+        stale
+            .extend(Duration::from_secs(60))
+            .await
+            .unwrap_err()
+            .is_lost()
+    );
     assert!(stale.release().await.unwrap_err().is_lost());
-    assert!(s.locker.is_locked("order:9").await.unwrap(), "a stale holder released the new holder's lock");
+    assert!(
+        s.locker.is_locked("order:9").await.unwrap(),
+        "a stale holder released the new holder's lock"
+    );
     fresh.release().await.unwrap();
     assert!(!s.locker.is_locked("order:9").await.unwrap());
 }
 
 async fn guard_expired_lock_frees_itself(s: Store) {
-    let guard = s.locker.acquire("crashed", LockOptions::default().ttl(Duration::from_millis(150))).await.unwrap();
+    let guard = s
+        .locker
+        .acquire(
+            "crashed",
+            LockOptions::default().ttl(Duration::from_millis(150)),
+        )
+        .await
+        .unwrap();
     std::mem::forget(guard); // a crashed holder never releases
     let locker = &s.locker;
-    assert!(eventually(Duration::from_secs(5), async || !locker.is_locked("crashed").await.unwrap()).await);
+    assert!(
+        eventually(Duration::from_secs(5), async || !locker
+            .is_locked("crashed")
+            .await
+            .unwrap())
+        .await
+    );
 }
 
 async fn guard_extend_and_remaining_follow_the_store(s: Store) {
-    let guard = s.locker.acquire("extend-me", LockOptions::default().ttl(Duration::from_secs(2))).await.unwrap();
+    let guard = s
+        .locker
+        .acquire(
+            "extend-me",
+            LockOptions::default().ttl(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
     let left = guard.remaining().await.unwrap();
-    assert!(left <= Duration::from_secs(2) && left > Duration::from_millis(500), "{left:?}");
+    assert!(
+        left <= Duration::from_secs(2) && left > Duration::from_millis(500),
+        "{left:?}"
+    );
     guard.extend(Duration::from_secs(60)).await.unwrap();
     let left = guard.remaining().await.unwrap();
     assert!(left > Duration::from_secs(30), "{left:?}");
@@ -212,7 +310,11 @@ async fn guard_extend_and_remaining_follow_the_store(s: Store) {
 }
 
 async fn force_release_deletes_any_holder(s: Store) {
-    let guard = s.other().acquire("stuck-task", LockOptions::default()).await.unwrap();
+    let guard = s
+        .other()
+        .acquire("stuck-task", LockOptions::default())
+        .await
+        .unwrap();
     assert!(s.locker.is_locked("stuck-task").await.unwrap());
     assert!(s.locker.force_release("stuck-task").await.unwrap());
     assert!(!s.locker.is_locked("stuck-task").await.unwrap());
@@ -221,19 +323,37 @@ async fn force_release_deletes_any_holder(s: Store) {
 }
 
 async fn run_invalid_key_is_rejected_before_store(s: Store) {
-    let err = s.locker.run("", LockOptions::default(), || async { unreachable!() }).await.unwrap_err();
+    let err = s
+        .locker
+        .run("", LockOptions::default(), || async { unreachable!() })
+        .await
+        .unwrap_err();
     assert!(matches!(err, LockError::InvalidKey { .. }), "{err:?}");
     let long = "k".repeat(2000);
-    let err = s.locker.run(&long, LockOptions::default(), || async { unreachable!() }).await.unwrap_err();
+    let err = s
+        .locker
+        .run(&long, LockOptions::default(), || async { unreachable!() })
+        .await
+        .unwrap_err();
     assert!(matches!(err, LockError::InvalidKey { .. }), "{err:?}");
     assert!(err.to_string().contains("1024-byte limit"), "{err}");
 }
 
 async fn acquire_dropped_guard_releases_in_background(s: Store) {
     {
-        let _guard = s.locker.acquire("scoped", LockOptions::default()).await.unwrap();
+        let _guard = s
+            .locker
+            .acquire("scoped", LockOptions::default())
+            .await
+            .unwrap();
         assert!(s.locker.is_locked("scoped").await.unwrap());
     }
     let locker = &s.locker;
-    assert!(eventually(Duration::from_secs(5), async || !locker.is_locked("scoped").await.unwrap()).await);
+    assert!(
+        eventually(Duration::from_secs(5), async || !locker
+            .is_locked("scoped")
+            .await
+            .unwrap())
+        .await
+    );
 }

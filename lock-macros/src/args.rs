@@ -122,7 +122,9 @@ impl LockedArgs {
                     other => {
                         return Err(syn::Error::new(
                             lit.span(),
-                            format!("unknown `mode` {other:?}; expected \"wait\" (the default) or \"try\""),
+                            format!(
+                                "unknown `mode` {other:?}; expected \"wait\" (the default) or \"try\""
+                            ),
                         ));
                     }
                 };
@@ -142,7 +144,10 @@ impl LockedArgs {
                 self.krate = Some(lit.parse::<Path>().map_err(|_| {
                     syn::Error::new(
                         lit.span(),
-                        format!("`crate` must be a path, e.g. `crate = \"::locked\"`, found {:?}", lit.value()),
+                        format!(
+                            "`crate` must be a path, e.g. `crate = \"::locked\"`, found {:?}",
+                            lit.value()
+                        ),
                     )
                 })?);
             }
@@ -154,7 +159,10 @@ impl LockedArgs {
 
 fn unknown(name: &str, meta: &Meta) -> syn::Error {
     let list: Vec<String> = NAMES.iter().map(|n| format!("`{n}`")).collect();
-    let mut msg = format!("unknown argument `{name}`; expected one of {}", list.join(", "));
+    let mut msg = format!(
+        "unknown argument `{name}`; expected one of {}",
+        list.join(", ")
+    );
     let renamed = match name {
         "try" | "trylock" | "try_mode" | "nowait" => Some("try_lock"),
         "expire" | "expiry" | "lease" => Some("ttl"),
@@ -164,7 +172,10 @@ fn unknown(name: &str, meta: &Meta) -> syn::Error {
     };
     let near = renamed.or_else(|| crate::suggest::closest(name, NAMES.iter().copied()));
     if let Some(near) = near {
-        msg = format!("unknown argument `{name}`; did you mean `{near}`? expected one of {}", list.join(", "));
+        msg = format!(
+            "unknown argument `{name}`; did you mean `{near}`? expected one of {}",
+            list.join(", ")
+        );
     }
     syn::Error::new(meta.path().span(), msg)
 }
@@ -172,7 +183,10 @@ fn unknown(name: &str, meta: &Meta) -> syn::Error {
 fn value<'a>(name: &str, meta: &'a Meta, example: &str) -> syn::Result<&'a Expr> {
     match meta {
         Meta::NameValue(nv) => Ok(&nv.value),
-        _ => Err(syn::Error::new(meta.span(), format!("`{name}` takes a value: write `{example}`"))),
+        _ => Err(syn::Error::new(
+            meta.span(),
+            format!("`{name}` takes a value: write `{example}`"),
+        )),
     }
 }
 
@@ -184,7 +198,9 @@ fn string(name: &str, meta: &Meta) -> syn::Result<LitStr> {
         _ => format!("{name} = \"30s\""),
     };
     match value(name, meta, &example)? {
-        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Ok(s.clone()),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(s.clone()),
         other => Err(syn::Error::new(
             other.span(),
             format!("`{name}` takes a string literal: write `{example}`"),
@@ -202,7 +218,10 @@ fn millis(name: &str, meta: &Meta) -> syn::Result<Millis> {
 fn boolean(name: &str, meta: &Meta) -> syn::Result<bool> {
     let example = format!("{name} = false");
     match value(name, meta, &example)? {
-        Expr::Lit(ExprLit { lit: Lit::Bool(LitBool { value, .. }), .. }) => Ok(*value),
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(LitBool { value, .. }),
+            ..
+        }) => Ok(*value),
         other => Err(syn::Error::new(
             other.span(),
             format!("`{name}` takes `true` or `false`: write `{example}`"),
@@ -223,7 +242,9 @@ fn flag(name: &str, meta: &Meta) -> syn::Result<()> {
 fn path_value(name: &str, meta: &Meta, example: &str) -> syn::Result<Path> {
     match value(name, meta, example)? {
         Expr::Path(p) if p.qself.is_none() => Ok(p.path.clone()),
-        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Err(syn::Error::new(
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Err(syn::Error::new(
             s.span(),
             format!("`{name}` takes a path, not a string: write `{example}`"),
         )),
@@ -242,7 +263,9 @@ fn key_list(meta: &Meta) -> syn::Result<(Span, Vec<LitStr>)> {
             .elems
             .iter()
             .map(|e| match e {
-                Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Ok(s.clone()),
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => Ok(s.clone()),
                 other => Err(syn::Error::new(
                     other.span(),
                     format!("each of `keys` is a string literal: write `{EXAMPLE}`"),
@@ -268,9 +291,18 @@ mod tests {
     #[test]
     fn parse_full_argument_list() {
         let args: LockedArgs = syn::parse_quote!(
-            key = "order:{id}", ttl = "30s", timeout = "5s", retry_interval = "50ms",
-            try_lock, fallback = skip, locker = LOCKER, logging = false, renew = false,
-            fencing, max_hold = "1h", crate = "::my_locked"
+            key = "order:{id}",
+            ttl = "30s",
+            timeout = "5s",
+            retry_interval = "50ms",
+            try_lock,
+            fallback = skip,
+            locker = LOCKER,
+            logging = false,
+            renew = false,
+            fencing,
+            max_hold = "1h",
+            crate = "::my_locked"
         );
         assert_eq!(args.ttl.map(|m| m.ms), Some(30_000));
         assert!(args.try_mode);
@@ -282,12 +314,18 @@ mod tests {
     #[test]
     fn parse_unknown_argument_suggests_and_lists() {
         let msg = err(quote::quote!(key = "a", tll = "1s"));
-        assert!(msg.starts_with("unknown argument `tll`; did you mean `ttl`? expected one of `key`"), "{msg}");
+        assert!(
+            msg.starts_with("unknown argument `tll`; did you mean `ttl`? expected one of `key`"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn parse_duplicate_argument_is_error() {
-        assert_eq!(err(quote::quote!(key = "a", ttl = "1s", ttl = "2s")), "`ttl` set multiple times; keep one");
+        assert_eq!(
+            err(quote::quote!(key = "a", ttl = "1s", ttl = "2s")),
+            "`ttl` set multiple times; keep one"
+        );
     }
 
     #[test]
@@ -305,14 +343,19 @@ mod tests {
 
     #[test]
     fn parse_key_and_keys_conflict() {
-        assert!(err(quote::quote!(key = "a", keys = ["b"])).starts_with("`key` and `keys` cannot both be set"));
+        assert!(
+            err(quote::quote!(key = "a", keys = ["b"]))
+                .starts_with("`key` and `keys` cannot both be set")
+        );
     }
 
     #[test]
     fn parse_bad_values_explain_the_form() {
         assert!(err(quote::quote!(key = 5)).contains("`key` takes a string literal"));
         assert!(err(quote::quote!(key = "a", ttl = 30)).contains("`ttl` takes a string literal"));
-        assert!(err(quote::quote!(key = "a", fallback = "f")).contains("takes a path, not a string"));
+        assert!(
+            err(quote::quote!(key = "a", fallback = "f")).contains("takes a path, not a string")
+        );
         assert!(err(quote::quote!(key = "a", logging = "no")).contains("`true` or `false`"));
         assert!(err(quote::quote!(key = "a", try_lock = true)).contains("takes no value"));
         assert!(err(quote::quote!(key = "a", mode = "spin")).contains("unknown `mode`"));

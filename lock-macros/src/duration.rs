@@ -15,7 +15,9 @@ fn parse_text(name: &str, text: &str) -> Result<u64, String> {
     let d: Duration = humantime::parse_duration(text.trim())
         .map_err(|e| format!("invalid `{name}` {text:?}: {e}; {HINT}"))?;
     if d.is_zero() {
-        return Err(format!("`{name}` must be greater than zero, found {text:?}; {HINT}"));
+        return Err(format!(
+            "`{name}` must be greater than zero, found {text:?}; {HINT}"
+        ));
     }
     if !d.subsec_nanos().is_multiple_of(1_000_000) {
         return Err(format!(

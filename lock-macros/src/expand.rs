@@ -57,7 +57,12 @@ fn fallback_args(sig: &Signature, path: &syn::Path) -> syn::Result<Vec<Ident>> {
         .collect()
 }
 
-fn generate(args: &LockedArgs, item: &ItemFn, keys: &[(LitStr, Template)], fallback_args: Option<Vec<Ident>>) -> TokenStream {
+fn generate(
+    args: &LockedArgs,
+    item: &ItemFn,
+    keys: &[(LitStr, Template)],
+    fallback_args: Option<Vec<Ident>>,
+) -> TokenStream {
     let krate = match &args.krate {
         Some(path) => quote!(#path),
         None => quote!(::locked),
@@ -71,9 +76,22 @@ fn generate(args: &LockedArgs, item: &ItemFn, keys: &[(LitStr, Template)], fallb
         Some(v) => quote!(#p::Some(#v)),
         None => quote!(#p::None),
     };
-    let (ttl, timeout, retry, max_hold) = (ms(&args.ttl), ms(&args.timeout), ms(&args.retry_interval), ms(&args.max_hold));
-    let (renew, logging, fencing) = (opt_bool(args.renew), opt_bool(args.logging), opt_bool(args.fencing));
-    let mode = if args.try_mode { quote!(#p::Mode::Try) } else { quote!(#p::Mode::Wait) };
+    let (ttl, timeout, retry, max_hold) = (
+        ms(&args.ttl),
+        ms(&args.timeout),
+        ms(&args.retry_interval),
+        ms(&args.max_hold),
+    );
+    let (renew, logging, fencing) = (
+        opt_bool(args.renew),
+        opt_bool(args.logging),
+        opt_bool(args.fencing),
+    );
+    let mode = if args.try_mode {
+        quote!(#p::Mode::Try)
+    } else {
+        quote!(#p::Mode::Wait)
+    };
     let fn_name = item.sig.ident.to_string();
 
     let spec = Ident::new("__LOCKED_SPEC", Span::mixed_site());
@@ -100,7 +118,10 @@ fn generate(args: &LockedArgs, item: &ItemFn, keys: &[(LitStr, Template)], fallb
         let values = t.places.iter().map(|place| {
             let path = place.iter().enumerate().map(|(i, seg)| {
                 let tok: TokenStream = if seg.chars().all(|c| c.is_ascii_digit()) {
-                    let idx = syn::Index { index: seg.parse().unwrap_or(0), span: lit.span() };
+                    let idx = syn::Index {
+                        index: seg.parse().unwrap_or(0),
+                        span: lit.span(),
+                    };
                     quote!(#idx)
                 } else {
                     let id = Ident::new(seg, lit.span());
@@ -119,7 +140,11 @@ fn generate(args: &LockedArgs, item: &ItemFn, keys: &[(LitStr, Template)], fallb
         let k = &key_exprs[0];
         quote!(#k)
     };
-    let acquire = if args.keys.is_some() { quote!(acquire_all) } else { quote!(acquire) };
+    let acquire = if args.keys.is_some() {
+        quote!(acquire_all)
+    } else {
+        quote!(acquire)
+    };
 
     let (ret_ty, ret_span) = match &item.sig.output {
         ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
@@ -149,14 +174,24 @@ fn generate(args: &LockedArgs, item: &ItemFn, keys: &[(LitStr, Template)], fallb
         )
     };
 
-    let inner_attrs = item.attrs.iter().filter(|a| matches!(a.style, AttrStyle::Inner(_)));
-    let outer_attrs = item.attrs.iter().filter(|a| matches!(a.style, AttrStyle::Outer));
+    let inner_attrs = item
+        .attrs
+        .iter()
+        .filter(|a| matches!(a.style, AttrStyle::Inner(_)));
+    let outer_attrs = item
+        .attrs
+        .iter()
+        .filter(|a| matches!(a.style, AttrStyle::Outer));
     let stmts = &item.block.stmts;
     let vis = &item.vis;
     let sig = &item.sig;
     // With a fallback, the body borrows the arguments instead of taking them, so the
     // fallback can still be called with them if the lock is lost mid-body.
-    let move_kw = if args.fallback.is_some() { quote!() } else { quote!(move) };
+    let move_kw = if args.fallback.is_some() {
+        quote!()
+    } else {
+        quote!(move)
+    };
 
     // Input:  #[locked(key = "order:{id}", ttl = "30s")] async fn process(id: u64) -> R { BODY }
     // Output: async fn process(id: u64) -> R {

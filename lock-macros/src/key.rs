@@ -19,7 +19,8 @@ pub(crate) fn parse(lit: &LitStr, params: &[String]) -> syn::Result<Template> {
         let root = &place[0];
         if !params.iter().any(|p| p == root) {
             let text = place.join(".");
-            let mut msg = format!("unknown placeholder `{{{text}}}` in key: no parameter named `{root}`");
+            let mut msg =
+                format!("unknown placeholder `{{{text}}}` in key: no parameter named `{root}`");
             if let Some(near) = crate::suggest::closest(root, params.iter().map(String::as_str)) {
                 msg.push_str(&format!("; did you mean `{near}`?"));
             }
@@ -131,9 +132,20 @@ mod tests {
 
     #[test]
     fn parse_placeholders_and_fields() {
-        let t = parse(&lit("a:{id}:{self.user.id}:{p.0}"), &names(&["id", "self", "p"])).unwrap();
+        let t = parse(
+            &lit("a:{id}:{self.user.id}:{p.0}"),
+            &names(&["id", "self", "p"]),
+        )
+        .unwrap();
         assert_eq!(t.lits, vec!["a:", ":", ":", ""]);
-        assert_eq!(t.places, vec![names(&["id"]), names(&["self", "user", "id"]), names(&["p", "0"])]);
+        assert_eq!(
+            t.places,
+            vec![
+                names(&["id"]),
+                names(&["self", "user", "id"]),
+                names(&["p", "0"])
+            ]
+        );
     }
 
     #[test]
@@ -167,5 +179,4 @@ mod tests {
             assert!(err.contains(want), "{text}: {err}");
         }
     }
-
 }

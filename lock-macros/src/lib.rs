@@ -3,7 +3,10 @@
 //! This crate only parses and expands; all behaviour lives in `lock-runtime`. Use it
 //! through `locked::locked`.
 #![warn(missing_docs, unreachable_pub)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod args;
 mod duration;

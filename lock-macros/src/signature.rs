@@ -26,10 +26,16 @@ pub(crate) fn check(item: &ItemFn) -> syn::Result<Signature> {
         ));
     }
     if let Some(c) = &sig.constness {
-        return Err(syn::Error::new(c.span, "`#[locked]` cannot go on a `const fn`"));
+        return Err(syn::Error::new(
+            c.span,
+            "`#[locked]` cannot go on a `const fn`",
+        ));
     }
     if let Some(v) = &sig.variadic {
-        return Err(syn::Error::new(v.span(), "`#[locked]` cannot go on a variadic fn"));
+        return Err(syn::Error::new(
+            v.span(),
+            "`#[locked]` cannot go on a variadic fn",
+        ));
     }
     let mut params = Vec::new();
     let mut bound = Vec::new();
@@ -38,7 +44,10 @@ pub(crate) fn check(item: &ItemFn) -> syn::Result<Signature> {
             FnArg::Receiver(r) => {
                 let ident = syn::Ident::new("self", r.self_token.span);
                 bound.push("self".to_owned());
-                params.push(Param { name: Some(ident), span: r.span() });
+                params.push(Param {
+                    name: Some(ident),
+                    span: r.span(),
+                });
             }
             FnArg::Typed(pt) => {
                 let name = match &*pt.pat {
@@ -46,7 +55,10 @@ pub(crate) fn check(item: &ItemFn) -> syn::Result<Signature> {
                     _ => None,
                 };
                 collect_bindings(&pt.pat, &mut bound);
-                params.push(Param { name, span: pt.pat.span() });
+                params.push(Param {
+                    name,
+                    span: pt.pat.span(),
+                });
             }
         }
     }
@@ -89,7 +101,14 @@ mod tests {
 
     #[test]
     fn check_rejects_non_async() {
-        let item: ItemFn = syn::parse_quote!(fn f() {});
-        assert!(check(&item).unwrap_err().to_string().contains("write `async fn`"));
+        let item: ItemFn = syn::parse_quote!(
+            fn f() {}
+        );
+        assert!(
+            check(&item)
+                .unwrap_err()
+                .to_string()
+                .contains("write `async fn`")
+        );
     }
 }

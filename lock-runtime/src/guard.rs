@@ -217,7 +217,11 @@ impl LockGuard {
         let held = self.acquired_at.elapsed();
         if self
             .locker
-            .call(&self.key, CALL_LIMIT, store.release(&self.keys, &self.token))
+            .call(
+                &self.key,
+                CALL_LIMIT,
+                store.release(&self.keys, &self.token),
+            )
             .await?
         {
             telemetry::released(self.opts.logging, &self.key, held);

@@ -260,7 +260,9 @@ impl Locker {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let guard = self.lock(self.full_keys(&[key])?, &opts, true, "Locker::run").await?;
+        let guard = self
+            .lock(self.full_keys(&[key])?, &opts, true, "Locker::run")
+            .await?;
         renew::hold(guard, &opts, f()).await
     }
 
@@ -292,7 +294,10 @@ impl Locker {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        match self.lock(self.full_keys(&[key])?, &opts, false, "Locker::try_run").await {
+        match self
+            .lock(self.full_keys(&[key])?, &opts, false, "Locker::try_run")
+            .await
+        {
             Ok(guard) => renew::hold(guard, &opts, f()).await.map(Some),
             Err(LockError::Busy { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -321,7 +326,8 @@ impl Locker {
     /// # Ok(()) }
     /// ```
     pub async fn acquire(&self, key: &str, opts: LockOptions) -> Result<LockGuard, LockError> {
-        self.lock(self.full_keys(&[key])?, &opts, true, "Locker::acquire").await
+        self.lock(self.full_keys(&[key])?, &opts, true, "Locker::acquire")
+            .await
     }
 
     /// Takes the lock if it is free now; `Ok(None)` at once if it is held.
@@ -344,7 +350,10 @@ impl Locker {
         key: &str,
         opts: LockOptions,
     ) -> Result<Option<LockGuard>, LockError> {
-        match self.lock(self.full_keys(&[key])?, &opts, false, "Locker::try_acquire").await {
+        match self
+            .lock(self.full_keys(&[key])?, &opts, false, "Locker::try_acquire")
+            .await
+        {
             Ok(guard) => Ok(Some(guard)),
             Err(LockError::Busy { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -371,13 +380,20 @@ impl Locker {
     /// assert_eq!(moved, 50);
     /// # Ok(()) }
     /// ```
-    pub async fn run_all<S, F, Fut, T>(&self, keys: &[S], opts: LockOptions, f: F) -> Result<T, LockError>
+    pub async fn run_all<S, F, Fut, T>(
+        &self,
+        keys: &[S],
+        opts: LockOptions,
+        f: F,
+    ) -> Result<T, LockError>
     where
         S: AsRef<str>,
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let guard = self.lock(self.full_keys(keys)?, &opts, true, "Locker::run_all").await?;
+        let guard = self
+            .lock(self.full_keys(keys)?, &opts, true, "Locker::run_all")
+            .await?;
         renew::hold(guard, &opts, f()).await
     }
 
@@ -396,8 +412,13 @@ impl Locker {
     /// both.release().await?;
     /// # Ok(()) }
     /// ```
-    pub async fn acquire_all<S: AsRef<str>>(&self, keys: &[S], opts: LockOptions) -> Result<LockGuard, LockError> {
-        self.lock(self.full_keys(keys)?, &opts, true, "Locker::acquire_all").await
+    pub async fn acquire_all<S: AsRef<str>>(
+        &self,
+        keys: &[S],
+        opts: LockOptions,
+    ) -> Result<LockGuard, LockError> {
+        self.lock(self.full_keys(keys)?, &opts, true, "Locker::acquire_all")
+            .await
     }
 
     /// Whether anyone holds the lock now.
@@ -500,7 +521,9 @@ impl Locker {
         }
         let mode = if wait { "wait" } else { "try" };
         let span = telemetry::lock_span(&key, mode, opts.ttl, opts.timeout, site);
-        self.lock_in(keys, key, opts, wait, span.clone()).instrument(span).await
+        self.lock_in(keys, key, opts, wait, span.clone())
+            .instrument(span)
+            .await
     }
 
     async fn lock_in(
@@ -520,17 +543,33 @@ impl Locker {
             attempts += 1;
             let sent = Instant::now();
             let limit = if wait {
-                deadline.saturating_duration_since(sent).max(Duration::from_millis(50))
+                deadline
+                    .saturating_duration_since(sent)
+                    .max(Duration::from_millis(50))
             } else {
                 TRY_MODE_CALL_LIMIT
             };
             let attempt = self
-                .call(&key, limit, self.inner.store.try_acquire(&keys, &token, ttl_ms, opts.fencing))
+                .call(
+                    &key,
+                    limit,
+                    self.inner
+                        .store
+                        .try_acquire(&keys, &token, ttl_ms, opts.fencing),
+                )
                 .await;
             let failure = match attempt {
                 Ok(Attempt::Acquired { fence }) => {
                     telemetry::acquired(opts.logging, &key, sent - start, attempts, fence);
-                    return Ok(LockGuard::new(self.clone(), keys, token, fence, sent, *opts, span));
+                    return Ok(LockGuard::new(
+                        self.clone(),
+                        keys,
+                        token,
+                        fence,
+                        sent,
+                        *opts,
+                        span,
+                    ));
                 }
                 Ok(Attempt::Held) if !wait => {
                     telemetry::busy(opts.logging, &key);
@@ -553,7 +592,10 @@ impl Locker {
                     Some(backend) => backend,
                     None => {
                         telemetry::timeout(opts.logging, &key, now - start, attempts);
-                        LockError::Timeout { key, waited: now - start }
+                        LockError::Timeout {
+                            key,
+                            waited: now - start,
+                        }
                     }
                 });
             }

@@ -101,7 +101,9 @@ pub async fn acquire_all<const N: usize>(
     };
     let opts = spec.options(locker.options());
     let keys = locker.full_keys(&keys)?;
-    let guard = locker.lock(keys, &opts, spec.mode == Mode::Wait, spec.site).await?;
+    let guard = locker
+        .lock(keys, &opts, spec.mode == Mode::Wait, spec.site)
+        .await?;
     Ok(Held { guard, opts })
 }
 

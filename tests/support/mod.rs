@@ -1,5 +1,11 @@
 //! Test support: a real `redis-server` per test, on a free loopback port.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -57,7 +63,13 @@ impl RedisServer {
     pub fn client(&self) -> redis::Connection {
         redis::Client::open(self.url())
             .and_then(|c| c.get_connection())
-            .unwrap_or_else(|e| panic!("connect to {}: {e}\nserver log:\n{}", self.url(), self.log()))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "connect to {}: {e}\nserver log:\n{}",
+                    self.url(),
+                    self.log()
+                )
+            })
     }
 
     /// A locker on this server.
@@ -75,7 +87,11 @@ impl RedisServer {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("redis-server on port {} did not answer PING within 20 s\nserver log:\n{}", self.port, self.log());
+                panic!(
+                    "redis-server on port {} did not answer PING within 20 s\nserver log:\n{}",
+                    self.port,
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -106,7 +122,11 @@ fn spawn(port: u16, dir: &tempfile::TempDir) -> Child {
 
 /// A port nothing listens on now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Waits for `cond` up to `limit`, polling; returns whether it held.

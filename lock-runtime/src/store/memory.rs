@@ -47,9 +47,18 @@ impl MemoryStore {
     }
 
     /// Takes every key or none: all are checked and set under one mutex.
-    pub(crate) fn try_acquire(&self, keys: &[String], token: &str, ttl_ms: u64, fencing: bool) -> Attempt {
+    pub(crate) fn try_acquire(
+        &self,
+        keys: &[String],
+        token: &str,
+        ttl_ms: u64,
+        fencing: bool,
+    ) -> Attempt {
         self.with(|s, now| {
-            if keys.iter().any(|k| s.entries.get(k).is_some_and(|e| e.expires > now)) {
+            if keys
+                .iter()
+                .any(|k| s.entries.get(k).is_some_and(|e| e.expires > now))
+            {
                 return Attempt::Held;
             }
             if s.entries.len() >= s.sweep_at {
@@ -58,7 +67,13 @@ impl MemoryStore {
             }
             let expires = now + Duration::from_millis(ttl_ms);
             for key in keys {
-                s.entries.insert(key.clone(), Entry { token: token.to_owned(), expires });
+                s.entries.insert(
+                    key.clone(),
+                    Entry {
+                        token: token.to_owned(),
+                        expires,
+                    },
+                );
             }
             let fence = fencing.then(|| {
                 s.fence += 1;
@@ -86,8 +101,11 @@ impl MemoryStore {
     }
 
     fn owns_all(s: &State, keys: &[String], token: &str, now: Instant) -> bool {
-        keys.iter()
-            .all(|k| s.entries.get(k).is_some_and(|e| e.token == token && e.expires > now))
+        keys.iter().all(|k| {
+            s.entries
+                .get(k)
+                .is_some_and(|e| e.token == token && e.expires > now)
+        })
     }
 
     pub(crate) fn extend(&self, keys: &[String], token: &str, ttl_ms: u64) -> bool {
@@ -109,7 +127,10 @@ impl MemoryStore {
             if !Self::owns_all(s, keys, token, now) {
                 return None;
             }
-            keys.iter().filter_map(|k| s.entries.get(k)).map(|e| e.expires - now).min()
+            keys.iter()
+                .filter_map(|k| s.entries.get(k))
+                .map(|e| e.expires - now)
+                .min()
         })
     }
 
@@ -135,11 +156,20 @@ mod tests {
         let store = MemoryStore::new();
         let ab = ["a".to_owned(), "b".to_owned()];
         let bc = ["b".to_owned(), "c".to_owned()];
-        assert!(matches!(store.try_acquire(&ab, "t1", 1000, false), Attempt::Acquired { .. }));
+        assert!(matches!(
+            store.try_acquire(&ab, "t1", 1000, false),
+            Attempt::Acquired { .. }
+        ));
         assert_eq!(store.try_acquire(&bc, "t2", 1000, false), Attempt::Held);
-        assert!(!store.exists("c"), "a refused multi-key acquire must take nothing");
+        assert!(
+            !store.exists("c"),
+            "a refused multi-key acquire must take nothing"
+        );
         assert!(store.release(&ab, "t1"));
-        assert!(matches!(store.try_acquire(&bc, "t2", 1000, false), Attempt::Acquired { .. }));
+        assert!(matches!(
+            store.try_acquire(&bc, "t2", 1000, false),
+            Attempt::Acquired { .. }
+        ));
     }
 
     #[tokio::test(start_paused = true)]

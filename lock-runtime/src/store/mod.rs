@@ -59,7 +59,12 @@ impl Store {
     }
 
     /// Resets the keys' expiry to `ttl_ms` if `token` owns them all; false otherwise.
-    pub(crate) async fn extend(&self, keys: &[String], token: &str, ttl_ms: u64) -> Result<bool, BoxError> {
+    pub(crate) async fn extend(
+        &self,
+        keys: &[String],
+        token: &str,
+        ttl_ms: u64,
+    ) -> Result<bool, BoxError> {
         match self {
             Store::Memory(s) => Ok(s.extend(keys, token, ttl_ms)),
             Store::Redis(s) => s.extend(keys, token, ttl_ms).await,
@@ -67,7 +72,11 @@ impl Store {
     }
 
     /// The least time left on the keys if `token` owns them all.
-    pub(crate) async fn remaining(&self, keys: &[String], token: &str) -> Result<Option<Duration>, BoxError> {
+    pub(crate) async fn remaining(
+        &self,
+        keys: &[String],
+        token: &str,
+    ) -> Result<Option<Duration>, BoxError> {
         match self {
             Store::Memory(s) => Ok(s.remaining(keys, token)),
             Store::Redis(s) => s.remaining(keys, token).await,

@@ -102,14 +102,25 @@ impl RedisStore {
             .arg(ttl_ms)
             .arg(u8::from(fencing))
             .arg(ttl_ms.saturating_add(FENCE_RETENTION_MS));
-        let fence: Option<u64> = call.invoke_async(&mut conn).await.map_err(|e| self.wrap(e))?;
+        let fence: Option<u64> = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.wrap(e))?;
         Ok(match fence {
-            Some(f) => Attempt::Acquired { fence: fencing.then_some(f) },
+            Some(f) => Attempt::Acquired {
+                fence: fencing.then_some(f),
+            },
             None => Attempt::Held,
         })
     }
 
-    async fn owned_op(&self, script: &Script, keys: &[String], token: &str, arg: Option<u64>) -> Result<i64, BoxError> {
+    async fn owned_op(
+        &self,
+        script: &Script,
+        keys: &[String],
+        token: &str,
+        arg: Option<u64>,
+    ) -> Result<i64, BoxError> {
         let mut conn = self.conn().await?;
         let mut call = script.prepare_invoke();
         for key in keys {
@@ -128,11 +139,23 @@ impl RedisStore {
         Ok(usize::try_from(n).is_ok_and(|n| n == keys.len()))
     }
 
-    pub(crate) async fn extend(&self, keys: &[String], token: &str, ttl_ms: u64) -> Result<bool, BoxError> {
-        Ok(self.owned_op(&self.extend, keys, token, Some(ttl_ms)).await? == 1)
+    pub(crate) async fn extend(
+        &self,
+        keys: &[String],
+        token: &str,
+        ttl_ms: u64,
+    ) -> Result<bool, BoxError> {
+        Ok(self
+            .owned_op(&self.extend, keys, token, Some(ttl_ms))
+            .await?
+            == 1)
     }
 
-    pub(crate) async fn remaining(&self, keys: &[String], token: &str) -> Result<Option<Duration>, BoxError> {
+    pub(crate) async fn remaining(
+        &self,
+        keys: &[String],
+        token: &str,
+    ) -> Result<Option<Duration>, BoxError> {
         let pttl = self.owned_op(&self.remaining, keys, token, None).await?;
         Ok(u64::try_from(pttl).ok().map(Duration::from_millis))
     }

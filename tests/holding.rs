@@ -1,0 +1,453 @@
+//! Holding safely: renewal, cancellation on loss, `max_hold`, fencing tokens, nested-lock
+//! detection and multi-key locks, on both stores where they apply.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use locked::{LockError, LockOptions, Locker, locked};
+use support::RedisServer;
+use tokio::time::Instant;
+
+struct Store {
+    locker: Locker,
+    server: Option<RedisServer>,
+}
+
+impl Store {
+    fn memory() -> Self {
+        Self {
+            locker: Locker::memory(),
+            server: None,
+        }
+    }
+    fn redis() -> Self {
+        let server = RedisServer::start();
+        Self {
+            locker: server.locker(),
+            server: Some(server),
+        }
+    }
+    fn other(&self) -> Locker {
+        self.server
+            .as_ref()
+            .map_or_else(|| self.locker.clone(), RedisServer::locker)
+    }
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Store::memory()).await }
+            )*
+        }
+        mod redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Store::redis()).await }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    run_body_three_times_ttl_keeps_lock_throughout,
+    run_lock_taken_behind_back_cancels_body_with_lost,
+    run_past_max_hold_cancels_body_with_lost,
+    run_without_renewal_lets_lock_expire,
+    fencing_tokens_strictly_increase_across_expiry,
+    fencing_token_readable_inside_body_only_when_asked,
+    run_nested_same_key_fails_fast,
+    run_all_opposite_transfers_never_deadlock_or_overlap,
+    run_with_renewal_leaves_no_task_behind,
+);
+
+async fn run_body_three_times_ttl_keeps_lock_throughout(s: Store) {
+    let ttl = Duration::from_millis(400);
+    let other = s.other();
+    let done = AtomicBool::new(false);
+    let opts = LockOptions::default().ttl(ttl);
+    let probe = async {
+        let mut tries = 0;
+        while !done.load(Ordering::SeqCst) {
+            if let Some(stolen) = other
+                .try_acquire("long", LockOptions::default())
+                .await
+                .unwrap()
+            {
+                panic!("another caller took the lock while its holder ran: {stolen:?}");
+            }
+            tries += 1;
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        tries
+    };
+    let body = s.locker.run("long", opts, || async {
+        tokio::time::sleep(ttl * 3).await;
+        done.store(true, Ordering::SeqCst);
+    });
+    let (out, tries) = tokio::join!(body, probe);
+    out.unwrap();
+    assert!(tries > 5, "the probe only ran {tries} times");
+}
+
+async fn run_lock_taken_behind_back_cancels_body_with_lost(s: Store) {
+    let ttl = Duration::from_millis(600);
+    let finished = Arc::new(AtomicBool::new(false));
+    let f = finished.clone();
+    let locker = s.locker.clone();
+    let task = tokio::spawn(async move {
+        let r = locker
+            .run("stolen", LockOptions::default().ttl(ttl), || async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                f.store(true, Ordering::SeqCst);
+            })
+            .await;
+        (r, Instant::now())
+    });
+    let other = s.other();
+    assert!(
+        support::eventually(Duration::from_secs(5), async || other
+            .is_locked("stolen")
+            .await
+            .unwrap())
+        .await
+    );
+    other.force_release("stolen").await.unwrap();
+    let thief = other
+        .acquire("stolen", LockOptions::default())
+        .await
+        .unwrap();
+    let taken_at = Instant::now();
+    let (r, returned_at) = task.await.unwrap();
+    let err = r.unwrap_err();
+    assert!(err.is_lost(), "{err:?}");
+    assert!(err.to_string().contains("lock:stolen"), "{err}");
+    assert!(
+        !finished.load(Ordering::SeqCst),
+        "the body ran on without its lock"
+    );
+    // Detected at the next renewal (ttl/3 = 200 ms); generous for a busy machine.
+    let after = returned_at - taken_at;
+    assert!(after < Duration::from_secs(3), "took {after:?} to notice");
+    // The thief's lock is untouched by the loser's cleanup.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    thief.release().await.unwrap();
+}
+
+async fn run_past_max_hold_cancels_body_with_lost(s: Store) {
+    let opts = LockOptions::default()
+        .ttl(Duration::from_millis(300))
+        .max_hold(Duration::from_millis(500));
+    let start = Instant::now();
+    let err = s
+        .locker
+        .run("bounded", opts, || async {
+            tokio::time::sleep(Duration::from_secs(30)).await
+        })
+        .await
+        .unwrap_err();
+    assert!(err.is_lost(), "{err:?}");
+    assert!(err.to_string().contains("max_hold"), "{err}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(500) && start.elapsed() < Duration::from_secs(5)
+    );
+}
+
+async fn run_without_renewal_lets_lock_expire(s: Store) {
+    let opts = LockOptions::default()
+        .ttl(Duration::from_millis(200))
+        .renew(false);
+    let other = s.other();
+    let taken_meanwhile = s
+        .locker
+        .run("short", opts, || async {
+            support::eventually(Duration::from_secs(5), async || {
+                other
+                    .try_acquire("short", LockOptions::default())
+                    .await
+                    .unwrap()
+                    .is_some()
+            })
+            .await
+        })
+        .await
+        .unwrap();
+    assert!(
+        taken_meanwhile,
+        "without renewal the lock should have expired after its ttl"
+    );
+}
+
+async fn fencing_tokens_strictly_increase_across_expiry(s: Store) {
+    let fenced = LockOptions::default().fencing(true);
+    let mut last = 0u64;
+    for i in 0..1000 {
+        let expire = i % 100 == 99;
+        let opts = if expire {
+            fenced.ttl(Duration::from_millis(20))
+        } else {
+            fenced
+        };
+        let guard = s.locker.acquire("ledger", opts).await.unwrap();
+        let token = guard.fencing_token().unwrap();
+        assert!(
+            token > last,
+            "token {token} after {last} at acquisition {i}"
+        );
+        last = token;
+        if expire {
+            std::mem::forget(guard); // let the lock key expire instead of releasing it
+            let locker = &s.locker;
+            assert!(
+                support::eventually(Duration::from_secs(5), async || !locker
+                    .is_locked("ledger")
+                    .await
+                    .unwrap())
+                .await
+            );
+        } else {
+            guard.release().await.unwrap();
+        }
+        if let (Some(server), 500) = (&s.server, i) {
+            // Even with the counter gone (its retention ran out), tokens keep rising.
+            let _: i64 = ::redis::cmd("DEL")
+                .arg("{lock:ledger}:fence")
+                .query(&mut server.client())
+                .unwrap();
+        }
+    }
+    let plain = s
+        .locker
+        .acquire("ledger", LockOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(plain.fencing_token(), None);
+}
+
+#[locked(key = "fenced:{n}", fencing, locker = locker)]
+async fn fenced_body(locker: &Locker, n: u32) -> Result<Option<u64>, LockError> {
+    Ok(locked::fencing_token())
+}
+
+#[locked(key = "plain:{n}", locker = locker)]
+async fn plain_body(locker: &Locker, n: u32) -> Result<Option<u64>, LockError> {
+    Ok(locked::fencing_token())
+}
+
+async fn fencing_token_readable_inside_body_only_when_asked(s: Store) {
+    let a = fenced_body(&s.locker, 1).await.unwrap().unwrap();
+    let b = fenced_body(&s.locker, 1).await.unwrap().unwrap();
+    assert!(b > a);
+    assert_eq!(plain_body(&s.locker, 1).await.unwrap(), None);
+    assert_eq!(locked::fencing_token(), None);
+}
+
+#[locked(key = "account:{id}", locker = locker)]
+async fn inner_call(locker: &Locker, id: u32) -> Result<(), LockError> {
+    Ok(())
+}
+
+#[locked(key = "account:{id}", locker = locker)]
+async fn outer_call(locker: &Locker, id: u32) -> Result<(), LockError> {
+    inner_call(locker, id).await
+}
+
+async fn run_nested_same_key_fails_fast(s: Store) {
+    let start = Instant::now();
+    let err = s
+        .locker
+        .run("account:1", LockOptions::default(), || async {
+            s.locker
+                .run("account:1", LockOptions::default(), || async {})
+                .await
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, LockError::Nested { .. }), "{err:?}");
+    assert!(err.to_string().contains("lock:account:1"), "{err}");
+    let err = outer_call(&s.locker, 2).await.unwrap_err();
+    assert!(matches!(err, LockError::Nested { .. }), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "nested calls waited {:?}",
+        start.elapsed()
+    );
+    // A different key nests fine.
+    s.locker
+        .run("account:3", LockOptions::default(), || async {
+            s.locker
+                .run("account:4", LockOptions::default(), || async {})
+                .await
+        })
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+struct Bank {
+    locker: Locker,
+    holders: [AtomicU32; 2],
+    overlaps: AtomicU32,
+}
+
+impl Bank {
+    #[locked(keys = ["account:{from}", "account:{to}"], timeout = "30s", retry_interval = "5ms", locker = self.locker)]
+    async fn transfer(&self, from: usize, to: usize) -> Result<(), LockError> {
+        for acct in [from, to] {
+            if self.holders[acct].fetch_add(1, Ordering::SeqCst) != 0 {
+                self.overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        for acct in [from, to] {
+            self.holders[acct].fetch_sub(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+async fn run_all_opposite_transfers_never_deadlock_or_overlap(s: Store) {
+    let bank = Arc::new(Bank {
+        locker: s.locker.clone(),
+        holders: Default::default(),
+        overlaps: AtomicU32::new(0),
+    });
+    let other = Arc::new(Bank {
+        locker: s.other(),
+        holders: Default::default(),
+        overlaps: AtomicU32::new(0),
+    });
+    let shared_holders = bank.clone();
+    let a = tokio::spawn(async move {
+        for _ in 0..40 {
+            bank.transfer(0, 1).await.unwrap();
+        }
+    });
+    // The other direction, through another locker; overlap is counted on the first bank's
+    // counters only when both run in this process on the same store, so check the store.
+    let b = tokio::spawn(async move {
+        for _ in 0..40 {
+            other.transfer(1, 0).await.unwrap();
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(60), async {
+        a.await.unwrap();
+        b.await.unwrap();
+    })
+    .await
+    .expect("transfers in opposite directions deadlocked");
+    assert_eq!(shared_holders.overlaps.load(Ordering::SeqCst), 0);
+    assert!(!s.locker.is_locked("account:0").await.unwrap());
+    assert!(!s.locker.is_locked("account:1").await.unwrap());
+}
+
+async fn run_with_renewal_leaves_no_task_behind(s: Store) {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    // The first call opens the Redis connection, whose driver task lives with the locker.
+    s.locker
+        .run("warm-up", LockOptions::default(), || async {})
+        .await
+        .unwrap();
+    let before = metrics.num_alive_tasks();
+    let opts = LockOptions::default().ttl(Duration::from_millis(90));
+    for i in 0..20 {
+        s.locker
+            .run(&format!("watched:{i}"), opts, || async {
+                tokio::time::sleep(Duration::from_millis(40)).await
+            })
+            .await
+            .unwrap();
+    }
+    assert!(
+        support::eventually(Duration::from_secs(5), async || metrics.num_alive_tasks()
+            <= before)
+        .await,
+        "{} tasks alive after the calls, {before} before",
+        metrics.num_alive_tasks()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_all_transfers_share_counters_never_overlap_on_redis() {
+    let server = RedisServer::start();
+    let holders: Arc<[AtomicU32; 2]> = Arc::new(Default::default());
+    let overlaps = Arc::new(AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    for (from, to) in [(0usize, 1usize), (1, 0), (0, 1), (1, 0)] {
+        let locker = server.locker();
+        let (holders, overlaps) = (holders.clone(), overlaps.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                let keys = [format!("account:{from}"), format!("account:{to}")];
+                let opts = LockOptions::default()
+                    .timeout(Duration::from_secs(30))
+                    .retry_interval(Duration::from_millis(5));
+                locker
+                    .run_all(&keys, opts, || async {
+                        for a in [from, to] {
+                            if holders[a].fetch_add(1, Ordering::SeqCst) != 0 {
+                                overlaps.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        for a in [from, to] {
+                            holders[a].fetch_sub(1, Ordering::SeqCst);
+                        }
+                    })
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(60), async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    })
+    .await
+    .expect("deadlock");
+    assert_eq!(overlaps.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_redis_down_mid_body_cancels_before_lapse() {
+    let mut server = RedisServer::start();
+    let locker = server.locker();
+    let ttl = Duration::from_millis(1500);
+    let finished = Arc::new(AtomicBool::new(false));
+    let f = finished.clone();
+    let l = locker.clone();
+    let task = tokio::spawn(async move {
+        l.run("fragile", LockOptions::default().ttl(ttl), || async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            f.store(true, Ordering::SeqCst);
+        })
+        .await
+    });
+    assert!(
+        support::eventually(Duration::from_secs(5), async || locker
+            .is_locked("fragile")
+            .await
+            .unwrap())
+        .await
+    );
+    server.stop();
+    let stopped_at = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("body not cancelled")
+        .unwrap()
+        .unwrap_err();
+    assert!(err.is_lost(), "{err:?}");
+    assert!(!finished.load(Ordering::SeqCst));
+    // At most one ttl after the last successful renewal, which was before the stop.
+    assert!(
+        stopped_at.elapsed() < ttl + Duration::from_secs(2),
+        "took {:?}",
+        stopped_at.elapsed()
+    );
+}
