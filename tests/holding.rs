@@ -164,14 +164,19 @@ async fn run_without_renewal_lets_lock_expire(s: Store) {
     let taken_meanwhile = s
         .locker
         .run("short", opts, || async {
-            support::eventually(Duration::from_secs(5), async || {
-                other
-                    .try_acquire("short", LockOptions::default())
-                    .await
-                    .unwrap()
-                    .is_some()
+            // Ask from another task: this one holds the key, so here it would be `Nested`.
+            tokio::spawn(async move {
+                support::eventually(Duration::from_secs(5), async || {
+                    other
+                        .try_acquire("short", LockOptions::default())
+                        .await
+                        .unwrap()
+                        .is_some()
+                })
+                .await
             })
             .await
+            .unwrap()
         })
         .await
         .unwrap();
