@@ -67,9 +67,11 @@ on_both_stores!(
 async fn run_body_three_times_ttl_keeps_lock_throughout(s: Store) {
     let ttl = Duration::from_millis(400);
     let other = s.other();
+    let started = tokio::sync::Notify::new();
     let done = AtomicBool::new(false);
     let opts = LockOptions::default().ttl(ttl);
     let probe = async {
+        started.notified().await; // probe only once the body holds the lock
         let mut tries = 0;
         while !done.load(Ordering::SeqCst) {
             if let Some(stolen) = other
@@ -85,6 +87,7 @@ async fn run_body_three_times_ttl_keeps_lock_throughout(s: Store) {
         tries
     };
     let body = s.locker.run("long", opts, || async {
+        started.notify_one();
         tokio::time::sleep(ttl * 3).await;
         done.store(true, Ordering::SeqCst);
     });
@@ -166,14 +169,19 @@ async fn run_without_renewal_lets_lock_expire(s: Store) {
         .run("short", opts, || async {
             // Ask from another task: this one holds the key, so here it would be `Nested`.
             tokio::spawn(async move {
-                support::eventually(Duration::from_secs(5), async || {
-                    other
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < deadline {
+                    if let Some(g) = other
                         .try_acquire("short", LockOptions::default())
                         .await
                         .unwrap()
-                        .is_some()
-                })
-                .await
+                    {
+                        g.release().await.unwrap();
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                false
             })
             .await
             .unwrap()
