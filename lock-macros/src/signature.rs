@@ -106,7 +106,8 @@ mod tests {
         );
         assert!(
             check(&item)
-                .unwrap_err()
+                .err()
+                .expect("an error")
                 .to_string()
                 .contains("write `async fn`")
         );
