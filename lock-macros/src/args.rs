@@ -285,7 +285,10 @@ mod tests {
     use super::*;
 
     fn err(tokens: proc_macro2::TokenStream) -> String {
-        syn::parse2::<LockedArgs>(tokens).err().expect("a parse error").to_string()
+        syn::parse2::<LockedArgs>(tokens)
+            .err()
+            .expect("a parse error")
+            .to_string()
     }
 
     #[test]
