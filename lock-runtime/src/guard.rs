@@ -225,6 +225,7 @@ impl LockGuard {
             .await?
         {
             telemetry::released(self.opts.logging, &self.key, held);
+            self.locker.released(&self.keys);
             Ok(())
         } else {
             Err(self.lost("expired or taken by another holder before release"))

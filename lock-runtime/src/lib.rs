@@ -34,6 +34,7 @@ mod store;
 mod telemetry;
 mod token;
 mod url;
+mod wait;
 
 #[doc(hidden)]
 pub mod __private {

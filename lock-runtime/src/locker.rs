@@ -18,6 +18,7 @@ use crate::store::redis::RedisStore;
 use crate::store::{Attempt, Store};
 use crate::telemetry;
 use crate::token::new_token;
+use crate::wait::{Waits, jittered};
 
 /// How long one store call may take in try mode, when no wait deadline bounds it.
 const TRY_MODE_CALL_LIMIT: Duration = Duration::from_secs(5);
@@ -57,6 +58,7 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     prefix: String,
     defaults: LockOptions,
+    waits: Arc<Waits>,
 }
 
 impl fmt::Debug for Locker {
@@ -152,6 +154,10 @@ impl LockerBuilder {
     fn build(self, store: Store) -> Locker {
         Locker {
             inner: Arc::new(Inner {
+                waits: Waits::new(match &store {
+                    Store::Redis(r) => Some(r.client().clone()),
+                    Store::Memory(_) => None,
+                }),
                 store,
                 prefix: self.prefix,
                 defaults: self.defaults,
@@ -470,6 +476,7 @@ impl Locker {
             )
             .await?;
         telemetry::force_release(&key, existed);
+        self.released(std::slice::from_ref(&key));
         Ok(existed)
     }
 
@@ -535,77 +542,82 @@ impl Locker {
         span: tracing::Span,
     ) -> Result<LockGuard, LockError> {
         let token = new_token(&key)?;
-        let ttl_ms = opts.ttl_ms();
         let start = Instant::now();
-        let deadline = start + opts.timeout;
-        let mut attempts = 0u32;
+        let mut ask = Ask {
+            locker: self,
+            keys,
+            key,
+            token,
+            opts,
+            start,
+            deadline: start + opts.timeout,
+            attempts: 0,
+            span,
+        };
+        let waits = &self.inner.waits;
+        // Uncontended (no one of this locker waits for the key): try at once. Otherwise
+        // queue behind the earlier waiters, so that a task that just released cannot
+        // take the lock again ahead of them.
+        if !wait || !waits.has_waiters(&ask.key) {
+            match ask.attempt(false, !wait).await? {
+                Ok(guard) => return Ok(guard),
+                Err(_) if !wait => {
+                    telemetry::busy(opts.logging, &ask.key);
+                    return Err(LockError::Busy { key: ask.key });
+                }
+                Err(_) => {}
+            }
+        }
+        let mut ticket = waits.join(&ask.key);
+        let queue = ticket.queue.clone();
+        let Ok(Ok(_head)) = tokio::time::timeout_at(ask.deadline, queue.acquire()).await else {
+            return Err(ask.timed_out(None));
+        };
+        // Head of the queue: subscribe to releases, then try before every sleep.
+        ticket
+            .subscribed(ask.deadline.saturating_duration_since(Instant::now()))
+            .await;
         loop {
-            attempts += 1;
-            let sent = Instant::now();
-            let limit = if wait {
-                deadline
-                    .saturating_duration_since(sent)
-                    .max(Duration::from_millis(50))
-            } else {
-                TRY_MODE_CALL_LIMIT
-            };
-            let attempt = self
-                .call(
-                    &key,
-                    limit,
-                    self.inner
-                        .store
-                        .try_acquire(&keys, &token, ttl_ms, opts.fencing),
-                )
-                .await;
-            let failure = match attempt {
-                Ok(Attempt::Acquired { fence }) => {
-                    telemetry::acquired(opts.logging, &key, sent - start, attempts, fence);
-                    return Ok(LockGuard::new(
-                        self.clone(),
-                        keys,
-                        token,
-                        fence,
-                        sent,
-                        *opts,
-                        span,
-                    ));
-                }
-                Ok(Attempt::Held) if !wait => {
-                    telemetry::busy(opts.logging, &key);
-                    return Err(LockError::Busy { key });
-                }
-                Ok(Attempt::Held) => None,
-                Err(e) => {
-                    // The SET may have landed although its answer did not: free it, in
-                    // the background, so a lost reply costs no one a whole ttl.
-                    self.release_in_background(None, keys.clone(), token.clone());
-                    if !wait {
-                        return Err(e);
-                    }
-                    Some(e)
-                }
+            let notified = ticket.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (remaining, failure) = match ask.attempt(true, false).await {
+                Ok(Ok(guard)) => return Ok(guard),
+                Ok(Err(remaining)) => (remaining, None),
+                Err(e) => (None, Some(e)),
             };
             let now = Instant::now();
-            if now >= deadline {
-                return Err(match failure {
-                    Some(backend) => backend,
-                    None => {
-                        telemetry::timeout(opts.logging, &key, now - start, attempts);
-                        LockError::Timeout {
-                            key,
-                            waited: now - start,
-                        }
-                    }
-                });
+            if now >= ask.deadline {
+                return Err(ask.timed_out(failure));
             }
-            let pause = opts.retry_interval.max(Duration::from_millis(1));
-            tokio::time::sleep_until((now + pause).min(deadline)).await;
+            // Polling is the fallback (expiry, a lost message): every retry_interval, and
+            // no later than the holder's ttl runs out.
+            let mut pause = jittered(
+                opts.retry_interval.max(Duration::from_millis(1)),
+                u64::from(ask.attempts),
+            );
+            if let Some(left) = remaining {
+                pause = pause.min(left + Duration::from_millis(1));
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until((now + pause).min(ask.deadline)) => {}
+            }
         }
     }
 
     /// Releases `token`'s hold on `keys` without waiting, on `runtime` or else the current
     /// one. With no runtime at all, the lock expires after its ttl.
+    /// Wakes this locker's waiters for `keys` after a release. Redis releases are
+    /// announced by the store itself (pub/sub), so only the memory store needs this.
+    pub(crate) fn released(&self, keys: &[String]) {
+        if let Store::Memory(_) = self.inner.store {
+            for key in keys {
+                self.inner.waits.wake(key);
+            }
+        }
+    }
+
     pub(crate) fn release_in_background(
         &self,
         runtime: Option<&tokio::runtime::Handle>,
@@ -620,8 +632,90 @@ impl Locker {
             handle.spawn(async move {
                 let key = keys.join(", ");
                 let release = locker.inner.store.release(&keys, &token);
-                let _ = locker.call(&key, TRY_MODE_CALL_LIMIT, release).await;
+                if let Ok(true) = locker.call(&key, TRY_MODE_CALL_LIMIT, release).await {
+                    locker.released(&keys);
+                }
             });
+        }
+    }
+}
+
+/// One call's attempts to take its lock.
+struct Ask<'a> {
+    locker: &'a Locker,
+    keys: Vec<String>,
+    key: String,
+    token: String,
+    opts: &'a LockOptions,
+    start: Instant,
+    deadline: Instant,
+    attempts: u32,
+    span: tracing::Span,
+}
+
+impl Ask<'_> {
+    /// One try: `Ok(Ok(guard))` taken, `Ok(Err(remaining))` held by someone else.
+    async fn attempt(
+        &mut self,
+        want_ttl: bool,
+        once: bool,
+    ) -> Result<Result<LockGuard, Option<Duration>>, LockError> {
+        self.attempts += 1;
+        let sent = Instant::now();
+        let limit = if once {
+            TRY_MODE_CALL_LIMIT
+        } else {
+            self.deadline
+                .saturating_duration_since(sent)
+                .max(Duration::from_millis(50))
+        };
+        let store = &self.locker.inner.store;
+        let ttl_ms = self.opts.ttl_ms();
+        let attempt =
+            store.try_acquire(&self.keys, &self.token, ttl_ms, self.opts.fencing, want_ttl);
+        match self.locker.call(&self.key, limit, attempt).await {
+            Ok(Attempt::Acquired { fence }) => {
+                telemetry::acquired(
+                    self.opts.logging,
+                    &self.key,
+                    sent - self.start,
+                    self.attempts,
+                    fence,
+                );
+                let guard = LockGuard::new(
+                    self.locker.clone(),
+                    std::mem::take(&mut self.keys),
+                    std::mem::take(&mut self.token),
+                    fence,
+                    sent,
+                    *self.opts,
+                    self.span.clone(),
+                );
+                Ok(Ok(guard))
+            }
+            Ok(Attempt::Held { remaining }) => Ok(Err(remaining)),
+            Err(e) => {
+                // The SET may have landed although its answer did not: free it, in the
+                // background, so a lost reply costs no one a whole ttl.
+                self.locker
+                    .release_in_background(None, self.keys.clone(), self.token.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// The error when the deadline passes: the store's, if the last try failed, else Timeout.
+    fn timed_out(self, failure: Option<LockError>) -> LockError {
+        match failure {
+            Some(backend) => backend,
+            None => {
+                let waited = self.start.elapsed();
+                telemetry::timeout(self.opts.logging, &self.key, waited, self.attempts);
+                LockError::Timeout {
+                    key: self.key,
+                    waited,
+                }
+            }
         }
     }
 }

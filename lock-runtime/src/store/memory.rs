@@ -55,11 +55,16 @@ impl MemoryStore {
         fencing: bool,
     ) -> Attempt {
         self.with(|s, now| {
-            if keys
+            let held = keys
                 .iter()
-                .any(|k| s.entries.get(k).is_some_and(|e| e.expires > now))
-            {
-                return Attempt::Held;
+                .filter_map(|k| s.entries.get(k))
+                .filter(|e| e.expires > now)
+                .map(|e| e.expires - now)
+                .max();
+            if let Some(left) = held {
+                return Attempt::Held {
+                    remaining: Some(left),
+                };
             }
             if s.entries.len() >= s.sweep_at {
                 s.entries.retain(|_, e| e.expires > now);
@@ -160,7 +165,10 @@ mod tests {
             store.try_acquire(&ab, "t1", 1000, false),
             Attempt::Acquired { .. }
         ));
-        assert_eq!(store.try_acquire(&bc, "t2", 1000, false), Attempt::Held);
+        assert!(matches!(
+            store.try_acquire(&bc, "t2", 1000, false),
+            Attempt::Held { .. }
+        ));
         assert!(
             !store.exists("c"),
             "a refused multi-key acquire must take nothing"
@@ -179,7 +187,10 @@ mod tests {
             store.try_acquire(&k(), "a", 100, false),
             Attempt::Acquired { fence: None }
         );
-        assert_eq!(store.try_acquire(&k(), "b", 100, false), Attempt::Held);
+        assert!(matches!(
+            store.try_acquire(&k(), "b", 100, false),
+            Attempt::Held { .. }
+        ));
         tokio::time::advance(Duration::from_millis(101)).await;
         assert_eq!(
             store.try_acquire(&k(), "b", 100, false),

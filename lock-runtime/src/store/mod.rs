@@ -15,8 +15,8 @@ use crate::error::BoxError;
 pub(crate) enum Attempt {
     /// The lock is ours, with a fencing token when one was asked for.
     Acquired { fence: Option<u64> },
-    /// Someone else holds it.
-    Held,
+    /// Someone else holds it, for this long when the store said.
+    Held { remaining: Option<Duration> },
 }
 
 /// A lock store: memory (one process) or Redis (shared). It lives once per `Locker`, in
@@ -36,17 +36,19 @@ impl Store {
         }
     }
 
-    /// Takes every key in `keys` for `token`, or none of them.
+    /// Takes every key in `keys` for `token`, or none of them. With `want_ttl`, a refusal
+    /// also tells how long the holder has left (Redis pipelines a `PTTL`).
     pub(crate) async fn try_acquire(
         &self,
         keys: &[String],
         token: &str,
         ttl_ms: u64,
         fencing: bool,
+        want_ttl: bool,
     ) -> Result<Attempt, BoxError> {
         match self {
             Store::Memory(s) => Ok(s.try_acquire(keys, token, ttl_ms, fencing)),
-            Store::Redis(s) => s.try_acquire(keys, token, ttl_ms, fencing).await,
+            Store::Redis(s) => s.try_acquire(keys, token, ttl_ms, fencing, want_ttl).await,
         }
     }
 

@@ -9,6 +9,7 @@ use tokio::sync::OnceCell;
 use super::Attempt;
 use crate::error::BoxError;
 use crate::url::RedactedUrl;
+use crate::wait::release_channel;
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -43,6 +44,11 @@ impl RedisStore {
         })
     }
 
+    /// The client, for the pub/sub connection of waiters.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub(crate) fn url(&self) -> &RedactedUrl {
         &self.url
     }
@@ -74,8 +80,30 @@ impl RedisStore {
         token: &str,
         ttl_ms: u64,
         fencing: bool,
+        want_ttl: bool,
     ) -> Result<Attempt, BoxError> {
         let mut conn = self.conn().await?;
+        if let ([key], false, true) = (keys, fencing, want_ttl) {
+            // A waiter's retry: the holder's PTTL in the same round trip bounds the sleep.
+            let (set, pttl): (Option<String>, i64) = redis::pipe()
+                .cmd("SET")
+                .arg(key)
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms)
+                .cmd("PTTL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.wrap(e))?;
+            return Ok(match set {
+                Some(_) => Attempt::Acquired { fence: None },
+                None => Attempt::Held {
+                    remaining: u64::try_from(pttl).ok().map(Duration::from_millis),
+                },
+            });
+        }
         if let ([key], false) = (keys, fencing) {
             let set: Option<String> = redis::cmd("SET")
                 .arg(key)
@@ -88,7 +116,7 @@ impl RedisStore {
                 .map_err(|e| self.wrap(e))?;
             return Ok(match set {
                 Some(_) => Attempt::Acquired { fence: None },
-                None => Attempt::Held,
+                None => Attempt::Held { remaining: None },
             });
         }
         let mut call = self.acquire.prepare_invoke();
@@ -110,7 +138,7 @@ impl RedisStore {
             Some(f) => Attempt::Acquired {
                 fence: fencing.then_some(f),
             },
-            None => Attempt::Held,
+            None => Attempt::Held { remaining: None },
         })
     }
 
@@ -172,8 +200,12 @@ impl RedisStore {
 
     pub(crate) async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
         let mut conn = self.conn().await?;
-        let n: i64 = redis::cmd("DEL")
+        let (n, _listeners): (i64, i64) = redis::pipe()
+            .cmd("DEL")
             .arg(key)
+            .cmd("PUBLISH")
+            .arg(release_channel(key))
+            .arg("")
             .query_async(&mut conn)
             .await
             .map_err(|e| self.wrap(e))?;

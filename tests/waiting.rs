@@ -1,0 +1,232 @@
+//! Waiting fast and fair: a release wakes the next waiter at once, waiters are served in
+//! order, and polling recovers what no message announces (expiry).
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use locked::{LockOptions, Locker};
+use support::{RedisServer, eventually};
+use tokio::time::Instant;
+
+struct Store {
+    locker: Locker,
+    server: Option<RedisServer>,
+}
+
+impl Store {
+    fn memory() -> Self {
+        Self {
+            locker: Locker::memory(),
+            server: None,
+        }
+    }
+    fn redis() -> Self {
+        let server = RedisServer::start();
+        Self {
+            locker: server.locker(),
+            server: Some(server),
+        }
+    }
+    fn other(&self) -> Locker {
+        self.server
+            .as_ref()
+            .map_or_else(|| self.locker.clone(), RedisServer::locker)
+    }
+    /// How many connections listen for releases of `key` (Redis only; memory: `expected`).
+    fn listeners(&self, key: &str, expected: i64) -> i64 {
+        match &self.server {
+            Some(server) => {
+                let (_, n): (String, i64) = ::redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(format!("{key}:released"))
+                    .query(&mut server.client())
+                    .unwrap();
+                n
+            }
+            None => expected,
+        }
+    }
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Store::memory()).await }
+            )*
+        }
+        mod redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Store::redis()).await }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    waiter_with_slow_polling_wakes_within_100ms_of_release,
+    twenty_waiters_all_served_without_overlap,
+    expired_holder_is_recovered_by_polling,
+    releasing_task_cannot_starve_a_waiter,
+    subscription_is_dropped_when_no_one_waits,
+);
+
+async fn waiter_with_slow_polling_wakes_within_100ms_of_release(s: Store) {
+    let holder = s
+        .other()
+        .acquire("wake", LockOptions::default())
+        .await
+        .unwrap();
+    let locker = s.locker.clone();
+    let opts = LockOptions::default()
+        .retry_interval(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30));
+    let waiter =
+        tokio::spawn(async move { locker.run("wake", opts, || async { Instant::now() }).await });
+    // The waiter has failed its first try and listens for the release.
+    assert!(
+        eventually(Duration::from_secs(5), async || s.listeners("lock:wake", 1)
+            == 1)
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await; // not an assertion: lets the memory waiter park
+    holder.release().await.unwrap();
+    let released = Instant::now();
+    let got = waiter.await.unwrap().unwrap();
+    let after = got.saturating_duration_since(released);
+    assert!(
+        after < Duration::from_millis(100),
+        "woke {after:?} after the release"
+    );
+}
+
+async fn twenty_waiters_all_served_without_overlap(s: Store) {
+    let holder = s
+        .other()
+        .acquire("crowd", LockOptions::default())
+        .await
+        .unwrap();
+    let inside = Arc::new(AtomicU32::new(0));
+    let overlaps = Arc::new(AtomicU32::new(0));
+    let served = Arc::new(AtomicU32::new(0));
+    let opts = LockOptions::default().timeout(Duration::from_secs(60));
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        // Half share the test's locker, half have their own (other processes, for Redis).
+        let locker = if i % 2 == 0 {
+            s.locker.clone()
+        } else {
+            s.other()
+        };
+        let (inside, overlaps, served) = (inside.clone(), overlaps.clone(), served.clone());
+        tasks.push(tokio::spawn(async move {
+            locker
+                .run("crowd", opts, || async {
+                    if inside.fetch_add(1, Ordering::SeqCst) != 0 {
+                        overlaps.fetch_add(1, Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    served.fetch_add(1, Ordering::SeqCst);
+                })
+                .await
+        }));
+    }
+    holder.release().await.unwrap();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 20);
+    assert_eq!(overlaps.load(Ordering::SeqCst), 0);
+}
+
+async fn expired_holder_is_recovered_by_polling(s: Store) {
+    let ttl = Duration::from_millis(300);
+    let crashed = s
+        .other()
+        .acquire("crash", LockOptions::default().ttl(ttl))
+        .await
+        .unwrap();
+    std::mem::forget(crashed); // no release, no message: only expiry frees it
+    let start = Instant::now();
+    // A long retry interval: the wait must be bounded by the holder's remaining ttl.
+    let opts = LockOptions::default()
+        .retry_interval(Duration::from_secs(5))
+        .timeout(Duration::from_secs(20));
+    s.locker.run("crash", opts, || async {}).await.unwrap();
+    let took = start.elapsed();
+    assert!(
+        took < ttl + Duration::from_secs(2),
+        "took {took:?} to notice the expiry"
+    );
+}
+
+async fn releasing_task_cannot_starve_a_waiter(s: Store) {
+    let first = s
+        .locker
+        .acquire("hot", LockOptions::default())
+        .await
+        .unwrap();
+    let locker = s.locker.clone();
+    let hog = tokio::spawn(async move {
+        // Holds the lock, releases, and asks again at once, for 2 s.
+        let mut guard = Some(first);
+        let end = Instant::now() + Duration::from_secs(2);
+        let mut rounds = 0;
+        while Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if let Some(g) = guard.take() {
+                g.release().await.unwrap();
+            }
+            guard = Some(
+                locker
+                    .acquire(
+                        "hot",
+                        LockOptions::default().timeout(Duration::from_secs(10)),
+                    )
+                    .await
+                    .unwrap(),
+            );
+            rounds += 1;
+        }
+        if let Some(g) = guard {
+            g.release().await.unwrap();
+        }
+        rounds
+    });
+    let asked = Instant::now();
+    let opts = LockOptions::default().timeout(Duration::from_secs(10));
+    s.locker.run("hot", opts, || async {}).await.unwrap();
+    let waited = asked.elapsed();
+    assert!(
+        waited < Duration::from_secs(1),
+        "the waiter waited {waited:?} while the hog looped"
+    );
+    assert!(hog.await.unwrap() > 1);
+}
+
+async fn subscription_is_dropped_when_no_one_waits(s: Store) {
+    let holder = s
+        .other()
+        .acquire("sub", LockOptions::default())
+        .await
+        .unwrap();
+    let locker = s.locker.clone();
+    let waiter =
+        tokio::spawn(async move { locker.run("sub", LockOptions::default(), || async {}).await });
+    assert!(
+        eventually(Duration::from_secs(5), async || s.listeners("lock:sub", 1)
+            == 1)
+        .await
+    );
+    holder.release().await.unwrap();
+    waiter.await.unwrap().unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), async || s.listeners("lock:sub", 0)
+            == 0)
+        .await
+    );
+}
