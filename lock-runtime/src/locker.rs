@@ -481,12 +481,19 @@ impl Locker {
     }
 
     /// One store call, bounded in time, its error tied to the key.
+    ///
+    /// The bound is skipped where the store already keeps it, which saves a timer per
+    /// call on the hot path: memory operations never wait, and a connected Redis client
+    /// fails every command after its own response timeout.
     pub(crate) async fn call<T>(
         &self,
         key: &str,
         limit: Duration,
         op: impl Future<Output = Result<T, crate::error::BoxError>>,
     ) -> Result<T, LockError> {
+        if self.inner.store.bounds_calls_within(limit) {
+            return op.await.map_err(|e| LockError::backend(key, e));
+        }
         match tokio::time::timeout(limit, op).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(LockError::backend(key, e)),
@@ -657,7 +664,7 @@ impl Ask<'_> {
     /// One try: `Ok(Ok(guard))` taken, `Ok(Err(remaining))` held by someone else.
     async fn attempt(
         &mut self,
-        want_ttl: bool,
+        waiting: bool,
         once: bool,
     ) -> Result<Result<LockGuard, Option<Duration>>, LockError> {
         self.attempts += 1;
@@ -671,8 +678,13 @@ impl Ask<'_> {
         };
         let store = &self.locker.inner.store;
         let ttl_ms = self.opts.ttl_ms();
-        let attempt =
-            store.try_acquire(&self.keys, &self.token, ttl_ms, self.opts.fencing, want_ttl);
+        let attempt = store.try_acquire(
+            &self.keys,
+            &self.token,
+            ttl_ms,
+            self.opts.fencing,
+            waiting.then_some(limit),
+        );
         match self.locker.call(&self.key, limit, attempt).await {
             Ok(Attempt::Acquired { fence }) => {
                 telemetry::acquired(

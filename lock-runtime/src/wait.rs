@@ -16,6 +16,7 @@
 //! - The subscription to a key is dropped when no one of this `Locker` waits on it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -29,6 +30,12 @@ pub(crate) fn release_channel(key: &str) -> String {
 
 const RELEASE_SUFFIX: &str = ":released";
 
+/// The key that tells a release to announce itself: set by queued waiters before each
+/// try, deleted (and the release published) by the release. Hashed to the lock key's slot.
+pub(crate) fn waiting_marker(key: &str) -> String {
+    format!("{{{key}}}:waiting")
+}
+
 struct Entry {
     queue: Arc<Semaphore>,
     notify: Arc<Notify>,
@@ -38,6 +45,8 @@ struct Entry {
 /// The waiters of one `Locker`, per key.
 pub(crate) struct Waits {
     map: Mutex<HashMap<String, Entry>>,
+    /// How many keys have waiters: lets the uncontended path skip the mutex.
+    keys_waited: AtomicUsize,
     /// Redis only: the shared subscription connection, started on first need.
     subscriber: Option<Subscriber>,
 }
@@ -55,6 +64,7 @@ impl Waits {
     pub(crate) fn new(redis: Option<redis::Client>) -> Arc<Self> {
         Arc::new_cyclic(|me: &Weak<Waits>| Waits {
             map: Mutex::new(HashMap::new()),
+            keys_waited: AtomicUsize::new(0),
             subscriber: redis.map(|client| Subscriber {
                 client,
                 waits: me.clone(),
@@ -70,7 +80,7 @@ impl Waits {
 
     /// Whether anyone of this `Locker` is waiting for `key`.
     pub(crate) fn has_waiters(&self, key: &str) -> bool {
-        self.map().contains_key(key)
+        self.keys_waited.load(Ordering::Acquire) != 0 && self.map().contains_key(key)
     }
 
     /// Joins the queue of `key`.
@@ -78,6 +88,7 @@ impl Waits {
         let mut map = self.map();
         let mut subscribed = None;
         let entry = map.entry(key.to_owned()).or_insert_with(|| {
+            self.keys_waited.fetch_add(1, Ordering::AcqRel);
             if let Some(sub) = &self.subscriber {
                 subscribed = sub.subscribe(release_channel(key));
             }
@@ -99,6 +110,9 @@ impl Waits {
 
     /// Wakes the head waiter of `key`, if any.
     pub(crate) fn wake(&self, key: &str) {
+        if self.keys_waited.load(Ordering::Acquire) == 0 {
+            return;
+        }
         if let Some(entry) = self.map().get(key) {
             entry.notify.notify_one();
         }
@@ -128,6 +142,7 @@ impl Drop for Ticket<'_> {
             entry.users -= 1;
             if entry.users == 0 {
                 map.remove(&self.key);
+                self.waits.keys_waited.fetch_sub(1, Ordering::AcqRel);
                 if let Some(sub) = &self.waits.subscriber {
                     sub.unsubscribe(release_channel(&self.key));
                 }

@@ -36,19 +36,28 @@ impl Store {
         }
     }
 
-    /// Takes every key in `keys` for `token`, or none of them. With `want_ttl`, a refusal
-    /// also tells how long the holder has left (Redis pipelines a `PTTL`).
+    /// Whether every call to this store ends (answer or error) within `limit` by itself.
+    pub(crate) fn bounds_calls_within(&self, limit: Duration) -> bool {
+        match self {
+            Store::Memory(_) => true,
+            Store::Redis(s) => s.bounds_calls_within(limit),
+        }
+    }
+
+    /// Takes every key in `keys` for `token`, or none of them. `waiting` is set for a
+    /// queued waiter's tries: Redis then first marks the key as awaited for that long (so
+    /// its release is announced) and reports the holder's remaining time with the refusal.
     pub(crate) async fn try_acquire(
         &self,
         keys: &[String],
         token: &str,
         ttl_ms: u64,
         fencing: bool,
-        want_ttl: bool,
+        waiting: Option<Duration>,
     ) -> Result<Attempt, BoxError> {
         match self {
             Store::Memory(s) => Ok(s.try_acquire(keys, token, ttl_ms, fencing)),
-            Store::Redis(s) => s.try_acquire(keys, token, ttl_ms, fencing, want_ttl).await,
+            Store::Redis(s) => s.try_acquire(keys, token, ttl_ms, fencing, waiting).await,
         }
     }
 

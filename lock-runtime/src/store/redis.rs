@@ -8,13 +8,14 @@ use tokio::sync::OnceCell;
 
 use super::Attempt;
 use crate::error::BoxError;
+use crate::options::duration_ms;
 use crate::url::RedactedUrl;
-use crate::wait::release_channel;
+use crate::wait::{release_channel, waiting_marker};
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long one command may take before the connection is considered broken.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one command may take before it fails.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a fence counter outlives the lock's ttl (see `acquire.lua`).
 const FENCE_RETENTION_MS: u64 = 60_000;
 
@@ -42,6 +43,12 @@ impl RedisStore {
             remaining: Script::new(include_str!("scripts/remaining.lua")),
             acquire: Script::new(include_str!("scripts/acquire.lua")),
         })
+    }
+
+    /// Whether a call ends within `limit` by itself: true once connected (every command
+    /// has a response timeout), when `limit` is at least that timeout.
+    pub(crate) fn bounds_calls_within(&self, limit: Duration) -> bool {
+        limit >= RESPONSE_TIMEOUT && self.conn.initialized()
     }
 
     /// The client, for the pub/sub connection of waiters.
@@ -80,12 +87,19 @@ impl RedisStore {
         token: &str,
         ttl_ms: u64,
         fencing: bool,
-        want_ttl: bool,
+        waiting: Option<Duration>,
     ) -> Result<Attempt, BoxError> {
         let mut conn = self.conn().await?;
-        if let ([key], false, true) = (keys, fencing, want_ttl) {
-            // A waiter's retry: the holder's PTTL in the same round trip bounds the sleep.
-            let (set, pttl): (Option<String>, i64) = redis::pipe()
+        if let ([key], false, Some(wait)) = (keys, fencing, waiting) {
+            // A queued waiter's try, in one round trip: mark the key as awaited first (so
+            // its release is announced, whichever way the race with the release goes),
+            // then try, then read the holder's remaining time to bound the sleep.
+            let (_, set, pttl): ((), Option<String>, i64) = redis::pipe()
+                .cmd("SET")
+                .arg(waiting_marker(key))
+                .arg(1)
+                .arg("PX")
+                .arg(duration_ms(wait).max(1))
                 .cmd("SET")
                 .arg(key)
                 .arg(token)
@@ -99,6 +113,10 @@ impl RedisStore {
                 .map_err(|e| self.wrap(e))?;
             return Ok(match set {
                 Some(_) => Attempt::Acquired { fence: None },
+                // -2: the key is gone already; -1: a key without expiry (poll).
+                None if pttl == -2 => Attempt::Held {
+                    remaining: Some(Duration::ZERO),
+                },
                 None => Attempt::Held {
                     remaining: u64::try_from(pttl).ok().map(Duration::from_millis),
                 },
@@ -161,9 +179,22 @@ impl RedisStore {
         call.invoke_async(&mut conn).await.map_err(|e| self.wrap(e))
     }
 
-    /// Deletes the keys `token` owns; true when it owned them all.
+    /// Deletes the keys `token` owns; true when it owned them all. A key marked as
+    /// awaited gets its release announced.
     pub(crate) async fn release(&self, keys: &[String], token: &str) -> Result<bool, BoxError> {
-        let n = self.owned_op(&self.release, keys, token, None).await?;
+        let mut conn = self.conn().await?;
+        let mut call = self.release.prepare_invoke();
+        for key in keys {
+            call.key(key);
+        }
+        for key in keys {
+            call.key(waiting_marker(key));
+        }
+        call.arg(token);
+        let n: i64 = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.wrap(e))?;
         Ok(usize::try_from(n).is_ok_and(|n| n == keys.len()))
     }
 
@@ -200,9 +231,11 @@ impl RedisStore {
 
     pub(crate) async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
         let mut conn = self.conn().await?;
-        let (n, _listeners): (i64, i64) = redis::pipe()
+        let (n, _, _listeners): (i64, i64, i64) = redis::pipe()
             .cmd("DEL")
             .arg(key)
+            .cmd("DEL")
+            .arg(waiting_marker(key))
             .cmd("PUBLISH")
             .arg(release_channel(key))
             .arg("")

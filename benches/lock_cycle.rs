@@ -1,0 +1,564 @@
+//! `locked` against the floor of raw Redis round trips, measured in one process.
+//!
+//! `cargo bench --bench lock_cycle -- --json target/bench.json [--seconds N]`
+//!
+//! Starts its own `redis-server` on a free port. Every ratio is measured by alternating
+//! short blocks of the floor and the library and taking the median of per-block ratios,
+//! because a process's round trip on a noisy machine drifts more than the effect measured.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use locked::{LockError, Locker, locked};
+use redis::aio::ConnectionManager;
+use serde_json::{Value, json};
+
+static BENCH_LOCKER: OnceLock<Locker> = OnceLock::new();
+
+fn bench_locker() -> &'static Locker {
+    BENCH_LOCKER.get().expect("set in main")
+}
+
+#[locked(key = "w1:attr:{i}", locker = bench_locker(), logging = false)]
+async fn annotated(i: u64) -> Result<(), LockError> {
+    std::hint::black_box(i);
+    Ok(())
+}
+
+/// The floor: what a hand-rolled lock costs with the same client.
+struct Floor {
+    conn: ConnectionManager,
+    release: redis::Script,
+}
+
+impl Floor {
+    async fn cycle(&mut self, key: &str, token: &str) {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(30_000)
+            .query_async(&mut self.conn)
+            .await
+            .unwrap();
+        assert!(set.is_some());
+        let _: i64 = self
+            .release
+            .key(key)
+            .arg(token)
+            .invoke_async(&mut self.conn)
+            .await
+            .unwrap();
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+async fn commands_processed(conn: &mut ConnectionManager) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sequential cycles: p50/p99 of the floor and the library, alternating blocks.
+async fn w1(floor: &mut Floor, locker: &Locker, blocks: usize, per_block: usize) -> Value {
+    let (mut f_all, mut l_all, mut a_all) = (Vec::new(), Vec::new(), Vec::new());
+    let mut ratios = Vec::new();
+    let mut attr_ratios = Vec::new();
+    let opts = locker.options().logging(false);
+    let mut n = 0u64;
+    for _ in 0..blocks {
+        let (mut f, mut l, mut a) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..per_block {
+            n += 1;
+            let key = format!("w0:{n}");
+            let t = Instant::now();
+            floor.cycle(&key, "0123456789abcdef0123456789abcdef").await;
+            f.push(t.elapsed());
+            let key = format!("w1:{n}");
+            let t = Instant::now();
+            locker
+                .acquire(&key, opts)
+                .await
+                .unwrap()
+                .release()
+                .await
+                .unwrap();
+            l.push(t.elapsed());
+            let t = Instant::now();
+            annotated(n).await.unwrap();
+            a.push(t.elapsed());
+        }
+        for v in [&mut f, &mut l, &mut a] {
+            v.sort();
+        }
+        ratios.push(us(percentile(&l, 0.5)) / us(percentile(&f, 0.5)));
+        attr_ratios.push(us(percentile(&a, 0.5)) / us(percentile(&f, 0.5)));
+        f_all.extend(f);
+        l_all.extend(l);
+        a_all.extend(a);
+    }
+    for v in [&mut f_all, &mut l_all, &mut a_all] {
+        v.sort();
+    }
+    let stat = |v: &[Duration]| {
+        let total: Duration = v.iter().sum();
+        json!({
+            "cycles_per_s": v.len() as f64 / total.as_secs_f64(),
+            "p50_us": us(percentile(v, 0.5)),
+            "p99_us": us(percentile(v, 0.99)),
+        })
+    };
+    json!({
+        "floor": stat(&f_all),
+        "acquire_release": stat(&l_all),
+        "annotated_fn": stat(&a_all),
+        "p50_ratio_median": median(ratios),
+        "annotated_p50_ratio_median": median(attr_ratios),
+    })
+}
+
+/// 64 tasks, each on its own keys, for `dur`: total cycles/s.
+async fn concurrent(
+    kind: &'static str,
+    conn: &ConnectionManager,
+    locker: &Locker,
+    fencing: bool,
+    dur: Duration,
+) -> f64 {
+    let count = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + dur;
+    let mut tasks = Vec::new();
+    for t in 0..64 {
+        let count = count.clone();
+        let locker = locker.clone();
+        // The floor shares one multiplexed connection, as the library does.
+        let conn = (kind == "floor").then(|| conn.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut floor = conn.map(|conn| Floor {
+                conn,
+                release: redis::Script::new(RELEASE),
+            });
+            let opts = locker.options().logging(false).fencing(fencing);
+            let mut i = 0u64;
+            while Instant::now() < end {
+                i += 1;
+                let key = format!("w2:{kind}:{t}:{}", i % 16);
+                match &mut floor {
+                    Some(f) => f.cycle(&key, "0123456789abcdef0123456789abcdef").await,
+                    None => locker
+                        .acquire(&key, opts)
+                        .await
+                        .unwrap()
+                        .release()
+                        .await
+                        .unwrap(),
+                }
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let start = Instant::now();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64().max(dur.as_secs_f64())
+}
+
+const RELEASE: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/// 8 tasks contending for one key, ~1 ms critical sections, for `dur`.
+async fn w3(
+    locker: &Locker,
+    dur: Duration,
+    cycle: Duration,
+    redis: Option<&mut ConnectionManager>,
+) -> Value {
+    const TASKS: usize = 8;
+    let counter = Arc::new(AtomicUsize::new(0)); // non-atomic read-await-write
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let mut redis = redis;
+    let cmds_before = match redis.as_deref_mut() {
+        Some(c) => Some(commands_processed(c).await),
+        None => None,
+    };
+    let start = Instant::now();
+    let end = start + dur;
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let (locker, counter, overlaps, inside) = (
+            locker.clone(),
+            counter.clone(),
+            overlaps.clone(),
+            inside.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let opts = locker
+                .options()
+                .logging(false)
+                .timeout(Duration::from_secs(60));
+            let (mut waits, mut holds) = (Vec::new(), Vec::new());
+            while Instant::now() < end {
+                let asked = Instant::now();
+                let guard = locker.acquire("w3:hot", opts).await.unwrap();
+                let got = Instant::now();
+                waits.push(got - asked);
+                if inside.fetch_add(1, Ordering::SeqCst) != 0 {
+                    overlaps.fetch_add(1, Ordering::SeqCst);
+                }
+                let read = counter.load(Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                counter.store(read + 1, Ordering::SeqCst);
+                inside.fetch_sub(1, Ordering::SeqCst);
+                holds.push(got.elapsed());
+                guard.release().await.unwrap();
+            }
+            (waits, holds)
+        }));
+    }
+    let (mut waits, mut holds, mut per_task) = (Vec::new(), Vec::new(), Vec::new());
+    for t in tasks {
+        let (w, h) = t.await.unwrap();
+        per_task.push(w.len());
+        waits.extend(w);
+        holds.extend(h);
+    }
+    let elapsed = start.elapsed();
+    let sections = waits.len();
+    let cmds = match (redis, cmds_before) {
+        (Some(c), Some(b)) => {
+            Some(commands_processed(c).await.saturating_sub(b + 1) as f64 / sections as f64)
+        }
+        _ => None,
+    };
+    waits.sort();
+    let hold = holds.iter().sum::<Duration>() / holds.len().max(1) as u32;
+    let ideal_wait = (hold + cycle) * (TASKS as u32 - 1);
+    let max_rate = 1.0 / (hold + cycle).as_secs_f64();
+    let rate = sections as f64 / elapsed.as_secs_f64();
+    let mean = sections as f64 / TASKS as f64;
+    json!({
+        "sections": sections,
+        "sections_per_s": rate,
+        "theoretical_max_per_s": max_rate,
+        "fraction_of_max": rate / max_rate,
+        "hold_mean_us": us(hold),
+        "wait_p50_us": us(percentile(&waits, 0.5)),
+        "wait_p99_us": us(percentile(&waits, 0.99)),
+        "wait_max_us": us(*waits.last().unwrap_or(&Duration::ZERO)),
+        "fcfs_ideal_wait_us": us(ideal_wait),
+        "wait_p99_over_ideal": us(percentile(&waits, 0.99)) / us(ideal_wait),
+        "wait_max_over_ideal": us(*waits.last().unwrap_or(&Duration::ZERO)) / us(ideal_wait),
+        "fewest_sections_per_task": per_task.iter().min(),
+        "most_sections_per_task": per_task.iter().max(),
+        "max_share_over_mean": *per_task.iter().max().unwrap_or(&0) as f64 / mean,
+        "min_share_over_mean": *per_task.iter().min().unwrap_or(&0) as f64 / mean,
+        "redis_commands_per_section": cmds,
+        "lost_updates": sections - counter.load(Ordering::SeqCst),
+        "overlaps": overlaps.load(Ordering::SeqCst),
+    })
+}
+
+async fn memory_w1(seconds: f64) -> Value {
+    let locker = Locker::memory();
+    let opts = locker.options().logging(false);
+    let n = if seconds < 1.0 { 1_000 } else { 200_000u64 };
+    let start = Instant::now();
+    let mut i = 0u64;
+    while i < n {
+        i += 1;
+        let key = format!("m:{}", i % 1024);
+        locker
+            .acquire(&key, opts)
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    }
+    json!({ "cycles_per_s": i as f64 / start.elapsed().as_secs_f64() })
+}
+
+/// Redis commands of one uncontended cycle with default options.
+async fn uncontended_commands(locker: &Locker, conn: &mut ConnectionManager) -> f64 {
+    const N: u64 = 200;
+    let before = commands_processed(conn).await;
+    for i in 0..N {
+        locker
+            .acquire(&format!("cmds:{i}"), locker.options())
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    }
+    let after = commands_processed(conn).await;
+    (after - before - 1) as f64 / N as f64
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let json_path = flag("--json");
+    // `cargo test` runs this without `--bench`: a quick smoke run that the bench still works.
+    let quick = !args.iter().any(|a| a == "--bench");
+    let seconds: f64 = flag("--seconds")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if quick { 0.3 } else { 3.0 });
+    let (blocks, per_block) = if quick { (2, 20) } else { (15, 300) };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let server = support::RedisServer::start();
+        let url = server.url();
+        let locker = server.locker();
+        BENCH_LOCKER.set(locker.clone()).unwrap();
+        let mut conn = ConnectionManager::new(redis::Client::open(url.as_str()).unwrap()).await.unwrap();
+        let mut floor = Floor { conn: conn.clone(), release: redis::Script::new(RELEASE) };
+        if let Some(kind) = flag("--profile-w2") {
+            // For `perf record`: one side alone under W2 load (`floor`, `lib` or `fenced`).
+            let kind: &'static str = match kind.as_str() { "floor" => "floor", "fenced" => "fenced", _ => "lib" };
+            let r = concurrent(kind, &conn, &locker, kind == "fenced", Duration::from_secs_f64(seconds)).await;
+            println!("W2 {kind} alone: {r:.0} cycles/s");
+            return;
+        }
+        // Warm up: connections, scripts loaded, allocator.
+        let _ = w1(&mut floor, &locker, 2, 200).await;
+
+        let w1v = w1(&mut floor, &locker, blocks, per_block).await;
+        let cycle = Duration::from_secs_f64(w1v["acquire_release"]["p50_us"].as_f64().unwrap() / 1e6);
+
+        // Short alternating blocks: a ratio per round, the median over rounds.
+        let rounds = if quick { 1 } else { 10 };
+        let block = Duration::from_secs_f64((seconds / 6.0).max(0.1));
+        let (mut floor_rates, mut lib_rates, mut fenced_rates) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut lib_ratio, mut fenced_ratio) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let f = concurrent("floor", &conn, &locker, false, block).await;
+            let l = concurrent("lib", &conn, &locker, false, block).await;
+            let x = concurrent("fenced", &conn, &locker, true, block).await;
+            lib_ratio.push(l / f);
+            fenced_ratio.push(x / f);
+            floor_rates.push(f);
+            lib_rates.push(l);
+            fenced_rates.push(x);
+        }
+        let w2v = json!({
+            "floor_cycles_per_s": median(floor_rates),
+            "default_cycles_per_s": median(lib_rates),
+            "fencing_cycles_per_s": median(fenced_rates),
+            "default_ratio_median": median(lib_ratio),
+            "fencing_ratio_median": median(fenced_ratio),
+        });
+
+        let uncontended = uncontended_commands(&locker, &mut conn).await;
+        let w3v = w3(&locker, Duration::from_secs_f64(seconds), cycle, Some(&mut conn)).await;
+
+        let mem_w1 = memory_w1(seconds).await;
+        let mem_locker = Locker::memory();
+        let mem_cycle = Duration::from_secs_f64(1.0 / mem_w1["cycles_per_s"].as_f64().unwrap());
+        let mem_w3 = w3(&mem_locker, Duration::from_secs_f64(seconds), mem_cycle, None).await;
+
+        let report = json!({
+            "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
+            "seconds_per_workload": seconds,
+            "redis": {
+                "w1_sequential": w1v,
+                "w2_64_tasks_own_keys": w2v,
+                "w3_8_tasks_one_key": w3v,
+                "uncontended_commands_per_cycle": uncontended,
+                "floor_commands_per_cycle": 4,
+            },
+            "memory": { "w1_sequential": mem_w1, "w3_8_tasks_one_key": mem_w3 },
+        });
+        print_table(&report);
+        if let Some(path) = json_path {
+            std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+            println!("\nwritten to {path}");
+        }
+        drop(server);
+    });
+}
+
+fn print_table(r: &Value) {
+    let g = |p: &str| -> f64 { r.pointer(p).and_then(Value::as_f64).unwrap_or(f64::NAN) };
+    let mut rows: BTreeMap<usize, (String, String, String)> = BTreeMap::new();
+    let mut row = |label: &str, value: String, target: String| {
+        let n = rows.len();
+        rows.insert(n, (label.to_owned(), value, target));
+    };
+    row(
+        "W0 floor sequential",
+        format!(
+            "{:.0} cycles/s, p50 {:.0} us, p99 {:.0} us",
+            g("/redis/w1_sequential/floor/cycles_per_s"),
+            g("/redis/w1_sequential/floor/p50_us"),
+            g("/redis/w1_sequential/floor/p99_us")
+        ),
+        String::new(),
+    );
+    row(
+        "W1 acquire+release",
+        format!(
+            "{:.0} cycles/s, p50 {:.0} us, p99 {:.0} us",
+            g("/redis/w1_sequential/acquire_release/cycles_per_s"),
+            g("/redis/w1_sequential/acquire_release/p50_us"),
+            g("/redis/w1_sequential/acquire_release/p99_us")
+        ),
+        String::new(),
+    );
+    row(
+        "W1 p50 / floor p50 (median of blocks)",
+        format!("{:.3}x", g("/redis/w1_sequential/p50_ratio_median")),
+        "<= 1.1x".into(),
+    );
+    row(
+        "W1 annotated fn p50 / floor p50",
+        format!(
+            "{:.3}x",
+            g("/redis/w1_sequential/annotated_p50_ratio_median")
+        ),
+        "<= 1.1x".into(),
+    );
+    row(
+        "W0 floor, 64 tasks",
+        format!(
+            "{:.0} cycles/s",
+            g("/redis/w2_64_tasks_own_keys/floor_cycles_per_s")
+        ),
+        String::new(),
+    );
+    row(
+        "W2 default, 64 tasks",
+        format!(
+            "{:.0} cycles/s ({:.3}x floor)",
+            g("/redis/w2_64_tasks_own_keys/default_cycles_per_s"),
+            g("/redis/w2_64_tasks_own_keys/default_ratio_median")
+        ),
+        ">= 0.9x".into(),
+    );
+    row(
+        "W2 fencing, 64 tasks",
+        format!(
+            "{:.0} cycles/s ({:.3}x floor)",
+            g("/redis/w2_64_tasks_own_keys/fencing_cycles_per_s"),
+            g("/redis/w2_64_tasks_own_keys/fencing_ratio_median")
+        ),
+        ">= 0.8x".into(),
+    );
+    for (store, base) in [
+        ("redis", "/redis/w3_8_tasks_one_key"),
+        ("memory", "/memory/w3_8_tasks_one_key"),
+    ] {
+        row(
+            &format!("W3 {store}: sections/s"),
+            format!(
+                "{:.0} of max {:.0} ({:.1}%), hold {:.0} us",
+                g(&format!("{base}/sections_per_s")),
+                g(&format!("{base}/theoretical_max_per_s")),
+                100.0 * g(&format!("{base}/fraction_of_max")),
+                g(&format!("{base}/hold_mean_us"))
+            ),
+            ">= 90%".into(),
+        );
+        row(
+            &format!("W3 {store}: wait p50/p99/max"),
+            format!(
+                "{:.0}/{:.0}/{:.0} us; ideal {:.0} us; p99 {:.2}x, max {:.2}x",
+                g(&format!("{base}/wait_p50_us")),
+                g(&format!("{base}/wait_p99_us")),
+                g(&format!("{base}/wait_max_us")),
+                g(&format!("{base}/fcfs_ideal_wait_us")),
+                g(&format!("{base}/wait_p99_over_ideal")),
+                g(&format!("{base}/wait_max_over_ideal"))
+            ),
+            "p99 <= 1.5x, max <= 2x".into(),
+        );
+        row(
+            &format!("W3 {store}: sections per task"),
+            format!(
+                "{:.0}..{:.0} ({:.2}x..{:.2}x of mean)",
+                g(&format!("{base}/fewest_sections_per_task")),
+                g(&format!("{base}/most_sections_per_task")),
+                g(&format!("{base}/min_share_over_mean")),
+                g(&format!("{base}/max_share_over_mean"))
+            ),
+            "within 2x of mean".into(),
+        );
+        row(
+            &format!("W3 {store}: overlaps, lost updates"),
+            format!(
+                "{:.0}, {:.0}",
+                g(&format!("{base}/overlaps")),
+                g(&format!("{base}/lost_updates"))
+            ),
+            "0".into(),
+        );
+    }
+    row(
+        "W3 redis: commands per section",
+        format!(
+            "{:.2}",
+            g("/redis/w3_8_tasks_one_key/redis_commands_per_section")
+        ),
+        "<= 12".into(),
+    );
+    row(
+        "Uncontended commands per cycle",
+        format!(
+            "{:.2} (floor 4)",
+            g("/redis/uncontended_commands_per_cycle")
+        ),
+        "<= 5".into(),
+    );
+    row(
+        "Memory W1",
+        format!("{:.0} cycles/s", g("/memory/w1_sequential/cycles_per_s")),
+        ">= 1,000,000".into(),
+    );
+    println!("{:<42} {:<70} target", "workload", "measured");
+    for (_, (a, b, c)) in rows {
+        println!("{a:<42} {b:<70} {c}");
+    }
+}
