@@ -464,3 +464,39 @@ async fn run_redis_down_mid_body_cancels_before_lapse() {
         stopped_at.elapsed()
     );
 }
+
+static FALLBACK_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[locked(key = "lost-fallback", ttl = "300ms", fallback = on_lost, locker = locker)]
+async fn guarded_job(locker: &Locker, entered: &tokio::sync::Notify) -> &'static str {
+    entered.notify_one();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    "finished"
+}
+
+async fn on_lost(_locker: &Locker, _entered: &tokio::sync::Notify) -> &'static str {
+    FALLBACK_RUNS.fetch_add(1, Ordering::SeqCst);
+    "fell back"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_lost_mid_body_calls_fallback() {
+    let locker = Locker::memory();
+    let entered = tokio::sync::Notify::new();
+    let thief = async {
+        entered.notified().await;
+        // Another task takes the lock from under the body.
+        let l = locker.clone();
+        tokio::spawn(async move {
+            l.force_release("lost-fallback").await.unwrap();
+            l.acquire("lost-fallback", LockOptions::default())
+                .await
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let (out, _guard) = tokio::join!(guarded_job(&locker, &entered), thief);
+    assert_eq!(out, "fell back");
+    assert_eq!(FALLBACK_RUNS.load(Ordering::SeqCst), 1);
+}

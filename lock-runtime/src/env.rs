@@ -6,12 +6,32 @@ use crate::error::LockError;
 use crate::locker::Locker;
 
 /// The store: `redis`, `memory` (also `redlock` and `cluster`, not yet built).
+///
+/// ```
+/// let locker = locked::Locker::from_env_with(|v| (v == locked::LOCK_STORE).then(|| "memory".into()));
+/// assert!(locker.is_ok());
+/// ```
 pub const LOCK_STORE: &str = "LOCK_STORE";
 /// The Redis URL, read before [`REDIS_URL`].
+///
+/// ```
+/// let url = |v: &str| (v == locked::LOCK_REDIS_URL).then(|| "redis://127.0.0.1:6379/".into());
+/// assert!(locked::Locker::from_env_with(url).is_ok());
+/// ```
 pub const LOCK_REDIS_URL: &str = "LOCK_REDIS_URL";
 /// The Redis URL.
+///
+/// ```
+/// let url = |v: &str| (v == locked::REDIS_URL).then(|| "not a url".into());
+/// assert!(locked::Locker::from_env_with(url).unwrap_err().to_string().contains("REDIS_URL"));
+/// ```
 pub const REDIS_URL: &str = "REDIS_URL";
 /// The key prefix (default `lock:`).
+///
+/// ```
+/// let prefix = |v: &str| (v == locked::LOCK_PREFIX).then(|| "jobs:".into());
+/// assert_eq!(locked::Locker::from_env_with(prefix).unwrap().prefix(), "jobs:");
+/// ```
 pub const LOCK_PREFIX: &str = "LOCK_PREFIX";
 
 impl Locker {

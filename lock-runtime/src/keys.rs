@@ -5,9 +5,18 @@ use std::fmt::Display;
 use crate::error::LockError;
 
 /// The prefix every lock key gets in the store unless it already starts with it.
+///
+/// ```
+/// assert_eq!(locked::Locker::memory().full_key("job").unwrap(), format!("{}job", locked::DEFAULT_PREFIX));
+/// ```
 pub const DEFAULT_PREFIX: &str = "lock:";
 
 /// The longest key accepted, prefix included: 1 KiB.
+///
+/// ```
+/// let too_long = "k".repeat(locked::MAX_KEY_LEN);
+/// assert!(locked::Locker::memory().full_key(&too_long).is_err());
+/// ```
 pub const MAX_KEY_LEN: usize = 1024;
 
 /// The key of a lock on one resource: `lock:<resource>:<id>`.

@@ -3,10 +3,22 @@
 use std::time::Duration;
 
 /// Default lock lifetime: 30 s.
+///
+/// ```
+/// assert_eq!(locked::DEFAULT_TTL, std::time::Duration::from_secs(30));
+/// ```
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 /// Default longest wait for a held lock: 5 s.
+///
+/// ```
+/// assert_eq!(locked::DEFAULT_TIMEOUT, std::time::Duration::from_secs(5));
+/// ```
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default pause between attempts while waiting: 100 ms.
+///
+/// ```
+/// assert_eq!(locked::DEFAULT_RETRY_INTERVAL, std::time::Duration::from_millis(100));
+/// ```
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How one lock is taken and held.

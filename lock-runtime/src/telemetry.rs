@@ -9,7 +9,11 @@ use tracing::Span;
 
 use crate::options::duration_ms;
 
-/// The tracing target of every span and event.
+/// The tracing target of every span and event: filter with `RUST_LOG=locked=debug`.
+///
+/// ```
+/// assert_eq!(locked::TRACING_TARGET, "locked");
+/// ```
 pub const TARGET: &str = "locked";
 
 /// The span around one lock call.
