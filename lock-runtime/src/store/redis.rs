@@ -26,6 +26,7 @@ pub(crate) struct RedisStore {
     url: RedactedUrl,
     conn: OnceCell<ConnectionManager>,
     release: Script,
+    release_one: Script,
     extend: Script,
     remaining: Script,
     acquire: Script,
@@ -39,6 +40,7 @@ impl RedisStore {
             url: RedactedUrl::new(url),
             conn: OnceCell::new(),
             release: Script::new(include_str!("scripts/release.lua")),
+            release_one: Script::new(include_str!("scripts/release_one.lua")),
             extend: Script::new(include_str!("scripts/extend.lua")),
             remaining: Script::new(include_str!("scripts/remaining.lua")),
             acquire: Script::new(include_str!("scripts/acquire.lua")),
@@ -183,6 +185,17 @@ impl RedisStore {
     /// awaited gets its release announced.
     pub(crate) async fn release(&self, keys: &[String], token: &str) -> Result<bool, BoxError> {
         let mut conn = self.conn().await?;
+        if let [key] = keys {
+            let released: i64 = self
+                .release_one
+                .key(key)
+                .key(waiting_marker(key))
+                .arg(token)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.wrap(e))?;
+            return Ok(released == 1);
+        }
         let mut call = self.release.prepare_invoke();
         for key in keys {
             call.key(key);

@@ -5,9 +5,11 @@
 -- Returns the fencing token (or 0 without fencing), or false when any lock is held.
 --
 -- The token is INCR of the counter, which starts (when absent) at the server time in
--- microseconds: strictly greater than every earlier token while the counter lives, and
--- still greater after it has expired, because time has moved on since (unless the
--- server's clock is stepped backwards, or a key takes over a million locks a second).
+-- microseconds and expires ARGV[4] ms later, however much it is used: strictly greater
+-- than every earlier token while the counter lives, and still greater after it expired
+-- and restarted, because more microseconds have passed since its start than tokens were
+-- handed out (unless the server's clock steps backwards). So one-off keys leave nothing
+-- behind for long, and a busy key's counter costs one INCR per fenced lock.
 local fenced = ARGV[3] == '1'
 local n = #KEYS
 if fenced then n = n - 1 end
@@ -31,10 +33,9 @@ end
 local counter = KEYS[n + 1]
 local fence = redis.call('INCR', counter)
 if fence == 1 then
+  -- A new counter (first use, or its retention ran out): start it at the server time.
   local t = redis.call('TIME')
   fence = tonumber(t[1]) * 1000000 + tonumber(t[2])
   redis.call('SET', counter, string.format('%.0f', fence), 'PX', ARGV[4])
-else
-  redis.call('PEXPIRE', counter, ARGV[4])
 end
 return fence
