@@ -1,6 +1,7 @@
 //! Holding safely: renewal, cancellation on loss, `max_hold`, fencing tokens, nested-lock
 //! detection and multi-key locks, on both stores where they apply.
 
+#[macro_use]
 mod support;
 
 use std::sync::Arc;
@@ -8,49 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use locked::{LockError, LockOptions, Locker, locked};
-use support::RedisServer;
+use support::{RedisServer, Store};
 use tokio::time::Instant;
-
-struct Store {
-    locker: Locker,
-    server: Option<RedisServer>,
-}
-
-impl Store {
-    fn memory() -> Self {
-        Self {
-            locker: Locker::memory(),
-            server: None,
-        }
-    }
-    fn redis() -> Self {
-        let server = RedisServer::start();
-        Self {
-            locker: server.locker(),
-            server: Some(server),
-        }
-    }
-    fn other(&self) -> Locker {
-        self.server
-            .as_ref()
-            .map_or_else(|| self.locker.clone(), RedisServer::locker)
-    }
-}
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Store::memory()).await }
-            )*
-        }
-        mod redis {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Store::redis()).await }
-            )*
-        }
-    };
-}
 
 on_both_stores!(
     run_body_three_times_ttl_keeps_lock_throughout,

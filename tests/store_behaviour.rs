@@ -1,61 +1,16 @@
 //! The runtime API, as a user calls it, on both stores: every check runs once on the
 //! memory store and once on a real `redis-server` of its own.
 
+#[macro_use]
 mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use locked::{LockError, LockOptions, Locker};
-use support::{RedisServer, eventually};
+use locked::{LockError, LockOptions};
+use support::{Store, eventually};
 use tokio::time::Instant;
-
-/// A store for one test: the memory store, or a Redis server kept alive with it.
-struct Store {
-    locker: Locker,
-    server: Option<RedisServer>,
-}
-
-impl Store {
-    fn memory() -> Self {
-        Self {
-            locker: Locker::memory(),
-            server: None,
-        }
-    }
-
-    fn redis() -> Self {
-        let server = RedisServer::start();
-        Self {
-            locker: server.locker(),
-            server: Some(server),
-        }
-    }
-
-    /// Another locker on the same store: another process, as far as Redis can tell.
-    fn other(&self) -> Locker {
-        match &self.server {
-            Some(s) => s.locker(),
-            None => self.locker.clone(),
-        }
-    }
-}
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Store::memory()).await }
-            )*
-        }
-        mod redis {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Store::redis()).await }
-            )*
-        }
-    };
-}
 
 on_both_stores!(
     run_free_lock_returns_body_value_and_releases,

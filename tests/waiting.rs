@@ -1,70 +1,16 @@
 //! Waiting fast and fair: a release wakes the next waiter at once, waiters are served in
 //! order, and polling recovers what no message announces (expiry).
 
+#[macro_use]
 mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use locked::{LockOptions, Locker};
-use support::{RedisServer, eventually};
+use locked::LockOptions;
+use support::{Store, eventually};
 use tokio::time::Instant;
-
-struct Store {
-    locker: Locker,
-    server: Option<RedisServer>,
-}
-
-impl Store {
-    fn memory() -> Self {
-        Self {
-            locker: Locker::memory(),
-            server: None,
-        }
-    }
-    fn redis() -> Self {
-        let server = RedisServer::start();
-        Self {
-            locker: server.locker(),
-            server: Some(server),
-        }
-    }
-    fn other(&self) -> Locker {
-        self.server
-            .as_ref()
-            .map_or_else(|| self.locker.clone(), RedisServer::locker)
-    }
-    /// How many connections listen for releases of `key` (Redis only; memory: `expected`).
-    fn listeners(&self, key: &str, expected: i64) -> i64 {
-        match &self.server {
-            Some(server) => {
-                let (_, n): (String, i64) = ::redis::cmd("PUBSUB")
-                    .arg("NUMSUB")
-                    .arg(format!("{key}:released"))
-                    .query(&mut server.client())
-                    .unwrap();
-                n
-            }
-            None => expected,
-        }
-    }
-}
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Store::memory()).await }
-            )*
-        }
-        mod redis {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Store::redis()).await }
-            )*
-        }
-    };
-}
 
 on_both_stores!(
     waiter_with_slow_polling_wakes_within_100ms_of_release,

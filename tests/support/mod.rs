@@ -142,3 +142,66 @@ pub async fn eventually(limit: Duration, mut cond: impl AsyncFnMut() -> bool) ->
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The store of one test: the memory store, or a Redis server of its own kept alive with it.
+pub struct Store {
+    pub locker: locked::Locker,
+    pub server: Option<RedisServer>,
+}
+
+impl Store {
+    pub fn memory() -> Self {
+        Self {
+            locker: locked::Locker::memory(),
+            server: None,
+        }
+    }
+
+    pub fn redis() -> Self {
+        let server = RedisServer::start();
+        Self {
+            locker: server.locker(),
+            server: Some(server),
+        }
+    }
+
+    /// Another locker on the same store: another process, as far as Redis can tell.
+    pub fn other(&self) -> locked::Locker {
+        self.server
+            .as_ref()
+            .map_or_else(|| self.locker.clone(), RedisServer::locker)
+    }
+
+    /// How many connections listen for releases of `key` (Redis); memory: `expected`.
+    pub fn listeners(&self, key: &str, expected: i64) -> i64 {
+        match &self.server {
+            Some(server) => {
+                let (_, n): (String, i64) = redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(format!("{key}:released"))
+                    .query(&mut server.client())
+                    .unwrap();
+                n
+            }
+            None => expected,
+        }
+    }
+}
+
+/// Runs each named `async fn(Store)` of the test file twice: `memory::name` and
+/// `redis::name`, each on a store of its own.
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::support::Store::memory()).await }
+            )*
+        }
+        mod redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::support::Store::redis()).await }
+            )*
+        }
+    };
+}

@@ -96,18 +96,15 @@ impl RedisStore {
             // A queued waiter's try, in one round trip: mark the key as awaited first (so
             // its release is announced, whichever way the race with the release goes),
             // then try, then read the holder's remaining time to bound the sleep.
-            let (_, set, pttl): ((), Option<String>, i64) = redis::pipe()
-                .cmd("SET")
+            let mut marker = redis::cmd("SET");
+            marker
                 .arg(waiting_marker(key))
                 .arg(1)
                 .arg("PX")
-                .arg(duration_ms(wait).max(1))
-                .cmd("SET")
-                .arg(key)
-                .arg(token)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl_ms)
+                .arg(duration_ms(wait).max(1));
+            let (_, set, pttl): ((), Option<String>, i64) = redis::pipe()
+                .add_command(marker)
+                .add_command(set_nx(key, token, ttl_ms))
                 .cmd("PTTL")
                 .arg(key)
                 .query_async(&mut conn)
@@ -125,12 +122,7 @@ impl RedisStore {
             });
         }
         if let ([key], false) = (keys, fencing) {
-            let set: Option<String> = redis::cmd("SET")
-                .arg(key)
-                .arg(token)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl_ms)
+            let set: Option<String> = set_nx(key, token, ttl_ms)
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.wrap(e))?;
@@ -257,6 +249,13 @@ impl RedisStore {
             .map_err(|e| self.wrap(e))?;
         Ok(n == 1)
     }
+}
+
+/// `SET key token NX PX ttl`: the acquisition itself.
+fn set_nx(key: &str, token: &str, ttl_ms: u64) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(token).arg("NX").arg("PX").arg(ttl_ms);
+    cmd
 }
 
 /// The fence counter of a lock key: hashed to the key's slot, and outside `KEYS "lock:*"`.
