@@ -575,6 +575,7 @@ impl Locker {
                 Err(_) => {}
             }
         }
+        telemetry::waiting(opts.logging, &ask.key);
         let mut ticket = waits.join(&ask.key);
         let queue = ticket.queue.clone();
         let Ok(Ok(_head)) = tokio::time::timeout_at(ask.deadline, queue.acquire()).await else {

@@ -47,6 +47,12 @@ pub(crate) fn acquired(
     }
 }
 
+pub(crate) fn waiting(logging: bool, key: &str) {
+    if logging {
+        tracing::debug!(target: TARGET, key, "waiting");
+    }
+}
+
 pub(crate) fn busy(logging: bool, key: &str) {
     if logging {
         tracing::debug!(target: TARGET, key, "busy");

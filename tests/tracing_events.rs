@@ -1,0 +1,108 @@
+//! The `tracing` events a lock call emits, and `logging = false` silencing them.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use locked::{LockOptions, Locker};
+
+/// Collects what the fmt subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Runs `f` on a current-thread runtime with a DEBUG subscriber; returns the log.
+fn logged(f: impl AsyncFnOnce(Locker)) -> String {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(f(Locker::memory()));
+    });
+    captured.text()
+}
+
+#[test]
+fn run_emits_acquired_and_released_with_key_and_site() {
+    let log = logged(async |locker| {
+        locker
+            .run("order:1", LockOptions::default(), || async {})
+            .await
+            .unwrap();
+    });
+    assert!(log.contains("acquired"), "{log}");
+    assert!(log.contains("released"), "{log}");
+    assert!(log.contains("lock:order:1"), "{log}");
+    assert!(log.contains("site=\"Locker::run\""), "{log}");
+    assert!(log.contains("held_ms="), "{log}");
+    assert!(log.contains("locked"), "target missing: {log}");
+}
+
+#[test]
+fn contention_emits_busy_waiting_and_timeout() {
+    let log = logged(async |locker| {
+        let _held = locker.acquire("job", LockOptions::default()).await.unwrap();
+        assert!(
+            locker
+                .try_acquire("job", LockOptions::default())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let opts = LockOptions::default().timeout(Duration::from_millis(50));
+        assert!(locker.acquire("job", opts).await.unwrap_err().is_timeout());
+    });
+    for event in ["busy", "waiting", "timeout"] {
+        assert!(log.contains(event), "no `{event}` in {log}");
+    }
+}
+
+#[test]
+fn logging_false_silences_per_call_events() {
+    let log = logged(async |locker| {
+        let quiet = LockOptions::default().logging(false);
+        locker.run("quiet", quiet, || async {}).await.unwrap();
+    });
+    assert!(
+        !log.contains("acquired") && !log.contains("released"),
+        "{log}"
+    );
+}
+
+#[test]
+fn force_release_warns() {
+    let log = logged(async |locker| {
+        let _held = locker
+            .acquire("stuck", LockOptions::default())
+            .await
+            .unwrap();
+        locker.force_release("stuck").await.unwrap();
+    });
+    assert!(
+        log.contains("WARN") && log.contains("force_release"),
+        "{log}"
+    );
+}
