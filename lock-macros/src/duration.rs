@@ -60,6 +60,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_text_of_formatted_duration_is_identity(ms in 1u64..10_000_000_000) {
+            let text = humantime::format_duration(Duration::from_millis(ms)).to_string();
+            proptest::prop_assert_eq!(parse_text("ttl", &text), Ok(ms));
+        }
+
+        #[test]
+        fn parse_text_never_panics(text in ".{0,40}") {
+            let _ = parse_text("ttl", &text);
+        }
+    }
+
     #[test]
     fn parse_text_round_trips_formatted_durations() {
         for ms in [1u64, 7, 999, 1000, 1001, 59_999, 3_600_000, 86_400_123] {

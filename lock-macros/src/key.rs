@@ -148,6 +148,20 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_text_never_panics(text in "[a-z{}:. 0-9_+?]{0,30}") {
+            let _ = parse_text(&text);
+        }
+
+        #[test]
+        fn parse_text_plain_text_is_one_literal(text in "[a-z:._0-9-]{1,30}") {
+            let t = parse_text(&text).unwrap();
+            proptest::prop_assert_eq!(t.lits, vec![text]);
+            proptest::prop_assert!(t.places.is_empty());
+        }
+    }
+
     #[test]
     fn parse_escaped_braces_are_literal() {
         let t = parse(&lit("{{x}}:{id}"), &names(&["id"])).unwrap();

@@ -246,4 +246,76 @@ mod tests {
         let len = store.with(|s, _| s.entries.len());
         assert!(len <= MIN_SWEEP, "{len} entries kept");
     }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Acquire(usize, u64),
+        Release(usize),
+        Extend(usize, u64),
+        Advance(u64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..3usize, 1..50u64).prop_map(|(t, ttl)| Op::Acquire(t, ttl)),
+            (0..3usize).prop_map(Op::Release),
+            (0..3usize, 1..50u64).prop_map(|(t, ttl)| Op::Extend(t, ttl)),
+            (0..60u64).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The store against a model: at most one holder, and a token that does not hold
+        /// the lock changes nothing.
+        #[test]
+        fn memory_store_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let store = MemoryStore::new();
+                let tokens = ["t0", "t1", "t2"];
+                // The model: (holder, expiry in ms since start).
+                let mut model: Option<(usize, u64)> = None;
+                let mut now = 0u64;
+                for op in ops {
+                    let live = model.filter(|(_, exp)| *exp > now);
+                    match op {
+                        Op::Acquire(t, ttl) => {
+                            let got = matches!(store.try_acquire(&k(), tokens[t], ttl, false), Attempt::Acquired { .. });
+                            assert_eq!(got, live.is_none(), "acquire by {t} with {live:?}");
+                            if got {
+                                model = Some((t, now + ttl));
+                            }
+                        }
+                        Op::Release(t) => {
+                            let released = store.release(&k(), tokens[t]);
+                            let owner = live.is_some_and(|(h, _)| h == t);
+                            assert_eq!(released, owner, "release by {t} with {live:?}");
+                            if model.is_some_and(|(h, _)| h == t) {
+                                model = None;
+                            }
+                        }
+                        Op::Extend(t, ttl) => {
+                            let extended = store.extend(&k(), tokens[t], ttl);
+                            let owner = live.is_some_and(|(h, _)| h == t);
+                            assert_eq!(extended, owner, "extend by {t} with {live:?}");
+                            if owner {
+                                model = Some((t, now + ttl));
+                            }
+                        }
+                        Op::Advance(ms) => {
+                            tokio::time::advance(Duration::from_millis(ms)).await;
+                            now += ms;
+                        }
+                    }
+                    let live = model.filter(|(_, exp)| *exp > now).is_some();
+                    assert_eq!(store.exists("k"), live);
+                }
+            });
+        }
+    }
 }
