@@ -679,13 +679,8 @@ impl Ask<'_> {
         };
         let store = &self.locker.inner.store;
         let ttl_ms = self.opts.ttl_ms();
-        let attempt = store.try_acquire(
-            &self.keys,
-            &self.token,
-            ttl_ms,
-            self.opts.fencing,
-            waiting.then_some(limit),
-        );
+        let attempt =
+            store.try_acquire(&self.keys, &self.token, ttl_ms, self.opts.fencing, waiting);
         match self.locker.call(&self.key, limit, attempt).await {
             Ok(Attempt::Acquired { fence }) => {
                 telemetry::acquired(

@@ -9,7 +9,8 @@
 //!   waiters, and waiters are served in arrival order.
 //! - The head subscribes to the key's release channel (Redis: `<key>:released`, one
 //!   shared subscription connection per `Locker`), then tries again before it sleeps, so a
-//!   release between its first try and the subscription is not missed.
+//!   release between its first try and the subscription is not missed. Subscribing only
+//!   after a failed first try keeps the uncontended path at one round trip.
 //! - A release wakes the head at once. Polling every `retry_interval` (with jitter, and no
 //!   later than the holder's remaining ttl) stays as the fallback for expiry, a lost
 //!   message or a dropped subscription connection.
@@ -29,12 +30,6 @@ pub(crate) fn release_channel(key: &str) -> String {
 }
 
 const RELEASE_SUFFIX: &str = ":released";
-
-/// The key that tells a release to announce itself: set by queued waiters before each
-/// try, deleted (and the release published) by the release. Hashed to the lock key's slot.
-pub(crate) fn waiting_marker(key: &str) -> String {
-    format!("{{{key}}}:waiting")
-}
 
 struct Entry {
     queue: Arc<Semaphore>,

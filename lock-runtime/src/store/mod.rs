@@ -44,16 +44,16 @@ impl Store {
         }
     }
 
-    /// Takes every key in `keys` for `token`, or none of them. `waiting` is set for a
-    /// queued waiter's tries: Redis then first marks the key as awaited for that long (so
-    /// its release is announced) and reports the holder's remaining time with the refusal.
+    /// Takes every key in `keys` for `token`, or none of them. With `waiting` (a queued
+    /// waiter's try), a refusal also tells how long the holder has left (Redis pipelines a
+    /// `PTTL`).
     pub(crate) async fn try_acquire(
         &self,
         keys: &[String],
         token: &str,
         ttl_ms: u64,
         fencing: bool,
-        waiting: Option<Duration>,
+        waiting: bool,
     ) -> Result<Attempt, BoxError> {
         match self {
             Store::Memory(s) => Ok(s.try_acquire(keys, token, ttl_ms, fencing)),

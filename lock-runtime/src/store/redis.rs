@@ -8,9 +8,8 @@ use tokio::sync::OnceCell;
 
 use super::Attempt;
 use crate::error::BoxError;
-use crate::options::duration_ms;
 use crate::url::RedactedUrl;
-use crate::wait::{release_channel, waiting_marker};
+use crate::wait::release_channel;
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -89,21 +88,13 @@ impl RedisStore {
         token: &str,
         ttl_ms: u64,
         fencing: bool,
-        waiting: Option<Duration>,
+        waiting: bool,
     ) -> Result<Attempt, BoxError> {
         let mut conn = self.conn().await?;
-        if let ([key], false, Some(wait)) = (keys, fencing, waiting) {
-            // A queued waiter's try, in one round trip: mark the key as awaited first (so
-            // its release is announced, whichever way the race with the release goes),
-            // then try, then read the holder's remaining time to bound the sleep.
-            let mut marker = redis::cmd("SET");
-            marker
-                .arg(waiting_marker(key))
-                .arg(1)
-                .arg("PX")
-                .arg(duration_ms(wait).max(1));
-            let (_, set, pttl): ((), Option<String>, i64) = redis::pipe()
-                .add_command(marker)
+        if let ([key], false, true) = (keys, fencing, waiting) {
+            // A queued waiter's try: the holder's remaining time comes in the same round
+            // trip, to bound the sleep before the next try.
+            let (set, pttl): (Option<String>, i64) = redis::pipe()
                 .add_command(set_nx(key, token, ttl_ms))
                 .cmd("PTTL")
                 .arg(key)
@@ -173,15 +164,13 @@ impl RedisStore {
         call.invoke_async(&mut conn).await.map_err(|e| self.wrap(e))
     }
 
-    /// Deletes the keys `token` owns; true when it owned them all. A key marked as
-    /// awaited gets its release announced.
+    /// Deletes the keys `token` owns, announcing each release; true when it owned them all.
     pub(crate) async fn release(&self, keys: &[String], token: &str) -> Result<bool, BoxError> {
         let mut conn = self.conn().await?;
         if let [key] = keys {
             let released: i64 = self
                 .release_one
                 .key(key)
-                .key(waiting_marker(key))
                 .arg(token)
                 .invoke_async(&mut conn)
                 .await
@@ -191,9 +180,6 @@ impl RedisStore {
         let mut call = self.release.prepare_invoke();
         for key in keys {
             call.key(key);
-        }
-        for key in keys {
-            call.key(waiting_marker(key));
         }
         call.arg(token);
         let n: i64 = call
@@ -236,11 +222,9 @@ impl RedisStore {
 
     pub(crate) async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
         let mut conn = self.conn().await?;
-        let (n, _, _listeners): (i64, i64, i64) = redis::pipe()
+        let (n, _listeners): (i64, i64) = redis::pipe()
             .cmd("DEL")
             .arg(key)
-            .cmd("DEL")
-            .arg(waiting_marker(key))
             .cmd("PUBLISH")
             .arg(release_channel(key))
             .arg("")
