@@ -209,3 +209,33 @@ async fn builder_prefix_is_stored() {
     assert_eq!(exists, 1);
     guard.release().await.unwrap();
 }
+
+#[tokio::test]
+async fn fencing_counter_is_time_seeded_and_expires() {
+    let server = RedisServer::start();
+    let locker = server.locker();
+    let fenced = LockOptions::default()
+        .fencing(true)
+        .ttl(Duration::from_secs(1));
+    let guard = locker.acquire("fenced", fenced).await.unwrap();
+    let token = guard.fencing_token().unwrap();
+    assert!(
+        token > 1_000_000_000_000_000,
+        "token {token} is not seeded from server time"
+    );
+    // A failed fenced try (lock held) must not leave a counter without expiry.
+    let other = server.locker();
+    let _: () = redis::cmd("DEL")
+        .arg("{lock:fenced}:fence")
+        .query(&mut server.client())
+        .unwrap();
+    assert!(other.try_acquire("fenced", fenced).await.unwrap().is_none());
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("{lock:fenced}:fence")
+        .query(&mut server.client())
+        .unwrap();
+    assert!(pttl > 0, "the fence counter has no expiry (PTTL {pttl})");
+    guard.release().await.unwrap();
+    let next = locker.acquire("fenced", fenced).await.unwrap();
+    assert!(next.fencing_token().unwrap() > token);
+}

@@ -15,8 +15,12 @@ use crate::wait::release_channel;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one command may take before it fails.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a fence counter outlives the lock's ttl (see `acquire.lua`).
+/// How long a fence counter lives after it starts, beyond the lock's ttl (see
+/// `acquire.lua`).
 const FENCE_RETENTION_MS: u64 = 60_000;
+/// Fence counters start at the server time in microseconds; a smaller value is a counter
+/// that `INCR` has just created, which must be started before its value is handed out.
+const FENCE_SEEDED_MIN: i64 = 1_000_000_000_000_000;
 
 /// One Redis server. The connection is opened on first use, so constructing the store does
 /// no I/O and needs no runtime.
@@ -29,6 +33,7 @@ pub(crate) struct RedisStore {
     extend: Script,
     remaining: Script,
     acquire: Script,
+    seed_fence: Script,
 }
 
 impl RedisStore {
@@ -43,6 +48,7 @@ impl RedisStore {
             extend: Script::new(include_str!("scripts/extend.lua")),
             remaining: Script::new(include_str!("scripts/remaining.lua")),
             acquire: Script::new(include_str!("scripts/acquire.lua")),
+            seed_fence: Script::new(include_str!("scripts/seed_fence.lua")),
         })
     }
 
@@ -81,7 +87,9 @@ impl RedisStore {
         format!("redis at {}: {e}", self.url).into()
     }
 
-    /// One key without fencing is a plain `SET NX PX`; otherwise one `acquire.lua` call.
+    /// One key: `SET NX PX` (one command, as a hand-rolled lock), pipelined with `INCR`
+    /// of the fence counter when fencing and with `PTTL` for a queued waiter's try.
+    /// Several keys: one `acquire.lua` call, all or none.
     pub(crate) async fn try_acquire(
         &self,
         keys: &[String],
@@ -91,28 +99,7 @@ impl RedisStore {
         waiting: bool,
     ) -> Result<Attempt, BoxError> {
         let mut conn = self.conn().await?;
-        if let ([key], false, true) = (keys, fencing, waiting) {
-            // A queued waiter's try: the holder's remaining time comes in the same round
-            // trip, to bound the sleep before the next try.
-            let (set, pttl): (Option<String>, i64) = redis::pipe()
-                .add_command(set_nx(key, token, ttl_ms))
-                .cmd("PTTL")
-                .arg(key)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.wrap(e))?;
-            return Ok(match set {
-                Some(_) => Attempt::Acquired { fence: None },
-                // -2: the key is gone already; -1: a key without expiry (poll).
-                None if pttl == -2 => Attempt::Held {
-                    remaining: Some(Duration::ZERO),
-                },
-                None => Attempt::Held {
-                    remaining: u64::try_from(pttl).ok().map(Duration::from_millis),
-                },
-            });
-        }
-        if let ([key], false) = (keys, fencing) {
+        if let ([key], false, false) = (keys, fencing, waiting) {
             let set: Option<String> = set_nx(key, token, ttl_ms)
                 .query_async(&mut conn)
                 .await
@@ -120,6 +107,57 @@ impl RedisStore {
             return Ok(match set {
                 Some(_) => Attempt::Acquired { fence: None },
                 None => Attempt::Held { remaining: None },
+            });
+        }
+        if let [key] = keys {
+            let mut pipe = redis::pipe();
+            pipe.add_command(set_nx(key, token, ttl_ms));
+            if fencing {
+                // Runs even when the SET fails: that only skips a number. A successful
+                // SET's INCR comes before its own release, hence before the next holder's.
+                pipe.cmd("INCR").arg(fence_key(key));
+            }
+            if waiting {
+                pipe.cmd("PTTL").arg(key);
+            }
+            let replies: Vec<redis::Value> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.wrap(e))?;
+            let mut replies = replies.into_iter();
+            let acquired = !matches!(replies.next(), None | Some(redis::Value::Nil));
+            let mut next = || -> Result<Option<i64>, BoxError> {
+                let value = replies.next().unwrap_or(redis::Value::Nil);
+                Ok(redis::from_redis_value::<Option<i64>>(value).map_err(|e| e.to_string())?)
+            };
+            let fence = if fencing { next()? } else { None };
+            let pttl = if waiting { next()? } else { None };
+            if acquired {
+                let fence = match fence {
+                    Some(f) if f >= FENCE_SEEDED_MIN => Some(u64::try_from(f).unwrap_or(0)),
+                    Some(_) => Some(self.seed_fence(&mut conn, key, ttl_ms).await?),
+                    None => None,
+                };
+                return Ok(Attempt::Acquired { fence });
+            }
+            if fence == Some(1) {
+                // This failed try's INCR created the counter: give it an expiry, or a
+                // key that is never taken with fencing again would keep it forever.
+                // Best effort (`NX` needs Redis 7); a restart from 1 is safe anyway.
+                let _: Result<i64, _> = redis::cmd("PEXPIRE")
+                    .arg(fence_key(key))
+                    .arg(ttl_ms.saturating_add(FENCE_RETENTION_MS))
+                    .arg("NX")
+                    .query_async(&mut conn)
+                    .await;
+            }
+            return Ok(Attempt::Held {
+                remaining: match pttl {
+                    // -2: the key is gone already; -1: a key without expiry (poll).
+                    Some(-2) => Some(Duration::ZERO),
+                    Some(ms) => u64::try_from(ms).ok().map(Duration::from_millis),
+                    None => None,
+                },
             });
         }
         let mut call = self.acquire.prepare_invoke();
@@ -143,6 +181,22 @@ impl RedisStore {
             },
             None => Attempt::Held { remaining: None },
         })
+    }
+
+    /// Starts a new fence counter at the server time (a second round trip, once per
+    /// counter lifetime) and returns the token it hands out.
+    async fn seed_fence(
+        &self,
+        conn: &mut ConnectionManager,
+        key: &str,
+        ttl_ms: u64,
+    ) -> Result<u64, BoxError> {
+        self.seed_fence
+            .key(fence_key(key))
+            .arg(ttl_ms.saturating_add(FENCE_RETENTION_MS))
+            .invoke_async(conn)
+            .await
+            .map_err(|e| self.wrap(e))
     }
 
     async fn owned_op(

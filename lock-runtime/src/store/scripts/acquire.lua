@@ -4,12 +4,14 @@
 -- With fencing, KEYS[n+1] is the counter of KEYS[1]: `{<KEYS[1]>}:fence`.
 -- Returns the fencing token (or 0 without fencing), or false when any lock is held.
 --
--- The token is INCR of the counter, which starts (when absent) at the server time in
--- microseconds and expires ARGV[4] ms later, however much it is used: strictly greater
--- than every earlier token while the counter lives, and still greater after it expired
--- and restarted, because more microseconds have passed since its start than tokens were
--- handed out (unless the server's clock steps backwards). So one-off keys leave nothing
--- behind for long, and a busy key's counter costs one INCR per fenced lock.
+-- The token is INCR of the counter, which starts (when absent, or below 1e15 because
+-- only INCR has touched it) at the server time in microseconds and expires ARGV[4] ms
+-- later, however much it is used: strictly greater than every earlier token while the
+-- counter lives, and still greater after it expired and restarted, because more
+-- microseconds have passed since its start than tokens were handed out (unless the
+-- server's clock steps backwards). One-off keys leave nothing behind for long, and a busy
+-- key's counter costs one INCR per fenced lock. Single keys do the same without Lua: a
+-- pipelined SET NX + INCR, and `seed_fence.lua` when the INCR shows a new counter.
 local fenced = ARGV[3] == '1'
 local n = #KEYS
 if fenced then n = n - 1 end
@@ -32,7 +34,7 @@ if not fenced then
 end
 local counter = KEYS[n + 1]
 local fence = redis.call('INCR', counter)
-if fence == 1 then
+if fence < 1e15 then
   -- A new counter (first use, or its retention ran out): start it at the server time.
   local t = redis.call('TIME')
   fence = tonumber(t[1]) * 1000000 + tonumber(t[2])
