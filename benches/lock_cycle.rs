@@ -344,6 +344,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(if quick { 0.3 } else { 3.0 });
     let (blocks, per_block) = if quick { (2, 20) } else { (15, 300) };
+    let w2_ratio_only = args.iter().any(|a| a == "--w2-ratio");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -356,6 +357,17 @@ fn main() {
         BENCH_LOCKER.set(locker.clone()).unwrap();
         let mut conn = ConnectionManager::new(redis::Client::open(url.as_str()).unwrap()).await.unwrap();
         let mut floor = Floor { conn: conn.clone(), release: redis::Script::new(RELEASE) };
+        if w2_ratio_only {
+            // Only W2's default ratio, 20 alternating rounds: for trying changes quickly.
+            let mut ratios = Vec::new();
+            for _ in 0..20 {
+                let f = concurrent("floor", &conn, &locker, false, Duration::from_millis(200)).await;
+                let l = concurrent("lib", &conn, &locker, false, Duration::from_millis(200)).await;
+                ratios.push(l / f);
+            }
+            println!("W2 default / floor, median of 20 rounds: {:.3}", median(ratios));
+            return;
+        }
         if let Some(kind) = flag("--profile-w2") {
             // For `perf record`: one side alone under W2 load (`floor`, `lib` or `fenced`).
             let kind: &'static str = match kind.as_str() { "floor" => "floor", "fenced" => "fenced", _ => "lib" };
