@@ -34,9 +34,7 @@ impl HoldContext {
     fn enter(guard: &LockGuard) -> Self {
         let mut ctx = CONTEXT.try_with(Clone::clone).unwrap_or_default();
         ctx.keys.extend(guard.keys().iter().cloned());
-        if guard.fencing_token().is_some() {
-            ctx.fence = guard.fencing_token();
-        }
+        ctx.fence = guard.fencing_token();
         ctx
     }
 }
