@@ -565,21 +565,26 @@ impl Locker {
         // Uncontended (no one of this locker waits for the key): try at once. Otherwise
         // queue behind the earlier waiters, so that a task that just released cannot
         // take the lock again ahead of them.
+        // A store failure is retried until the deadline (the client reconnects meanwhile);
+        // only try mode reports it at once.
+        let mut failure = None;
         if !wait || !waits.has_waiters(&ask.key) {
-            match ask.attempt(false, !wait).await? {
-                Ok(guard) => return Ok(guard),
-                Err(_) if !wait => {
+            match ask.attempt(false, !wait).await {
+                Ok(Ok(guard)) => return Ok(guard),
+                Ok(Err(_)) if !wait => {
                     telemetry::busy(opts.logging, &ask.key);
                     return Err(LockError::Busy { key: ask.key });
                 }
-                Err(_) => {}
+                Err(e) if !wait => return Err(e),
+                Ok(Err(_)) => {}
+                Err(e) => failure = Some(e),
             }
         }
         telemetry::waiting(opts.logging, &ask.key);
         let mut ticket = waits.join(&ask.key);
         let queue = ticket.queue.clone();
         let Ok(Ok(_head)) = tokio::time::timeout_at(ask.deadline, queue.acquire()).await else {
-            return Err(ask.timed_out(None));
+            return Err(ask.timed_out(failure));
         };
         // Head of the queue: subscribe to releases, then try before every sleep.
         ticket

@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -63,7 +63,7 @@ impl Waits {
             subscriber: redis.map(|client| Subscriber {
                 client,
                 waits: me.clone(),
-                tx: OnceLock::new(),
+                tx: Mutex::new(None),
             }),
         })
     }
@@ -82,16 +82,18 @@ impl Waits {
     pub(crate) fn join(&self, key: &str) -> Ticket<'_> {
         let mut map = self.map();
         let mut subscribed = None;
-        let entry = map.entry(key.to_owned()).or_insert_with(|| {
+        if !map.contains_key(key) {
             self.keys_waited.fetch_add(1, Ordering::AcqRel);
             if let Some(sub) = &self.subscriber {
-                subscribed = sub.subscribe(release_channel(key));
+                // Sent under the map lock, so subscribe and unsubscribe of one key reach
+                // the subscriber in the order the entry was made and removed.
+                subscribed = sub.subscribe(release_channel(key), || channels(&map));
             }
-            Entry {
-                queue: Arc::new(Semaphore::new(1)),
-                notify: Arc::new(Notify::new()),
-                users: 0,
-            }
+        }
+        let entry = map.entry(key.to_owned()).or_insert_with(|| Entry {
+            queue: Arc::new(Semaphore::new(1)),
+            notify: Arc::new(Notify::new()),
+            users: 0,
         });
         entry.users += 1;
         Ticket {
@@ -139,7 +141,7 @@ impl Drop for Ticket<'_> {
                 map.remove(&self.key);
                 self.waits.keys_waited.fetch_sub(1, Ordering::AcqRel);
                 if let Some(sub) = &self.waits.subscriber {
-                    sub.unsubscribe(release_channel(&self.key));
+                    sub.unsubscribe(release_channel(&self.key), || channels(&map));
                 }
             }
         }
@@ -156,33 +158,52 @@ enum Command {
 struct Subscriber {
     client: redis::Client,
     waits: Weak<Waits>,
-    tx: OnceLock<mpsc::UnboundedSender<Command>>,
+    /// The running task's inbox; replaced when that task has ended (its runtime was
+    /// shut down), so a `Locker` outlives the runtime it first waited on.
+    tx: Mutex<Option<mpsc::UnboundedSender<Command>>>,
 }
 
 impl Subscriber {
-    fn sender(&self) -> Option<&mpsc::UnboundedSender<Command>> {
-        if let Some(tx) = self.tx.get() {
-            return Some(tx);
+    /// The task's inbox, starting a task (told `wanted()`, the channels waited on now)
+    /// when none runs on a live runtime. Called with the waits map locked, so it must not
+    /// lock it again: `wanted` reads the caller's guard.
+    fn sender(
+        &self,
+        wanted: impl FnOnce() -> Vec<String>,
+    ) -> Option<mpsc::UnboundedSender<Command>> {
+        let mut slot = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = slot.as_ref().filter(|tx| !tx.is_closed()) {
+            return Some(tx.clone());
         }
         let handle = tokio::runtime::Handle::try_current().ok()?;
-        Some(self.tx.get_or_init(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            handle.spawn(drive(self.client.clone(), rx, self.waits.clone()));
-            tx
-        }))
+        let (tx, rx) = mpsc::unbounded_channel();
+        handle.spawn(drive(self.client.clone(), rx, self.waits.clone(), wanted()));
+        *slot = Some(tx.clone());
+        Some(tx)
     }
 
-    fn subscribe(&self, channel: String) -> Option<oneshot::Receiver<()>> {
+    fn subscribe(
+        &self,
+        channel: String,
+        wanted: impl FnOnce() -> Vec<String>,
+    ) -> Option<oneshot::Receiver<()>> {
         let (ack, done) = oneshot::channel();
-        self.sender()?.send(Command::Subscribe(channel, ack)).ok()?;
+        self.sender(wanted)?
+            .send(Command::Subscribe(channel, ack))
+            .ok()?;
         Some(done)
     }
 
-    fn unsubscribe(&self, channel: String) {
-        if let Some(tx) = self.sender() {
+    fn unsubscribe(&self, channel: String, wanted: impl FnOnce() -> Vec<String>) {
+        if let Some(tx) = self.sender(wanted) {
             let _ = tx.send(Command::Unsubscribe(channel));
         }
     }
+}
+
+/// The release channels of every key waited on.
+fn channels(map: &HashMap<String, Entry>) -> Vec<String> {
+    map.keys().map(|k| release_channel(k)).collect()
 }
 
 /// How long one connection attempt of the subscriber may take, and the pause after a failure.
@@ -192,8 +213,9 @@ async fn drive(
     client: redis::Client,
     mut rx: mpsc::UnboundedReceiver<Command>,
     waits: Weak<Waits>,
+    wanted: Vec<String>,
 ) {
-    let mut wanted: HashSet<String> = HashSet::new();
+    let mut wanted: HashSet<String> = wanted.into_iter().collect();
     loop {
         let connected = tokio::time::timeout(SUBSCRIBER_RETRY * 4, client.get_async_pubsub()).await;
         let Ok(Ok(pubsub)) = connected else {
