@@ -564,9 +564,8 @@ impl Locker {
         let waits = &self.inner.waits;
         // Uncontended (no one of this locker waits for the key): try at once. Otherwise
         // queue behind the earlier waiters, so that a task that just released cannot
-        // take the lock again ahead of them.
-        // A store failure is retried until the deadline (the client reconnects meanwhile);
-        // only try mode reports it at once.
+        // take the lock again ahead of them. A store failure is retried until the deadline
+        // (the client reconnects meanwhile); only try mode reports it at once.
         let mut failure = None;
         if !wait || !waits.has_waiters(&ask.key) {
             match ask.attempt(false, !wait).await {
@@ -605,9 +604,11 @@ impl Locker {
             }
             // Polling is the fallback (expiry, a lost message): every retry_interval, and
             // no later than the holder's ttl runs out.
+            // The seed differs per waiter (its random token) and per try.
+            let seed = u64::from_str_radix(ask.token.get(..16).unwrap_or("0"), 16).unwrap_or(0);
             let mut pause = jittered(
                 opts.retry_interval.max(Duration::from_millis(1)),
-                u64::from(ask.attempts),
+                seed ^ u64::from(ask.attempts),
             );
             if let Some(left) = remaining {
                 pause = pause.min(left + Duration::from_millis(1));
@@ -619,8 +620,6 @@ impl Locker {
         }
     }
 
-    /// Releases `token`'s hold on `keys` without waiting, on `runtime` or else the current
-    /// one. With no runtime at all, the lock expires after its ttl.
     /// Wakes this locker's waiters for `keys` after a release. Redis releases are
     /// announced by the store itself (pub/sub), so only the memory store needs this.
     pub(crate) fn released(&self, keys: &[String]) {
@@ -631,6 +630,8 @@ impl Locker {
         }
     }
 
+    /// Releases `token`'s hold on `keys` without waiting, on `runtime` or else the current
+    /// one. With no runtime at all, the lock expires after its ttl.
     pub(crate) fn release_in_background(
         &self,
         runtime: Option<&tokio::runtime::Handle>,
