@@ -579,6 +579,19 @@ impl Locker {
                 Err(e) => failure = Some(e),
             }
         }
+        // The contended path lives in its own boxed future, so that the uncontended one
+        // stays small (it is moved through a few layers on every call).
+        Box::pin(ask.wait_in_queue(failure)).await
+    }
+}
+
+impl Ask<'_> {
+    /// Queues for the key, and as the head of the queue tries on every release (and on
+    /// each poll) until the deadline.
+    async fn wait_in_queue(mut self, failure: Option<LockError>) -> Result<LockGuard, LockError> {
+        let ask = &mut self;
+        let opts = ask.opts;
+        let waits = &ask.locker.inner.waits;
         telemetry::waiting(opts.logging, &ask.key);
         let mut ticket = waits.join(&ask.key);
         let queue = ticket.queue.clone();
@@ -619,7 +632,9 @@ impl Locker {
             }
         }
     }
+}
 
+impl Locker {
     /// Wakes this locker's waiters for `keys` after a release. Redis releases are
     /// announced by the store itself (pub/sub), so only the memory store needs this.
     pub(crate) fn released(&self, keys: &[String]) {
@@ -719,14 +734,14 @@ impl Ask<'_> {
     }
 
     /// The error when the deadline passes: the store's, if the last try failed, else Timeout.
-    fn timed_out(self, failure: Option<LockError>) -> LockError {
+    fn timed_out(&self, failure: Option<LockError>) -> LockError {
         match failure {
             Some(backend) => backend,
             None => {
                 let waited = self.start.elapsed();
                 telemetry::timeout(self.opts.logging, &self.key, waited, self.attempts);
                 LockError::Timeout {
-                    key: self.key,
+                    key: self.key.clone(),
                     waited,
                 }
             }

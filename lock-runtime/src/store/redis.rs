@@ -68,6 +68,16 @@ impl RedisStore {
     }
 
     async fn conn(&self) -> Result<ConnectionManager, BoxError> {
+        // Connected: no await, which also keeps the connect future out of every call's
+        // state (smaller futures to move on the hot path).
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn.clone());
+        }
+        self.connect().await
+    }
+
+    #[inline(never)]
+    async fn connect(&self) -> Result<ConnectionManager, BoxError> {
         let conn = self
             .conn
             .get_or_try_init(|| async {
@@ -109,6 +119,20 @@ impl RedisStore {
                 None => Attempt::Held { remaining: None },
             });
         }
+        // The other forms in a boxed future of their own: the hot path's stays small.
+        Box::pin(self.try_acquire_pipelined(conn, keys, token, ttl_ms, fencing, waiting)).await
+    }
+
+    /// `try_acquire` with fencing, for a waiter, or for several keys.
+    async fn try_acquire_pipelined(
+        &self,
+        mut conn: ConnectionManager,
+        keys: &[String],
+        token: &str,
+        ttl_ms: u64,
+        fencing: bool,
+        waiting: bool,
+    ) -> Result<Attempt, BoxError> {
         if let [key] = keys {
             let mut pipe = redis::pipe();
             pipe.add_command(set_nx(key, token, ttl_ms));
