@@ -25,6 +25,7 @@ on_both_stores!(
     force_release_deletes_any_holder,
     run_invalid_key_is_rejected_before_store,
     acquire_dropped_guard_releases_in_background,
+    extreme_durations_never_panic,
 );
 
 async fn run_free_lock_returns_body_value_and_releases(s: Store) {
@@ -311,4 +312,38 @@ async fn acquire_dropped_guard_releases_in_background(s: Store) {
             .unwrap())
         .await
     );
+}
+
+async fn extreme_durations_never_panic(s: Store) {
+    let huge = LockOptions::default()
+        .ttl(Duration::from_secs(3600))
+        .timeout(Duration::MAX)
+        .retry_interval(Duration::MAX)
+        .max_hold(Duration::MAX);
+    assert_eq!(s.locker.run("huge", huge, || async { 1 }).await.unwrap(), 1);
+    let max_ttl = LockOptions::default()
+        .ttl(Duration::MAX)
+        .timeout(Duration::ZERO);
+    // Memory takes it; Redis refuses a PX that large: either way, no panic and no body
+    // run without its lock.
+    match s.locker.run("max-ttl", max_ttl, || async { 2 }).await {
+        Ok(v) => assert_eq!(v, 2),
+        Err(e) => assert!(e.is_backend(), "{e:?}"),
+    }
+    let held = s
+        .other()
+        .acquire("busy", LockOptions::default())
+        .await
+        .unwrap();
+    let zero = LockOptions::default()
+        .timeout(Duration::ZERO)
+        .retry_interval(Duration::ZERO);
+    assert!(
+        s.locker
+            .run("busy", zero, || async {})
+            .await
+            .unwrap_err()
+            .is_timeout()
+    );
+    held.release().await.unwrap();
 }

@@ -11,7 +11,7 @@ use tracing::Instrument;
 use crate::error::LockError;
 use crate::guard::LockGuard;
 use crate::keys::{DEFAULT_PREFIX, full_key};
-use crate::options::LockOptions;
+use crate::options::{LockOptions, later};
 use crate::renew::{self, HoldContext};
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
@@ -557,7 +557,7 @@ impl Locker {
             token,
             opts,
             start,
-            deadline: start + opts.timeout,
+            deadline: later(start, opts.timeout),
             attempts: 0,
             span,
         };
@@ -624,11 +624,11 @@ impl Ask<'_> {
                 seed ^ u64::from(ask.attempts),
             );
             if let Some(left) = remaining {
-                pause = pause.min(left + Duration::from_millis(1));
+                pause = pause.min(left.saturating_add(Duration::from_millis(1)));
             }
             tokio::select! {
                 _ = notified => {}
-                _ = tokio::time::sleep_until((now + pause).min(ask.deadline)) => {}
+                _ = tokio::time::sleep_until(later(now, pause).min(ask.deadline)) => {}
             }
         }
     }

@@ -227,6 +227,13 @@ impl LockOptions {
     }
 }
 
+/// `t + d`, or a time so far ahead (30 years) that it never comes when `d` is too large to
+/// add: a `Duration::MAX` timeout or ttl must not panic.
+pub(crate) fn later(t: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    t.checked_add(d.min(FAR)).unwrap_or(t)
+}
+
 /// Whole milliseconds, rounded up, saturating.
 pub(crate) fn duration_ms(d: Duration) -> u64 {
     let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));

@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::error::LockError;
 use crate::guard::LockGuard;
-use crate::options::LockOptions;
+use crate::options::{LockOptions, later};
 use crate::telemetry;
 
 /// What the running body holds: its keys (to refuse nested acquisition) and fencing token.
@@ -153,9 +153,9 @@ async fn watchdog(guard: &LockGuard, opts: &LockOptions) -> LockError {
     // Stop the body a little before the store would let the lock go, so its next await
     // point comes before anyone else can take the lock.
     let margin = ttl / 10;
-    let mut valid_until = guard.acquired_at() + ttl;
-    let hard_stop = opts.max_hold.map(|m| guard.acquired_at() + m);
-    let mut next = Instant::now() + period;
+    let mut valid_until = later(guard.acquired_at(), ttl);
+    let hard_stop = opts.max_hold.map(|m| later(guard.acquired_at(), m));
+    let mut next = later(Instant::now(), period);
     loop {
         if let Some(stop) = hard_stop {
             next = next.min(stop);
@@ -171,9 +171,9 @@ async fn watchdog(guard: &LockGuard, opts: &LockOptions) -> LockError {
         let budget = lapse.saturating_duration_since(sent);
         let reason = match guard.try_extend(budget.max(Duration::from_millis(1))).await {
             Ok(true) => {
-                valid_until = sent + ttl;
+                valid_until = later(sent, ttl);
                 telemetry::renewed(opts.logging, guard.key(), sent - guard.acquired_at());
-                next = sent + period;
+                next = later(sent, period);
                 continue;
             }
             Ok(false) => "expired or taken by another holder",

@@ -286,7 +286,8 @@ pub(crate) fn jittered(interval: Duration, seed: u64) -> Duration {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^= z >> 31;
     let permille = 800 + (z % 401); // 0.800 ..= 1.200
-    interval.mul_f64(permille as f64 / 1000.0)
+    // Saturating: a `Duration::MAX` interval must not panic.
+    interval.saturating_mul(permille as u32) / 1000
 }
 
 #[cfg(test)]

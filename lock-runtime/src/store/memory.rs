@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Attempt;
+use crate::options::later;
 
 struct Entry {
     token: String,
@@ -70,7 +71,7 @@ impl MemoryStore {
                 s.entries.retain(|_, e| e.expires > now);
                 s.sweep_at = (s.entries.len() * 2).max(MIN_SWEEP);
             }
-            let expires = now + Duration::from_millis(ttl_ms);
+            let expires = later(now, Duration::from_millis(ttl_ms));
             for key in keys {
                 s.entries.insert(
                     key.clone(),
@@ -120,7 +121,7 @@ impl MemoryStore {
             }
             for key in keys {
                 if let Some(e) = s.entries.get_mut(key) {
-                    e.expires = now + Duration::from_millis(ttl_ms);
+                    e.expires = later(now, Duration::from_millis(ttl_ms));
                 }
             }
             true
