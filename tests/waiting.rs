@@ -18,6 +18,7 @@ on_both_stores!(
     expired_holder_is_recovered_by_polling,
     releasing_task_cannot_starve_a_waiter,
     subscription_is_dropped_when_no_one_waits,
+    multi_key_waiter_wakes_on_release_of_any_key,
 );
 
 async fn waiter_with_slow_polling_wakes_within_100ms_of_release(s: Store) {
@@ -174,5 +175,37 @@ async fn subscription_is_dropped_when_no_one_waits(s: Store) {
         eventually(Duration::from_secs(5), async || s.listeners("lock:sub", 0)
             == 0)
         .await
+    );
+}
+
+async fn multi_key_waiter_wakes_on_release_of_any_key(s: Store) {
+    let holder = s
+        .other()
+        .acquire("acct:1", LockOptions::default())
+        .await
+        .unwrap();
+    let locker = s.locker.clone();
+    let opts = LockOptions::default()
+        .retry_interval(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30));
+    let waiter = tokio::spawn(async move {
+        locker
+            .run_all(&["acct:1", "acct:2"], opts, || async { Instant::now() })
+            .await
+    });
+    assert!(
+        eventually(Duration::from_secs(5), async || s
+            .listeners("lock:acct:1", 1)
+            == 1)
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await; // not an assertion: lets the memory waiter park
+    holder.release().await.unwrap();
+    let released = Instant::now();
+    let got = waiter.await.unwrap().unwrap();
+    let after = got.saturating_duration_since(released);
+    assert!(
+        after < Duration::from_millis(100),
+        "woke {after:?} after the release"
     );
 }

@@ -567,7 +567,7 @@ impl Locker {
         // take the lock again ahead of them. A store failure is retried until the deadline
         // (the client reconnects meanwhile); only try mode reports it at once.
         let mut failure = None;
-        if !wait || !waits.has_waiters(&ask.key) {
+        if !wait || !ask.keys.iter().any(|k| waits.has_waiters(k)) {
             match ask.attempt(false, !wait).await {
                 Ok(Ok(guard)) => return Ok(guard),
                 Ok(Err(_)) if !wait => {
@@ -587,25 +587,39 @@ impl Locker {
 
 impl Ask<'_> {
     /// Queues for the key, and as the head of the queue tries on every release (and on
-    /// each poll) until the deadline.
+    /// each poll) until the deadline. Several keys: no queue (a place in several queues
+    /// could deadlock), but woken by a release of any of them.
     async fn wait_in_queue(mut self, failure: Option<LockError>) -> Result<LockGuard, LockError> {
         let ask = &mut self;
         let opts = ask.opts;
         let waits = &ask.locker.inner.waits;
         telemetry::waiting(opts.logging, &ask.key);
-        let mut ticket = waits.join(&ask.key);
-        let queue = ticket.queue.clone();
-        let Ok(Ok(_head)) = tokio::time::timeout_at(ask.deadline, queue.acquire()).await else {
-            return Err(ask.timed_out(failure));
+        let mut tickets: Vec<_> = ask.keys.iter().map(|k| waits.join(k)).collect();
+        let _head = match tickets.as_slice() {
+            [one] => {
+                let queue = one.queue.clone();
+                match tokio::time::timeout_at(ask.deadline, queue.acquire_owned()).await {
+                    Ok(Ok(permit)) => Some(permit),
+                    _ => return Err(ask.timed_out(failure)),
+                }
+            }
+            _ => None,
         };
         // Head of the queue: subscribe to releases, then try before every sleep.
-        ticket
-            .subscribed(ask.deadline.saturating_duration_since(Instant::now()))
-            .await;
+        for ticket in &mut tickets {
+            ticket
+                .subscribed(ask.deadline.saturating_duration_since(Instant::now()))
+                .await;
+        }
         loop {
-            let notified = ticket.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+            // Registered before the try, so a release during it is not missed.
+            let mut released: Vec<_> = tickets
+                .iter()
+                .map(|t| Box::pin(t.notify.notified()))
+                .collect();
+            for notified in &mut released {
+                notified.as_mut().enable();
+            }
             let (remaining, failure) = match ask.attempt(true, false).await {
                 Ok(Ok(guard)) => return Ok(guard),
                 Ok(Err(remaining)) => (remaining, None),
@@ -616,8 +630,8 @@ impl Ask<'_> {
                 return Err(ask.timed_out(failure));
             }
             // Polling is the fallback (expiry, a lost message): every retry_interval, and
-            // no later than the holder's ttl runs out.
-            // The seed differs per waiter (its random token) and per try.
+            // no later than the holder's ttl runs out. The jitter's seed differs per
+            // waiter (its random token) and per try.
             let seed = u64::from_str_radix(ask.token.get(..16).unwrap_or("0"), 16).unwrap_or(0);
             let mut pause = jittered(
                 opts.retry_interval.max(Duration::from_millis(1)),
@@ -627,7 +641,7 @@ impl Ask<'_> {
                 pause = pause.min(left.saturating_add(Duration::from_millis(1)));
             }
             tokio::select! {
-                _ = notified => {}
+                _ = futures_util::future::select_all(released.iter_mut()) => {}
                 _ = tokio::time::sleep_until(later(now, pause).min(ask.deadline)) => {}
             }
         }

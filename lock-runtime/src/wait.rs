@@ -105,19 +105,21 @@ impl Waits {
         }
     }
 
-    /// Wakes the head waiter of `key`, if any.
+    /// Wakes whoever waits for a release of `key`: the head of its queue, and waiters
+    /// for several keys that include it. Waiters register before each try, so a wake-up
+    /// between two tries is not needed (the next try sees the release).
     pub(crate) fn wake(&self, key: &str) {
         if self.keys_waited.load(Ordering::Acquire) == 0 {
             return;
         }
         if let Some(entry) = self.map().get(key) {
-            entry.notify.notify_one();
+            entry.notify.notify_waiters();
         }
     }
 
     fn wake_all(&self) {
         for entry in self.map().values() {
-            entry.notify.notify_one();
+            entry.notify.notify_waiters();
         }
     }
 }
