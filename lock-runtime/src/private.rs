@@ -6,14 +6,14 @@ use std::time::Duration;
 
 pub use core::concat;
 pub use core::module_path;
-pub use core::option::Option::{self, None, Some};
-pub use core::result::Result::{self, Err, Ok};
+pub use core::option::Option::{None, Some};
+pub use core::result::Result::{Err, Ok};
 pub use core::time::Duration as CoreDuration;
 pub use std::format;
-pub use std::string::String;
 
-pub use crate::error::LockError;
 pub use crate::locker::Locker;
+
+use crate::error::LockError;
 
 use crate::guard::LockGuard;
 use crate::options::LockOptions;
