@@ -32,7 +32,7 @@ fn locker_outlives_the_runtime_it_connected_on() {
             let listening = support::eventually(Duration::from_secs(5), async || {
                 let (_, n): (String, i64) = redis::cmd("PUBSUB")
                     .arg("NUMSUB")
-                    .arg("lock:contended:released")
+                    .arg("{lock:contended}:released")
                     .query(&mut server.client())
                     .unwrap();
                 n == 1

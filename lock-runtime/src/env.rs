@@ -5,7 +5,7 @@ use std::sync::Once;
 use crate::error::LockError;
 use crate::locker::Locker;
 
-/// The store: `redis`, `memory` (also `redlock` and `cluster`, not yet built).
+/// The store: `redis`, `cluster` or `memory` (`redlock` is not built yet).
 ///
 /// ```
 /// let locker = locked::Locker::from_env_with(|v| (v == locked::LOCK_STORE).then(|| "memory".into()));
@@ -37,16 +37,19 @@ pub const LOCK_PREFIX: &str = "LOCK_PREFIX";
 impl Locker {
     /// A locker configured from the process environment.
     ///
-    /// - `LOCK_STORE`: `redis` or `memory`. Unset: `redis` when a URL is set, else `memory`.
-    /// - `LOCK_REDIS_URL`, else `REDIS_URL`: the server, e.g. `redis://127.0.0.1:6379/0`.
+    /// - `LOCK_STORE`: `redis`, `cluster` or `memory`. Unset: `redis` when a URL is set,
+    ///   else `memory`.
+    /// - `LOCK_REDIS_URL`, else `REDIS_URL`: the server, e.g. `redis://127.0.0.1:6379/0`;
+    ///   for `cluster`, comma-separated seed nodes, e.g.
+    ///   `redis://10.0.0.1:7000,redis://10.0.0.2:7000`.
     /// - `LOCK_PREFIX`: the key prefix, default `lock:`.
     ///
     /// With neither `LOCK_STORE` nor a URL set, the store is memory and a warning says once
     /// that locks are then not shared between processes. Empty values count as unset.
     ///
     /// # Errors
-    /// [`LockError::Config`] naming the variable: an unknown `LOCK_STORE`, `redis` without
-    /// a URL, a URL that does not parse.
+    /// [`LockError::Config`] naming the variable: an unknown `LOCK_STORE`, `redis` or
+    /// `cluster` without a URL, a URL that does not parse.
     ///
     /// # Examples
     ///
@@ -91,24 +94,32 @@ impl Locker {
             builder = builder.prefix(prefix);
         }
         let store = get(LOCK_STORE).map(|s| s.trim().to_ascii_lowercase());
-        match (store.as_deref(), url) {
-            (Some("memory"), _) => Ok(builder.memory()),
-            (Some("redis") | None, Some((var, url))) => builder.redis(&url).map_err(|e| match e {
+        let named = |var: &'static str| {
+            move |e| match e {
                 LockError::Config { message, .. } => LockError::config(var, message),
                 other => other,
-            }),
-            (Some("redis"), None) => Err(LockError::config(
+            }
+        };
+        match (store.as_deref(), url) {
+            (Some("memory"), _) => Ok(builder.memory()),
+            (Some("redis") | None, Some((var, url))) => builder.redis(&url).map_err(named(var)),
+            (Some("cluster"), Some((var, urls))) => {
+                builder.redis_cluster(urls.split(',')).map_err(named(var))
+            }
+            (Some(store @ ("redis" | "cluster")), None) => Err(LockError::config(
                 LOCK_STORE,
-                "is `redis` but no URL is set; set REDIS_URL (or LOCK_REDIS_URL) to e.g. \
-                 `redis://127.0.0.1:6379/0`",
+                format!(
+                    "is `{store}` but no URL is set; set REDIS_URL (or LOCK_REDIS_URL) to e.g. \
+                     `redis://127.0.0.1:6379/0` (comma-separated nodes for `cluster`)"
+                ),
             )),
-            (Some(other @ ("redlock" | "cluster")), _) => Err(LockError::config(
+            (Some("redlock"), _) => Err(LockError::config(
                 LOCK_STORE,
-                format!("`{other}` is not available in this version; use `redis` or `memory`"),
+                "`redlock` is not available in this version; use `redis`, `cluster` or `memory`",
             )),
             (Some(other), _) => Err(LockError::config(
                 LOCK_STORE,
-                format!("is `{other}`; expected `redis` or `memory`"),
+                format!("is `{other}`; expected `redis`, `cluster` or `memory`"),
             )),
             (None, None) => {
                 static WARNED: Once = Once::new();
@@ -172,6 +183,30 @@ mod tests {
         let err = Locker::from_env_with(env(&[(REDIS_URL, "http://u:hunter2@x")])).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("REDIS_URL"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn from_env_cluster_takes_comma_separated_seeds() {
+        let locker = Locker::from_env_with(env(&[
+            (LOCK_STORE, "cluster"),
+            (REDIS_URL, "redis://127.0.0.1:7000, redis://127.0.0.1:7001"),
+        ]))
+        .unwrap();
+        let shown = format!("{locker:?}");
+        assert!(shown.contains("redis-cluster("), "{shown}");
+        assert!(shown.contains("127.0.0.1:7001"), "{shown}");
+    }
+
+    #[test]
+    fn from_env_cluster_bad_seed_names_variable_and_hides_password() {
+        let err = Locker::from_env_with(env(&[
+            (LOCK_STORE, "cluster"),
+            (LOCK_REDIS_URL, "redis://a:7000,http://u:hunter2@x"),
+        ]))
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("LOCK_REDIS_URL"), "{msg}");
         assert!(!msg.contains("hunter2"), "{msg}");
     }
 

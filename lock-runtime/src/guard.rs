@@ -1,17 +1,16 @@
 //! [`LockGuard`]: proof that a lock is held, and the way to give it back.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::core::{CALL_LIMIT, Core};
 use crate::error::LockError;
-use crate::locker::Locker;
 use crate::options::{LockOptions, duration_ms};
+use crate::store::{Release, Store};
 use crate::telemetry;
-
-/// How long one guard call to the store may take.
-const CALL_LIMIT: Duration = Duration::from_secs(5);
 
 /// A held lock. Release it with [`LockGuard::release`]; if the guard is dropped instead
 /// (an early return, a panic, a cancelled future), it is released in the background on
@@ -34,7 +33,7 @@ const CALL_LIMIT: Duration = Duration::from_secs(5);
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard {
-    locker: Locker,
+    core: Arc<Core>,
     /// Every key held (one, or several for `keys = [...]`), sorted.
     keys: Vec<String>,
     /// The keys joined for messages and events.
@@ -42,6 +41,8 @@ pub struct LockGuard {
     token: String,
     fence: Option<u64>,
     acquired_at: Instant,
+    /// Until when the store promised the lock, as of its acquisition.
+    valid_until: Instant,
     opts: LockOptions,
     span: tracing::Span,
     runtime: Option<tokio::runtime::Handle>,
@@ -60,22 +61,25 @@ impl fmt::Debug for LockGuard {
 }
 
 impl LockGuard {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        locker: Locker,
+        core: Arc<Core>,
         keys: Vec<String>,
         token: String,
         fence: Option<u64>,
         acquired_at: Instant,
+        valid_until: Instant,
         opts: LockOptions,
         span: tracing::Span,
     ) -> Self {
         Self {
-            locker,
+            core,
             key: keys.join(", "),
             keys,
             token,
             fence,
             acquired_at,
+            valid_until,
             opts,
             span,
             runtime: tokio::runtime::Handle::try_current().ok(),
@@ -130,6 +134,16 @@ impl LockGuard {
         self.acquired_at
     }
 
+    /// Until when the store promised the lock when it was taken.
+    pub(crate) fn valid_until(&self) -> Instant {
+        self.valid_until
+    }
+
+    /// The core the lock was taken on, for renewal's store calls.
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
     pub(crate) fn span(&self) -> &tracing::Span {
         &self.span
     }
@@ -150,13 +164,13 @@ impl LockGuard {
     /// ```
     pub async fn extend(&self, ttl: Duration) -> Result<(), LockError> {
         let ttl_ms = duration_ms(ttl).max(1);
-        let store = &self.locker.inner.store;
+        let store = &self.core.store;
         if self
-            .locker
+            .core
             .call(
                 &self.key,
                 CALL_LIMIT,
-                store.extend(&self.keys, &self.token, ttl_ms),
+                store.extend(&self.keys, &self.token, ttl_ms, self.opts.replicas),
             )
             .await?
         {
@@ -181,9 +195,9 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn remaining(&self) -> Result<Duration, LockError> {
-        let store = &self.locker.inner.store;
+        let store = &self.core.store;
         match self
-            .locker
+            .core
             .call(
                 &self.key,
                 CALL_LIMIT,
@@ -197,6 +211,10 @@ impl LockGuard {
     }
 
     /// Gives the lock back now.
+    ///
+    /// Releasing twice (or a release the cluster client re-sent after an I/O error)
+    /// deletes nothing that is not ours: the second finds no lock and reports `Lost`, on
+    /// the safe side, since it cannot tell a re-send from an expiry.
     ///
     /// # Errors
     /// [`LockError::Lost`] when the lock had already expired or passed to someone else
@@ -213,23 +231,29 @@ impl LockGuard {
     /// ```
     pub async fn release(mut self) -> Result<(), LockError> {
         self.released = true;
-        let store = &self.locker.inner.store;
+        let store = &self.core.store;
         let held = self.acquired_at.elapsed();
-        if self
-            .locker
+        let outcome = self
+            .core
             .call(
                 &self.key,
                 CALL_LIMIT,
                 store.release(&self.keys, &self.token),
             )
-            .await?
-        {
-            telemetry::released(self.opts.logging, &self.key, held);
-            self.locker.released(&self.keys);
-            Ok(())
-        } else {
-            Err(self.lost("expired or taken by another holder before release"))
+            .await?;
+        match outcome {
+            Release::Released => {
+                self.core.released(&self.keys);
+            }
+            Release::Gone => {
+                return Err(self.lost("expired or force-released before release"));
+            }
+            Release::Foreign => {
+                return Err(self.lost("taken by another holder before release"));
+            }
         }
+        telemetry::released(self.opts.logging, &self.key, held);
+        Ok(())
     }
 
     /// Releases after a body finished: failures are logged, not returned, because the
@@ -253,13 +277,13 @@ impl LockGuard {
 
     /// Sends one extension; `Ok(false)` when the lock is no longer ours.
     pub(crate) async fn try_extend(&self, limit: Duration) -> Result<bool, LockError> {
-        let store = &self.locker.inner.store;
+        let store = &self.core.store;
         let ttl_ms = self.opts.ttl_ms();
-        self.locker
+        self.core
             .call(
                 &self.key,
                 limit,
-                store.extend(&self.keys, &self.token, ttl_ms),
+                store.extend(&self.keys, &self.token, ttl_ms, self.opts.replicas),
             )
             .await
     }
@@ -268,7 +292,7 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if !self.released {
-            self.locker.release_in_background(
+            self.core.release_in_background(
                 self.runtime.as_ref(),
                 std::mem::take(&mut self.keys),
                 std::mem::take(&mut self.token),

@@ -1,7 +1,7 @@
 //! The runtime of [`locked`](https://docs.rs/locked): all behaviour behind `#[locked]`.
 //!
 //! Use it through the `locked` facade crate, which re-exports everything here. The
-//! [`Locker`] takes, renews and releases locks on a store (in-process memory, or Redis);
+//! [`Locker`] takes, renews and releases locks on a store (in-process memory, one Redis server, or a Redis Cluster);
 //! [`LockGuard`] is a held lock; [`LockOptions`] say how; [`LockError`] says what failed.
 //!
 //! # Examples
@@ -22,6 +22,9 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod acquire;
+mod context;
+mod core;
 mod env;
 mod error;
 mod global;
@@ -43,6 +46,7 @@ pub mod __private {
 }
 mod private;
 
+pub use context::fencing_token;
 pub use env::{LOCK_PREFIX, LOCK_REDIS_URL, LOCK_STORE, REDIS_URL};
 pub use error::LockError;
 pub use global::{global, init};
@@ -50,5 +54,4 @@ pub use guard::LockGuard;
 pub use keys::{DEFAULT_PREFIX, MAX_KEY_LEN, operation_key, resource_key};
 pub use locker::{Locker, LockerBuilder};
 pub use options::{DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_TTL, LockOptions};
-pub use renew::fencing_token;
 pub use telemetry::TARGET as TRACING_TARGET;

@@ -3,25 +3,20 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::time::Instant;
-use tracing::Instrument;
-
+use crate::acquire::lock;
+use crate::core::{CALL_LIMIT, Core};
 use crate::error::LockError;
 use crate::guard::LockGuard;
 use crate::keys::{DEFAULT_PREFIX, full_key};
-use crate::options::{LockOptions, later};
-use crate::renew::{self, HoldContext};
+use crate::options::LockOptions;
+use crate::renew;
+use crate::store::cluster::Cluster;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::RedisStore;
-use crate::store::{Attempt, Store};
+use crate::store::redis::Single;
+use crate::store::{AnyStore, Store};
 use crate::telemetry;
-use crate::token::new_token;
-use crate::wait::{Waits, jittered};
-
-/// How long one store call may take in try mode, when no wait deadline bounds it.
-const TRY_MODE_CALL_LIMIT: Duration = Duration::from_secs(5);
+use crate::url::RedactedUrl;
 
 /// A handle to one lock store: cheap to clone (an `Arc` inside), safe to share.
 ///
@@ -51,14 +46,7 @@ const TRY_MODE_CALL_LIMIT: Duration = Duration::from_secs(5);
 /// ```
 #[derive(Clone)]
 pub struct Locker {
-    pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) store: Store,
-    prefix: String,
-    defaults: LockOptions,
-    waits: Arc<Waits>,
+    pub(crate) inner: Arc<Core>,
 }
 
 impl fmt::Debug for Locker {
@@ -124,7 +112,7 @@ impl LockerBuilder {
     /// assert_eq!(locker.prefix(), "lock:");
     /// ```
     pub fn memory(self) -> Locker {
-        self.build(Store::Memory(MemoryStore::new()))
+        self.build(MemoryStore::new())
     }
 
     /// A locker on one Redis server. The URL is checked now; the connection is opened on
@@ -139,29 +127,68 @@ impl LockerBuilder {
     /// assert!(locked::Locker::builder().redis("http://nope").is_err());
     /// ```
     pub fn redis(self, url: &str) -> Result<Locker, LockError> {
-        let store = RedisStore::open(url).map_err(|e| {
+        let store = Single::open(url).map_err(|e| {
             LockError::config(
                 "redis url",
                 format!(
                     "`{}` is not a Redis URL ({e}); write `redis://host:6379/0`",
-                    crate::url::RedactedUrl::new(url)
+                    RedactedUrl::new(url)
                 ),
             )
         })?;
-        Ok(self.build(Store::Redis(store)))
+        Ok(self.build(store))
     }
 
-    fn build(self, store: Store) -> Locker {
+    /// A locker on a Redis Cluster, reached through any of its `seeds` (node URLs such
+    /// as `redis://10.0.0.1:7000`); the rest of the cluster is discovered from them. The
+    /// URLs are checked now; the cluster is reached on first use.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] when no URL is given or one does not parse.
+    ///
+    /// ```
+    /// let seeds = ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"];
+    /// let locker = locked::Locker::builder().prefix("app:").redis_cluster(seeds);
+    /// assert!(locker.is_ok());
+    /// assert!(locked::Locker::builder().redis_cluster(Vec::<String>::new()).is_err());
+    /// ```
+    pub fn redis_cluster<I>(self, seeds: I) -> Result<Locker, LockError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let seeds: Vec<String> = seeds
+            .into_iter()
+            .map(|s| s.as_ref().trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if seeds.is_empty() {
+            return Err(LockError::config(
+                "redis cluster urls",
+                "is empty; give at least one node, e.g. `redis://127.0.0.1:7000`",
+            ));
+        }
+        for seed in &seeds {
+            redis::Client::open(seed.as_str()).map_err(|e| {
+                LockError::config(
+                    "redis cluster urls",
+                    format!(
+                        "holds `{}`, which is not a Redis URL ({e}); write `redis://host:7000`",
+                        RedactedUrl::new(seed)
+                    ),
+                )
+            })?;
+        }
+        let store = Cluster::open(&seeds).map_err(|e| {
+            LockError::config("redis cluster urls", format!("are not usable ({e})"))
+        })?;
+        Ok(self.build(store))
+    }
+
+    /// The one line of wiring a store needs: any store converts into [`AnyStore`].
+    fn build(self, store: impl Into<AnyStore>) -> Locker {
         Locker {
-            inner: Arc::new(Inner {
-                waits: Waits::new(match &store {
-                    Store::Redis(r) => Some(r.client().clone()),
-                    Store::Memory(_) => None,
-                }),
-                store,
-                prefix: self.prefix,
-                defaults: self.defaults,
-            }),
+            inner: Core::new(store.into(), self.prefix, self.defaults),
         }
     }
 }
@@ -201,6 +228,28 @@ impl Locker {
     /// ```
     pub fn redis(url: &str) -> Result<Self, LockError> {
         Self::builder().redis(url)
+    }
+
+    /// A locker on a Redis Cluster, reached through any of its `seeds`.
+    ///
+    /// Same attribute, API and storage format as on one server. Several keys locked
+    /// together must share a hash slot (give them a common `{tag}`); releases wake waiters
+    /// through sharded pub/sub.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] when no URL is given or one does not parse. Nothing is
+    /// connected yet.
+    ///
+    /// ```
+    /// let locker = locked::Locker::redis_cluster(["redis://127.0.0.1:7000"]).unwrap();
+    /// assert_eq!(locker.prefix(), "lock:");
+    /// ```
+    pub fn redis_cluster<I>(seeds: I) -> Result<Self, LockError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self::builder().redis_cluster(seeds)
     }
 
     /// The prefix of stored keys.
@@ -266,9 +315,14 @@ impl Locker {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let guard = self
-            .lock(self.full_keys(&[key])?, &opts, true, "Locker::run")
-            .await?;
+        let guard = lock(
+            &self.inner,
+            self.inner.full_keys(&[key])?,
+            &opts,
+            true,
+            "Locker::run",
+        )
+        .await?;
         renew::hold(guard, &opts, f()).await
     }
 
@@ -300,9 +354,14 @@ impl Locker {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        match self
-            .lock(self.full_keys(&[key])?, &opts, false, "Locker::try_run")
-            .await
+        match lock(
+            &self.inner,
+            self.inner.full_keys(&[key])?,
+            &opts,
+            false,
+            "Locker::try_run",
+        )
+        .await
         {
             Ok(guard) => renew::hold(guard, &opts, f()).await.map(Some),
             Err(LockError::Busy { .. }) => Ok(None),
@@ -332,8 +391,14 @@ impl Locker {
     /// # Ok(()) }
     /// ```
     pub async fn acquire(&self, key: &str, opts: LockOptions) -> Result<LockGuard, LockError> {
-        self.lock(self.full_keys(&[key])?, &opts, true, "Locker::acquire")
-            .await
+        lock(
+            &self.inner,
+            self.inner.full_keys(&[key])?,
+            &opts,
+            true,
+            "Locker::acquire",
+        )
+        .await
     }
 
     /// Takes the lock if it is free now; `Ok(None)` at once if it is held.
@@ -356,9 +421,14 @@ impl Locker {
         key: &str,
         opts: LockOptions,
     ) -> Result<Option<LockGuard>, LockError> {
-        match self
-            .lock(self.full_keys(&[key])?, &opts, false, "Locker::try_acquire")
-            .await
+        match lock(
+            &self.inner,
+            self.inner.full_keys(&[key])?,
+            &opts,
+            false,
+            "Locker::try_acquire",
+        )
+        .await
         {
             Ok(guard) => Ok(Some(guard)),
             Err(LockError::Busy { .. }) => Ok(None),
@@ -397,9 +467,14 @@ impl Locker {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let guard = self
-            .lock(self.full_keys(keys)?, &opts, true, "Locker::run_all")
-            .await?;
+        let guard = lock(
+            &self.inner,
+            self.inner.full_keys(keys)?,
+            &opts,
+            true,
+            "Locker::run_all",
+        )
+        .await?;
         renew::hold(guard, &opts, f()).await
     }
 
@@ -423,8 +498,14 @@ impl Locker {
         keys: &[S],
         opts: LockOptions,
     ) -> Result<LockGuard, LockError> {
-        self.lock(self.full_keys(keys)?, &opts, true, "Locker::acquire_all")
-            .await
+        lock(
+            &self.inner,
+            self.inner.full_keys(keys)?,
+            &opts,
+            true,
+            "Locker::acquire_all",
+        )
+        .await
     }
 
     /// Whether anyone holds the lock now.
@@ -442,7 +523,8 @@ impl Locker {
     /// ```
     pub async fn is_locked(&self, key: &str) -> Result<bool, LockError> {
         let key = self.full_key(key)?;
-        self.call(&key, TRY_MODE_CALL_LIMIT, self.inner.store.exists(&key))
+        self.inner
+            .call(&key, CALL_LIMIT, self.inner.store.exists(&key))
             .await
     }
 
@@ -469,296 +551,11 @@ impl Locker {
     pub async fn force_release(&self, key: &str) -> Result<bool, LockError> {
         let key = self.full_key(key)?;
         let existed = self
-            .call(
-                &key,
-                TRY_MODE_CALL_LIMIT,
-                self.inner.store.force_release(&key),
-            )
+            .inner
+            .call(&key, CALL_LIMIT, self.inner.store.force_release(&key))
             .await?;
         telemetry::force_release(&key, existed);
-        self.released(std::slice::from_ref(&key));
+        self.inner.released(std::slice::from_ref(&key));
         Ok(existed)
-    }
-
-    /// One store call, bounded in time, its error tied to the key.
-    ///
-    /// The bound is skipped where the store already keeps it, which saves a timer per
-    /// call on the hot path: memory operations never wait, and a connected Redis client
-    /// fails every command after its own response timeout.
-    pub(crate) async fn call<T>(
-        &self,
-        key: &str,
-        limit: Duration,
-        op: impl Future<Output = Result<T, crate::error::BoxError>>,
-    ) -> Result<T, LockError> {
-        if self.inner.store.bounds_calls_within(limit) {
-            return op.await.map_err(|e| LockError::backend(key, e));
-        }
-        match tokio::time::timeout(limit, op).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(LockError::backend(key, e)),
-            Err(_) => Err(LockError::backend(
-                key,
-                format!("the store did not answer within {limit:?}"),
-            )),
-        }
-    }
-
-    /// The stored keys of `keys`, sorted and without duplicates.
-    pub(crate) fn full_keys<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<String>, LockError> {
-        let mut full = keys
-            .iter()
-            .map(|k| self.full_key(k.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
-        if full.is_empty() {
-            return Err(LockError::InvalidKey {
-                key: String::new(),
-                reason: "no keys were given; lock at least one".to_owned(),
-            });
-        }
-        full.sort_unstable();
-        full.dedup();
-        Ok(full)
-    }
-
-    /// Takes the lock on every key: at once (`wait == false`) or retrying until `opts.timeout`.
-    pub(crate) async fn lock(
-        &self,
-        keys: Vec<String>,
-        opts: &LockOptions,
-        wait: bool,
-        site: &'static str,
-    ) -> Result<LockGuard, LockError> {
-        let key = keys.join(", ");
-        if let Some(held) = keys.iter().find(|k| HoldContext::holds(k)) {
-            return Err(LockError::Nested { key: held.clone() });
-        }
-        let mode = if wait { "wait" } else { "try" };
-        let span = telemetry::lock_span(&key, mode, opts.ttl, opts.timeout, site);
-        self.lock_in(keys, key, opts, wait, span.clone())
-            .instrument(span)
-            .await
-    }
-
-    async fn lock_in(
-        &self,
-        keys: Vec<String>,
-        key: String,
-        opts: &LockOptions,
-        wait: bool,
-        span: tracing::Span,
-    ) -> Result<LockGuard, LockError> {
-        let token = new_token(&key)?;
-        let start = Instant::now();
-        let mut ask = Ask {
-            locker: self,
-            keys,
-            key,
-            token,
-            opts,
-            start,
-            deadline: later(start, opts.timeout),
-            attempts: 0,
-            span,
-        };
-        let waits = &self.inner.waits;
-        // Uncontended (no one of this locker waits for the key): try at once. Otherwise
-        // queue behind the earlier waiters, so that a task that just released cannot
-        // take the lock again ahead of them. A store failure is retried until the deadline
-        // (the client reconnects meanwhile); only try mode reports it at once.
-        let mut failure = None;
-        if !wait || !ask.keys.iter().any(|k| waits.has_waiters(k)) {
-            match ask.attempt(false, !wait).await {
-                Ok(Ok(guard)) => return Ok(guard),
-                Ok(Err(_)) if !wait => {
-                    telemetry::busy(opts.logging, &ask.key);
-                    return Err(LockError::Busy { key: ask.key });
-                }
-                Err(e) if !wait => return Err(e),
-                Ok(Err(_)) => {}
-                Err(e) => failure = Some(e),
-            }
-        }
-        // The contended path lives in its own boxed future, so that the uncontended one
-        // stays small (it is moved through a few layers on every call).
-        Box::pin(ask.wait_in_queue(failure)).await
-    }
-}
-
-impl Ask<'_> {
-    /// Queues for the key, and as the head of the queue tries on every release (and on
-    /// each poll) until the deadline. Several keys: no queue (a place in several queues
-    /// could deadlock), but woken by a release of any of them.
-    async fn wait_in_queue(mut self, failure: Option<LockError>) -> Result<LockGuard, LockError> {
-        let ask = &mut self;
-        let opts = ask.opts;
-        let waits = &ask.locker.inner.waits;
-        telemetry::waiting(opts.logging, &ask.key);
-        let mut tickets: Vec<_> = ask.keys.iter().map(|k| waits.join(k)).collect();
-        let _head = match tickets.as_slice() {
-            [one] => {
-                let queue = one.queue.clone();
-                match tokio::time::timeout_at(ask.deadline, queue.acquire_owned()).await {
-                    Ok(Ok(permit)) => Some(permit),
-                    _ => return Err(ask.timed_out(failure)),
-                }
-            }
-            _ => None,
-        };
-        // Head of the queue: subscribe to releases, then try before every sleep.
-        for ticket in &mut tickets {
-            ticket
-                .subscribed(ask.deadline.saturating_duration_since(Instant::now()))
-                .await;
-        }
-        loop {
-            // Registered before the try, so a release during it is not missed.
-            let mut released: Vec<_> = tickets
-                .iter()
-                .map(|t| Box::pin(t.notify.notified()))
-                .collect();
-            for notified in &mut released {
-                notified.as_mut().enable();
-            }
-            let (remaining, failure) = match ask.attempt(true, false).await {
-                Ok(Ok(guard)) => return Ok(guard),
-                Ok(Err(remaining)) => (remaining, None),
-                Err(e) => (None, Some(e)),
-            };
-            let now = Instant::now();
-            if now >= ask.deadline {
-                return Err(ask.timed_out(failure));
-            }
-            // Polling is the fallback (expiry, a lost message): every retry_interval, and
-            // no later than the holder's ttl runs out. The jitter's seed differs per
-            // waiter (its random token) and per try.
-            let seed = u64::from_str_radix(ask.token.get(..16).unwrap_or("0"), 16).unwrap_or(0);
-            let mut pause = jittered(
-                opts.retry_interval.max(Duration::from_millis(1)),
-                seed ^ u64::from(ask.attempts),
-            );
-            if let Some(left) = remaining {
-                pause = pause.min(left.saturating_add(Duration::from_millis(1)));
-            }
-            tokio::select! {
-                _ = futures_util::future::select_all(released.iter_mut()) => {}
-                _ = tokio::time::sleep_until(later(now, pause).min(ask.deadline)) => {}
-            }
-        }
-    }
-}
-
-impl Locker {
-    /// Wakes this locker's waiters for `keys` after a release. Redis releases are
-    /// announced by the store itself (pub/sub), so only the memory store needs this.
-    pub(crate) fn released(&self, keys: &[String]) {
-        if let Store::Memory(_) = self.inner.store {
-            for key in keys {
-                self.inner.waits.wake(key);
-            }
-        }
-    }
-
-    /// Releases `token`'s hold on `keys` without waiting, on `runtime` or else the current
-    /// one. With no runtime at all, the lock expires after its ttl.
-    pub(crate) fn release_in_background(
-        &self,
-        runtime: Option<&tokio::runtime::Handle>,
-        keys: Vec<String>,
-        token: String,
-    ) {
-        let handle = runtime
-            .cloned()
-            .or_else(|| tokio::runtime::Handle::try_current().ok());
-        if let Some(handle) = handle {
-            let locker = self.clone();
-            handle.spawn(async move {
-                let key = keys.join(", ");
-                let release = locker.inner.store.release(&keys, &token);
-                if let Ok(true) = locker.call(&key, TRY_MODE_CALL_LIMIT, release).await {
-                    locker.released(&keys);
-                }
-            });
-        }
-    }
-}
-
-/// One call's attempts to take its lock.
-struct Ask<'a> {
-    locker: &'a Locker,
-    keys: Vec<String>,
-    key: String,
-    token: String,
-    opts: &'a LockOptions,
-    start: Instant,
-    deadline: Instant,
-    attempts: u32,
-    span: tracing::Span,
-}
-
-impl Ask<'_> {
-    /// One try: `Ok(Ok(guard))` taken, `Ok(Err(remaining))` held by someone else.
-    async fn attempt(
-        &mut self,
-        waiting: bool,
-        once: bool,
-    ) -> Result<Result<LockGuard, Option<Duration>>, LockError> {
-        self.attempts += 1;
-        let sent = Instant::now();
-        let limit = if once {
-            TRY_MODE_CALL_LIMIT
-        } else {
-            self.deadline
-                .saturating_duration_since(sent)
-                .max(Duration::from_millis(50))
-        };
-        let store = &self.locker.inner.store;
-        let ttl_ms = self.opts.ttl_ms();
-        let attempt =
-            store.try_acquire(&self.keys, &self.token, ttl_ms, self.opts.fencing, waiting);
-        match self.locker.call(&self.key, limit, attempt).await {
-            Ok(Attempt::Acquired { fence }) => {
-                telemetry::acquired(
-                    self.opts.logging,
-                    &self.key,
-                    sent - self.start,
-                    self.attempts,
-                    fence,
-                );
-                let guard = LockGuard::new(
-                    self.locker.clone(),
-                    std::mem::take(&mut self.keys),
-                    std::mem::take(&mut self.token),
-                    fence,
-                    sent,
-                    *self.opts,
-                    self.span.clone(),
-                );
-                Ok(Ok(guard))
-            }
-            Ok(Attempt::Held { remaining }) => Ok(Err(remaining)),
-            Err(e) => {
-                // The SET may have landed although its answer did not: free it, in the
-                // background, so a lost reply costs no one a whole ttl.
-                self.locker
-                    .release_in_background(None, self.keys.clone(), self.token.clone());
-                Err(e)
-            }
-        }
-    }
-
-    /// The error when the deadline passes: the store's, if the last try failed, else Timeout.
-    fn timed_out(&self, failure: Option<LockError>) -> LockError {
-        match failure {
-            Some(backend) => backend,
-            None => {
-                let waited = self.start.elapsed();
-                telemetry::timeout(self.opts.logging, &self.key, waited, self.attempts);
-                LockError::Timeout {
-                    key: self.key.clone(),
-                    waited,
-                }
-            }
-        }
     }
 }

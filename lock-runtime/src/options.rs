@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::store::Replicas;
+
 /// Default lock lifetime: 30 s.
 ///
 /// ```
@@ -48,6 +50,7 @@ pub struct LockOptions {
     pub(crate) renew: bool,
     pub(crate) max_hold: Option<Duration>,
     pub(crate) fencing: bool,
+    pub(crate) replicas: Option<Replicas>,
 }
 
 impl Default for LockOptions {
@@ -60,6 +63,7 @@ impl Default for LockOptions {
             renew: true,
             max_hold: None,
             fencing: false,
+            replicas: None,
         }
     }
 }
@@ -153,6 +157,45 @@ impl LockOptions {
     pub fn fencing(mut self, fencing: bool) -> Self {
         self.fencing = fencing;
         self
+    }
+
+    /// After the lock is written, and after each renewal, wait until `count` replicas
+    /// of the Redis node that holds it acknowledge the write, at most `within` (Redis
+    /// `WAIT`, in the same round trip as a single-key `SET`).
+    ///
+    /// If fewer acknowledge in time, the lock is released again and the attempt fails
+    /// with [`LockError::Backend`](crate::LockError::Backend) naming the replica count
+    /// (retried until `timeout` in wait mode); a renewal that too few acknowledge does
+    /// not count, so the body is stopped with `Lost` before the lock could lapse.
+    ///
+    /// ## What it promises, and what not
+    /// A Redis master acknowledges a lock before its replicas have it; if it dies in that
+    /// window, the promoted replica has no lock and a second holder gets in. With
+    /// `replicas(1, ..)` the body starts only once a replica has the lock, so a failover
+    /// to that replica keeps it. `WAIT` is not consensus: a failover may still promote a
+    /// replica that had not acknowledged (another one did), and a write is not on disk.
+    /// Choose it on a Redis Cluster or a replicated Redis where a second holder after a
+    /// failover would cost more than one extra wait per acquisition and renewal. The
+    /// memory store refuses it with [`LockError::Config`](crate::LockError::Config).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let opts = locked::LockOptions::default().replicas(1, Duration::from_millis(200));
+    /// assert_eq!(opts.replicas_value(), Some((1, Duration::from_millis(200))));
+    /// ```
+    #[must_use]
+    pub fn replicas(mut self, count: u32, within: Duration) -> Self {
+        self.replicas = (count > 0).then_some(Replicas { count, within });
+        self
+    }
+
+    /// The replica acknowledgements asked for, and the bound on the wait for them.
+    ///
+    /// ```
+    /// assert_eq!(locked::LockOptions::default().replicas_value(), None);
+    /// ```
+    pub fn replicas_value(&self) -> Option<(u32, Duration)> {
+        self.replicas.map(|r| (r.count, r.within))
     }
 
     /// The lock's time to live.

@@ -100,10 +100,15 @@ pub async fn acquire_all<const N: usize>(
         None => crate::global::global()?,
     };
     let opts = spec.options(locker.options());
-    let keys = locker.full_keys(&keys)?;
-    let guard = locker
-        .lock(keys, &opts, spec.mode == Mode::Wait, spec.site)
-        .await?;
+    let keys = locker.inner.full_keys(&keys)?;
+    let guard = crate::acquire::lock(
+        &locker.inner,
+        keys,
+        &opts,
+        spec.mode == Mode::Wait,
+        spec.site,
+    )
+    .await?;
     Ok(Held { guard, opts })
 }
 

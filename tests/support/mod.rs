@@ -178,7 +178,7 @@ impl Store {
             Some(server) => {
                 let (_, n): (String, i64) = redis::cmd("PUBSUB")
                     .arg("NUMSUB")
-                    .arg(format!("{key}:released"))
+                    .arg(format!("{{{key}}}:released"))
                     .query(&mut server.client())
                     .unwrap();
                 n

@@ -1,12 +1,14 @@
 //! `MemoryStore`: locks in this process only, for tests, examples and single-process apps.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::Attempt;
+use super::{Attempt, Caps, Release, Replicas, Request, Store, WakeTarget};
+use crate::error::BoxError;
 use crate::options::later;
 
 struct Entry {
@@ -48,7 +50,7 @@ impl MemoryStore {
     }
 
     /// Takes every key or none: all are checked and set under one mutex.
-    pub(crate) fn try_acquire(
+    pub(crate) fn acquire_now(
         &self,
         keys: &[String],
         token: &str,
@@ -59,7 +61,7 @@ impl MemoryStore {
             let held = keys
                 .iter()
                 .filter_map(|k| s.entries.get(k))
-                .filter(|e| e.expires > now)
+                .filter(|e| e.expires > now && e.token != token)
                 .map(|e| e.expires - now)
                 .max();
             if let Some(left) = held {
@@ -89,20 +91,24 @@ impl MemoryStore {
         })
     }
 
-    /// Deletes the keys `token` owns; true when it owned them all, unexpired.
-    pub(crate) fn release(&self, keys: &[String], token: &str) -> bool {
+    /// Deletes the keys `token` owns: `Released` when it owned them all, unexpired.
+    pub(crate) fn release_now(&self, keys: &[String], token: &str) -> Release {
         self.with(|s, now| {
-            let mut all = true;
+            let mut outcome = Release::Released;
             for key in keys {
                 match s.entries.get(key) {
                     Some(e) if e.token == token => {
-                        all &= e.expires > now;
+                        if e.expires <= now && outcome == Release::Released {
+                            outcome = Release::Gone;
+                        }
                         s.entries.remove(key);
                     }
-                    _ => all = false,
+                    Some(e) if e.expires > now => outcome = Release::Foreign,
+                    _ if outcome == Release::Released => outcome = Release::Gone,
+                    _ => {}
                 }
             }
-            all
+            outcome
         })
     }
 
@@ -114,7 +120,7 @@ impl MemoryStore {
         })
     }
 
-    pub(crate) fn extend(&self, keys: &[String], token: &str, ttl_ms: u64) -> bool {
+    pub(crate) fn extend_now(&self, keys: &[String], token: &str, ttl_ms: u64) -> bool {
         self.with(|s, now| {
             if !Self::owns_all(s, keys, token, now) {
                 return false;
@@ -128,7 +134,7 @@ impl MemoryStore {
         })
     }
 
-    pub(crate) fn remaining(&self, keys: &[String], token: &str) -> Option<Duration> {
+    pub(crate) fn remaining_now(&self, keys: &[String], token: &str) -> Option<Duration> {
         self.with(|s, now| {
             if !Self::owns_all(s, keys, token, now) {
                 return None;
@@ -140,13 +146,83 @@ impl MemoryStore {
         })
     }
 
-    pub(crate) fn exists(&self, key: &str) -> bool {
+    pub(crate) fn exists_now(&self, key: &str) -> bool {
         self.with(|s, now| s.entries.get(key).is_some_and(|e| e.expires > now))
     }
 
-    pub(crate) fn force_release(&self, key: &str) -> bool {
+    pub(crate) fn force_release_now(&self, key: &str) -> bool {
         self.with(|s, now| s.entries.remove(key).is_some_and(|e| e.expires > now))
     }
+}
+
+/// ## Behavior
+/// - Every call answers at once: no I/O, no timer.
+/// - Fencing tokens come from one counter per store: strictly increasing per key.
+/// - Releases are not announced by the store: the releasing `Locker` wakes its own waiters.
+impl Store for MemoryStore {
+    fn describe(&self) -> String {
+        "memory".to_owned()
+    }
+
+    fn caps(&self) -> Caps {
+        Caps {
+            fencing: true,
+            multi_key_same_slot: false,
+            sharded_wakeups: false,
+            replica_sync: false,
+            announces_releases: false,
+        }
+    }
+
+    fn validity(&self, ttl: Duration, _elapsed: Duration) -> Duration {
+        ttl
+    }
+
+    fn bounds_calls_within(&self, _limit: Duration) -> bool {
+        true
+    }
+
+    fn check_keys(&self, _keys: &[String]) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
+        Ok(self.acquire_now(req.keys, req.token, req.ttl_ms, req.fencing))
+    }
+
+    async fn release(&self, keys: &[String], token: &str) -> Result<Release, BoxError> {
+        Ok(self.release_now(keys, token))
+    }
+
+    async fn extend(
+        &self,
+        keys: &[String],
+        token: &str,
+        ttl_ms: u64,
+        _replicas: Option<Replicas>,
+    ) -> Result<bool, BoxError> {
+        Ok(self.extend_now(keys, token, ttl_ms))
+    }
+
+    async fn remaining(&self, keys: &[String], token: &str) -> Result<Option<Duration>, BoxError> {
+        Ok(self.remaining_now(keys, token))
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, BoxError> {
+        Ok(self.exists_now(key))
+    }
+
+    async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
+        Ok(self.force_release_now(key))
+    }
+
+    fn attach(&self, _target: Weak<dyn WakeTarget>) {}
+
+    fn watch(&self, _key: &str) -> Option<oneshot::Receiver<()>> {
+        None
+    }
+
+    fn unwatch(&self, _key: &str) {}
 }
 
 #[cfg(test)]
@@ -163,20 +239,20 @@ mod tests {
         let ab = ["a".to_owned(), "b".to_owned()];
         let bc = ["b".to_owned(), "c".to_owned()];
         assert!(matches!(
-            store.try_acquire(&ab, "t1", 1000, false),
+            store.acquire_now(&ab, "t1", 1000, false),
             Attempt::Acquired { .. }
         ));
         assert!(matches!(
-            store.try_acquire(&bc, "t2", 1000, false),
+            store.acquire_now(&bc, "t2", 1000, false),
             Attempt::Held { .. }
         ));
         assert!(
-            !store.exists("c"),
+            !store.exists_now("c"),
             "a refused multi-key acquire must take nothing"
         );
-        assert!(store.release(&ab, "t1"));
+        assert_eq!(store.release_now(&ab, "t1"), Release::Released);
         assert!(matches!(
-            store.try_acquire(&bc, "t2", 1000, false),
+            store.acquire_now(&bc, "t2", 1000, false),
             Attempt::Acquired { .. }
         ));
     }
@@ -185,16 +261,16 @@ mod tests {
     async fn try_acquire_held_key_is_refused_until_expiry() {
         let store = MemoryStore::new();
         assert_eq!(
-            store.try_acquire(&k(), "a", 100, false),
+            store.acquire_now(&k(), "a", 100, false),
             Attempt::Acquired { fence: None }
         );
         assert!(matches!(
-            store.try_acquire(&k(), "b", 100, false),
+            store.acquire_now(&k(), "b", 100, false),
             Attempt::Held { .. }
         ));
         tokio::time::advance(Duration::from_millis(101)).await;
         assert_eq!(
-            store.try_acquire(&k(), "b", 100, false),
+            store.acquire_now(&k(), "b", 100, false),
             Attempt::Acquired { fence: None }
         );
     }
@@ -202,23 +278,26 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn release_with_foreign_token_keeps_lock() {
         let store = MemoryStore::new();
-        store.try_acquire(&k(), "a", 1000, false);
-        assert!(!store.release(&k(), "b"));
-        assert!(!store.extend(&k(), "b", 5000));
-        assert!(store.exists("k"));
-        assert!(store.release(&k(), "a"));
-        assert!(!store.exists("k"));
+        store.acquire_now(&k(), "a", 1000, false);
+        assert_eq!(store.release_now(&k(), "b"), Release::Foreign);
+        assert!(!store.extend_now(&k(), "b", 5000));
+        assert!(store.exists_now("k"));
+        assert_eq!(store.release_now(&k(), "a"), Release::Released);
+        assert!(!store.exists_now("k"));
     }
 
     #[tokio::test(start_paused = true)]
     async fn extend_keeps_lock_past_first_ttl() {
         let store = MemoryStore::new();
-        store.try_acquire(&k(), "a", 100, false);
+        store.acquire_now(&k(), "a", 100, false);
         tokio::time::advance(Duration::from_millis(80)).await;
-        assert!(store.extend(&k(), "a", 100));
+        assert!(store.extend_now(&k(), "a", 100));
         tokio::time::advance(Duration::from_millis(80)).await;
-        assert!(store.exists("k"));
-        assert_eq!(store.remaining(&k(), "a"), Some(Duration::from_millis(20)));
+        assert!(store.exists_now("k"));
+        assert_eq!(
+            store.remaining_now(&k(), "a"),
+            Some(Duration::from_millis(20))
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -227,7 +306,7 @@ mod tests {
         let mut last = 0;
         for i in 0..100 {
             let Attempt::Acquired { fence: Some(f) } =
-                store.try_acquire(&k(), &i.to_string(), 1, true)
+                store.acquire_now(&k(), &i.to_string(), 1, true)
             else {
                 panic!("not acquired")
             };
@@ -241,7 +320,7 @@ mod tests {
     async fn sweep_removes_expired_one_off_keys() {
         let store = MemoryStore::new();
         for i in 0..1000 {
-            store.try_acquire(&[format!("k{i}")], "t", 1, false);
+            store.acquire_now(&[format!("k{i}")], "t", 1, false);
             tokio::time::advance(Duration::from_millis(2)).await;
         }
         let len = store.with(|s, _| s.entries.len());
@@ -286,14 +365,16 @@ mod tests {
                     let live = model.filter(|(_, exp)| *exp > now);
                     match op {
                         Op::Acquire(t, ttl) => {
-                            let got = matches!(store.try_acquire(&k(), tokens[t], ttl, false), Attempt::Acquired { .. });
-                            assert_eq!(got, live.is_none(), "acquire by {t} with {live:?}");
+                            let got = matches!(store.acquire_now(&k(), tokens[t], ttl, false), Attempt::Acquired { .. });
+                            // Free, or already ours (a re-sent acquire): taken.
+                            let free = live.is_none_or(|(h, _)| h == t);
+                            assert_eq!(got, free, "acquire by {t} with {live:?}");
                             if got {
                                 model = Some((t, now + ttl));
                             }
                         }
                         Op::Release(t) => {
-                            let released = store.release(&k(), tokens[t]);
+                            let released = store.release_now(&k(), tokens[t]) == Release::Released;
                             let owner = live.is_some_and(|(h, _)| h == t);
                             assert_eq!(released, owner, "release by {t} with {live:?}");
                             if model.is_some_and(|(h, _)| h == t) {
@@ -301,7 +382,7 @@ mod tests {
                             }
                         }
                         Op::Extend(t, ttl) => {
-                            let extended = store.extend(&k(), tokens[t], ttl);
+                            let extended = store.extend_now(&k(), tokens[t], ttl);
                             let owner = live.is_some_and(|(h, _)| h == t);
                             assert_eq!(extended, owner, "extend by {t} with {live:?}");
                             if owner {
@@ -314,7 +395,7 @@ mod tests {
                         }
                     }
                     let live = model.filter(|(_, exp)| *exp > now).is_some();
-                    assert_eq!(store.exists("k"), live);
+                    assert_eq!(store.exists_now("k"), live);
                 }
             });
         }

@@ -1,12 +1,31 @@
 //! The stores a [`Locker`](crate::Locker) can sit on, behind one internal interface.
 //!
-//! Every operation is atomic in its store: acquire is `SET NX PX`, and release, extend and
-//! remaining compare the owner's token before they touch the key.
+//! Every store implements [`Store`]: take, release, extend and inspect locks atomically in
+//! that store, say what it can do ([`Caps`]) and how long a lock it granted stays valid,
+//! and own its wake-up feed (the pub/sub connections that announce releases). Everything
+//! else (the per-key queue of waiters, renewal, loss cancellation, fencing in the body,
+//! nested detection, errors and events) is store-agnostic and lives above this module. The
+//! engine never asks which store it talks to; it asks what the store can do.
+//!
+//! The Redis stores share the [`node`] layer: the scripts, companion names and single-node
+//! primitives, written once over any `redis` connection.
+//!
+//! ## Adding a store
+//! A new store is a new file under `store/` with a type that implements [`Store`], plus one
+//! line in the [`stores!`] list below; its constructor on `LockerBuilder` is the only other
+//! code that names it. Nothing else may match on the store kind.
 
+pub(crate) mod cluster;
+pub(crate) mod feed;
 pub(crate) mod memory;
+pub(crate) mod node;
 pub(crate) mod redis;
 
+use std::future::Future;
+use std::sync::Weak;
 use std::time::Duration;
+
+use tokio::sync::oneshot;
 
 use crate::error::BoxError;
 
@@ -19,93 +38,207 @@ pub(crate) enum Attempt {
     Held { remaining: Option<Duration> },
 }
 
-/// A lock store: memory (one process) or Redis (shared). It lives once per `Locker`, in
-/// an `Arc`, so the variants' size difference costs nothing worth a box.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Store {
-    Memory(memory::MemoryStore),
-    Redis(redis::RedisStore),
+/// The outcome of a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// The keys were ours and are deleted.
+    Released,
+    /// The keys are gone already: expired, force-released, or deleted by an earlier send
+    /// of this same release that the client re-sent.
+    Gone,
+    /// Some key is held by another token; it was left alone.
+    Foreign,
 }
 
-impl Store {
-    /// What the store is, for logs and `Debug`.
-    pub(crate) fn describe(&self) -> String {
-        match self {
-            Store::Memory(_) => "memory".to_owned(),
-            Store::Redis(s) => format!("redis({})", s.url()),
-        }
-    }
+/// Wait for `count` replicas to acknowledge a write, at most `within` (Redis `WAIT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Replicas {
+    pub(crate) count: u32,
+    pub(crate) within: Duration,
+}
 
-    /// Whether every call to this store ends (answer or error) within `limit` by itself.
-    pub(crate) fn bounds_calls_within(&self, limit: Duration) -> bool {
-        match self {
-            Store::Memory(_) => true,
-            Store::Redis(s) => s.bounds_calls_within(limit),
-        }
-    }
+/// One acquisition attempt, as the engine asks it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Request<'a> {
+    /// Every key, sorted and deduplicated.
+    pub(crate) keys: &'a [String],
+    pub(crate) token: &'a str,
+    pub(crate) ttl_ms: u64,
+    pub(crate) fencing: bool,
+    /// A queued waiter's try: a refusal should say how long the holder has left.
+    pub(crate) waiting: bool,
+    pub(crate) replicas: Option<Replicas>,
+}
 
-    /// Takes every key in `keys` for `token`, or none of them. With `waiting` (a queued
-    /// waiter's try), a refusal also tells how long the holder has left (Redis pipelines a
-    /// `PTTL`).
-    pub(crate) async fn try_acquire(
+/// What a store can do; the engine refuses what it cannot before sending anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Caps {
+    /// Fencing tokens that strictly increase per key.
+    pub(crate) fencing: bool,
+    /// Several keys taken at once must share a hash slot (checked by `check_keys`).
+    pub(crate) multi_key_same_slot: bool,
+    /// Releases are announced per shard (`SPUBLISH`), not broadcast.
+    pub(crate) sharded_wakeups: bool,
+    /// Writes can wait for replicas (`WAIT`).
+    pub(crate) replica_sync: bool,
+    /// The store announces releases to every `Locker` by itself (pub/sub). Without it, the
+    /// releasing `Locker` wakes its own waiters.
+    pub(crate) announces_releases: bool,
+}
+
+/// Whom a wake-up feed wakes: the per-key queues of one `Locker`.
+pub(crate) trait WakeTarget: Send + Sync {
+    /// A release of `key` was announced.
+    fn wake(&self, key: &str);
+    /// Announcements may have been missed (a reconnect): every waiter should try again.
+    fn wake_all(&self);
+}
+
+/// One lock store. Implemented by every store and by [`AnyStore`], which delegates to the
+/// one a `Locker` was built with (static dispatch: no boxed future per call).
+pub(crate) trait Store: Send + Sync + 'static {
+    /// What the store is, for logs, `Debug` and errors (no credentials).
+    fn describe(&self) -> String;
+
+    /// What the store can do.
+    fn caps(&self) -> Caps;
+
+    /// How long a lock granted (or extended) for `ttl` stays valid, counted from when its
+    /// request was sent; `elapsed` is how long that request took. Renewal and loss
+    /// detection use this figure, never the raw ttl.
+    fn validity(&self, ttl: Duration, elapsed: Duration) -> Duration;
+
+    /// Whether every call ends (answer or error) within `limit` by itself, so the engine
+    /// can skip its own timer.
+    fn bounds_calls_within(&self, limit: Duration) -> bool;
+
+    /// Whether `keys` can be taken together; the error says why not and how to fix it.
+    fn check_keys(&self, keys: &[String]) -> Result<(), String>;
+
+    /// Takes every key for the token, or none of them. Idempotent: a re-sent attempt that
+    /// finds the keys already held by the same token reports them acquired.
+    fn try_acquire(
+        &self,
+        req: &Request<'_>,
+    ) -> impl Future<Output = Result<Attempt, BoxError>> + Send;
+
+    /// Deletes the keys `token` owns, and announces the release.
+    fn release(
         &self,
         keys: &[String],
         token: &str,
-        ttl_ms: u64,
-        fencing: bool,
-        waiting: bool,
-    ) -> Result<Attempt, BoxError> {
-        match self {
-            Store::Memory(s) => Ok(s.try_acquire(keys, token, ttl_ms, fencing)),
-            Store::Redis(s) => s.try_acquire(keys, token, ttl_ms, fencing, waiting).await,
-        }
-    }
-
-    /// Deletes the keys `token` owns; false when it did not own them all.
-    pub(crate) async fn release(&self, keys: &[String], token: &str) -> Result<bool, BoxError> {
-        match self {
-            Store::Memory(s) => Ok(s.release(keys, token)),
-            Store::Redis(s) => s.release(keys, token).await,
-        }
-    }
+    ) -> impl Future<Output = Result<Release, BoxError>> + Send;
 
     /// Resets the keys' expiry to `ttl_ms` if `token` owns them all; false otherwise.
-    pub(crate) async fn extend(
+    fn extend(
         &self,
         keys: &[String],
         token: &str,
         ttl_ms: u64,
-    ) -> Result<bool, BoxError> {
-        match self {
-            Store::Memory(s) => Ok(s.extend(keys, token, ttl_ms)),
-            Store::Redis(s) => s.extend(keys, token, ttl_ms).await,
-        }
-    }
+        replicas: Option<Replicas>,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send;
 
     /// The least time left on the keys if `token` owns them all.
-    pub(crate) async fn remaining(
+    fn remaining(
         &self,
         keys: &[String],
         token: &str,
-    ) -> Result<Option<Duration>, BoxError> {
-        match self {
-            Store::Memory(s) => Ok(s.remaining(keys, token)),
-            Store::Redis(s) => s.remaining(keys, token).await,
-        }
-    }
+    ) -> impl Future<Output = Result<Option<Duration>, BoxError>> + Send;
 
-    pub(crate) async fn exists(&self, key: &str) -> Result<bool, BoxError> {
-        match self {
-            Store::Memory(s) => Ok(s.exists(key)),
-            Store::Redis(s) => s.exists(key).await,
-        }
-    }
+    /// Whether anyone holds `key` now.
+    fn exists(&self, key: &str) -> impl Future<Output = Result<bool, BoxError>> + Send;
 
-    /// Deletes the key whoever owns it; true when there was one.
-    pub(crate) async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
-        match self {
-            Store::Memory(s) => Ok(s.force_release(key)),
-            Store::Redis(s) => s.force_release(key).await,
+    /// Deletes the key whoever owns it and announces it; true when there was one.
+    fn force_release(&self, key: &str) -> impl Future<Output = Result<bool, BoxError>> + Send;
+
+    /// Connects the store's wake-up feed to the `Locker`'s queues (once, at build).
+    fn attach(&self, target: Weak<dyn WakeTarget>);
+
+    /// Starts listening for releases of `key` (counted: every `watch` is paired with an
+    /// `unwatch`). Returns a receiver that resolves once the subscription is in place,
+    /// when this call started it.
+    fn watch(&self, key: &str) -> Option<oneshot::Receiver<()>>;
+
+    /// Stops one `watch` of `key`; the subscription ends with the last one.
+    fn unwatch(&self, key: &str);
+}
+
+/// The list of stores: one line per store generates the [`AnyStore`] enum, its `From`
+/// conversions and its delegating [`Store`] impl.
+macro_rules! stores {
+    ($($variant:ident($ty:ty)),* $(,)?) => {
+        /// The store a `Locker` was built with. It lives once per `Locker`, in an `Arc`,
+        /// so the variants' size difference costs nothing worth a box.
+        #[allow(clippy::large_enum_variant)]
+        pub(crate) enum AnyStore {
+            $($variant($ty)),*
         }
-    }
+
+        $(impl From<$ty> for AnyStore {
+            fn from(store: $ty) -> Self {
+                Self::$variant(store)
+            }
+        })*
+
+        impl Store for AnyStore {
+            fn describe(&self) -> String {
+                match self { $(Self::$variant(s) => s.describe()),* }
+            }
+            fn caps(&self) -> Caps {
+                match self { $(Self::$variant(s) => s.caps()),* }
+            }
+            fn validity(&self, ttl: Duration, elapsed: Duration) -> Duration {
+                match self { $(Self::$variant(s) => s.validity(ttl, elapsed)),* }
+            }
+            fn bounds_calls_within(&self, limit: Duration) -> bool {
+                match self { $(Self::$variant(s) => s.bounds_calls_within(limit)),* }
+            }
+            fn check_keys(&self, keys: &[String]) -> Result<(), String> {
+                match self { $(Self::$variant(s) => s.check_keys(keys)),* }
+            }
+            async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
+                match self { $(Self::$variant(s) => s.try_acquire(req).await),* }
+            }
+            async fn release(&self, keys: &[String], token: &str) -> Result<Release, BoxError> {
+                match self { $(Self::$variant(s) => s.release(keys, token).await),* }
+            }
+            async fn extend(
+                &self,
+                keys: &[String],
+                token: &str,
+                ttl_ms: u64,
+                replicas: Option<Replicas>,
+            ) -> Result<bool, BoxError> {
+                match self { $(Self::$variant(s) => s.extend(keys, token, ttl_ms, replicas).await),* }
+            }
+            async fn remaining(
+                &self,
+                keys: &[String],
+                token: &str,
+            ) -> Result<Option<Duration>, BoxError> {
+                match self { $(Self::$variant(s) => s.remaining(keys, token).await),* }
+            }
+            async fn exists(&self, key: &str) -> Result<bool, BoxError> {
+                match self { $(Self::$variant(s) => s.exists(key).await),* }
+            }
+            async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
+                match self { $(Self::$variant(s) => s.force_release(key).await),* }
+            }
+            fn attach(&self, target: Weak<dyn WakeTarget>) {
+                match self { $(Self::$variant(s) => s.attach(target)),* }
+            }
+            fn watch(&self, key: &str) -> Option<oneshot::Receiver<()>> {
+                match self { $(Self::$variant(s) => s.watch(key)),* }
+            }
+            fn unwatch(&self, key: &str) {
+                match self { $(Self::$variant(s) => s.unwatch(key)),* }
+            }
+        }
+    };
+}
+
+stores! {
+    Memory(memory::MemoryStore),
+    Redis(redis::RedisStore),
+    Cluster(cluster::ClusterStore),
 }

@@ -1,8 +1,10 @@
 -- Take one or several locks at once, all or none, and optionally a fencing token.
 -- KEYS[1..n]: lock keys; ARGV[1]: token; ARGV[2]: ttl in ms;
 -- ARGV[3]: 1 to fence, else 0; ARGV[4]: how long the fence counter is kept, in ms.
--- With fencing, KEYS[n+1] is the counter of KEYS[1]: `{<KEYS[1]>}:fence`.
--- Returns the fencing token (or 0 without fencing), or false when any lock is held.
+-- With fencing, KEYS[n+1] is the fence counter of KEYS[1] (its `:fence` companion).
+-- Returns the fencing token (or 0 without fencing), or false when any lock is held by
+-- another token. Locks already held by ARGV[1] count as taken, so a re-sent call (the
+-- cluster client re-sends after I/O errors and redirects) succeeds as the first did.
 --
 -- The token is INCR of the counter, which starts (when absent, or below 1e15 because
 -- only INCR has touched it) at the server time in microseconds and expires ARGV[4] ms
@@ -15,19 +17,14 @@
 local fenced = ARGV[3] == '1'
 local n = #KEYS
 if fenced then n = n - 1 end
-if n == 1 then
-  if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+for i = 1, n do
+  local holder = redis.call('GET', KEYS[i])
+  if holder and holder ~= ARGV[1] then
     return false
   end
-else
-  for i = 1, n do
-    if redis.call('EXISTS', KEYS[i]) == 1 then
-      return false
-    end
-  end
-  for i = 1, n do
-    redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
-  end
+end
+for i = 1, n do
+  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
 end
 if not fenced then
   return 0

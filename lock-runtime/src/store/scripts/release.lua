@@ -1,12 +1,19 @@
 -- Delete the locks that ARGV[1] (the caller's token) still owns, and announce each
--- release on `<key>:released`, so that waiters try again at once.
--- KEYS: the lock keys. Returns how many were deleted; fewer than #KEYS means some lock
--- had expired or passed to another holder, and that one was left alone.
-local deleted = 0
-for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
-    deleted = deleted + redis.call('DEL', key)
-    redis.call('PUBLISH', key .. ':released', '')
+-- release on its channel, so that waiters try again at once.
+-- KEYS[1..n]: the lock keys; KEYS[n+1..2n]: their release channels, in the same order.
+-- ARGV[2]: the publish command, PUBLISH (one server) or SPUBLISH (a cluster shard).
+-- Returns {deleted, foreign}: how many were deleted, and how many are held by another
+-- token (those are left alone). The rest had no lock: expired, force-released, or deleted
+-- by an earlier send of this same release.
+local n = #KEYS / 2
+local deleted, foreign = 0, 0
+for i = 1, n do
+  local holder = redis.call('GET', KEYS[i])
+  if holder == ARGV[1] then
+    deleted = deleted + redis.call('DEL', KEYS[i])
+    redis.call(ARGV[2], KEYS[n + i], '')
+  elseif holder then
+    foreign = foreign + 1
   end
 end
-return deleted
+return {deleted, foreign}

@@ -1,0 +1,287 @@
+//! The acquisition engine: checks a request against what the store can do, tries at once
+//! when no one of this `Locker` waits, and otherwise queues fairly, woken by releases and
+//! polling, until the deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::context::HoldContext;
+use crate::core::{CALL_LIMIT, Core};
+use crate::error::LockError;
+use crate::guard::LockGuard;
+use crate::options::{LockOptions, later};
+use crate::store::{Attempt, Request, Store};
+use crate::telemetry;
+use crate::token::new_token;
+use crate::wait::jittered;
+
+/// Takes the lock on every key (sorted, deduplicated, prefixed): at once (`wait == false`)
+/// or retrying until `opts.timeout`.
+pub(crate) async fn lock(
+    core: &Arc<Core>,
+    keys: Vec<String>,
+    opts: &LockOptions,
+    wait: bool,
+    site: &'static str,
+) -> Result<LockGuard, LockError> {
+    let key = keys.join(", ");
+    if let Some(held) = keys.iter().find(|k| HoldContext::holds(k)) {
+        return Err(LockError::Nested { key: held.clone() });
+    }
+    refuse_unsupported(core, &keys, &key, opts)?;
+    let mode = if wait { "wait" } else { "try" };
+    let span = telemetry::lock_span(&key, mode, opts.ttl, opts.timeout, site);
+    lock_in(core, keys, key, opts, wait, span.clone())
+        .instrument(span)
+        .await
+}
+
+/// What the store cannot do is refused before anything is sent.
+fn refuse_unsupported(
+    core: &Core,
+    keys: &[String],
+    key: &str,
+    opts: &LockOptions,
+) -> Result<(), LockError> {
+    let caps = core.store.caps();
+    let store = || core.store.describe();
+    if opts.fencing && !caps.fencing {
+        return Err(LockError::config(
+            "fencing",
+            format!(
+                "is not offered by the {} store for `{key}`: it cannot hand out tokens \
+                 that strictly increase; use single Redis or a Redis Cluster for fenced locks",
+                store()
+            ),
+        ));
+    }
+    if opts.replicas.is_some() && !caps.replica_sync {
+        return Err(LockError::config(
+            "replicas",
+            format!(
+                "is not offered by the {} store for `{key}`: it has no replicas to wait \
+                 for; drop `replicas`, or use Redis with replicas",
+                store()
+            ),
+        ));
+    }
+    core.store
+        .check_keys(keys)
+        .map_err(|reason| LockError::InvalidKey {
+            key: key.to_owned(),
+            reason,
+        })
+}
+
+async fn lock_in(
+    core: &Arc<Core>,
+    keys: Vec<String>,
+    key: String,
+    opts: &LockOptions,
+    wait: bool,
+    span: tracing::Span,
+) -> Result<LockGuard, LockError> {
+    let token = new_token(&key)?;
+    let start = Instant::now();
+    let mut ask = Ask {
+        core,
+        keys,
+        key,
+        token,
+        opts,
+        start,
+        deadline: later(start, opts.timeout),
+        attempts: 0,
+        span,
+    };
+    let waits = &core.waits;
+    // Uncontended (no one of this locker waits for the key): try at once. Otherwise
+    // queue behind the earlier waiters, so that a task that just released cannot take
+    // the lock again ahead of them. A store failure is retried until the deadline (the
+    // client reconnects meanwhile); only try mode reports it at once.
+    let mut failure = None;
+    if !wait || !ask.keys.iter().any(|k| waits.has_waiters(k)) {
+        match ask.attempt(false, !wait).await {
+            Ok(Ok(guard)) => return Ok(guard),
+            Ok(Err(_)) if !wait => {
+                telemetry::busy(opts.logging, &ask.key);
+                return Err(LockError::Busy { key: ask.key });
+            }
+            Err(e) if !wait => return Err(e),
+            Ok(Err(_)) => {}
+            Err(e) => failure = Some(e),
+        }
+    }
+    // The contended path lives in its own boxed future, so that the uncontended one
+    // stays small (it is moved through a few layers on every call).
+    Box::pin(ask.wait_in_queue(failure)).await
+}
+
+/// One call's attempts to take its lock.
+struct Ask<'a> {
+    core: &'a Arc<Core>,
+    keys: Vec<String>,
+    key: String,
+    token: String,
+    opts: &'a LockOptions,
+    start: Instant,
+    deadline: Instant,
+    attempts: u32,
+    span: tracing::Span,
+}
+
+/// A key's release channel listened to while this waiter waits.
+struct Watching<'a> {
+    core: &'a Core,
+    key: &'a str,
+}
+
+impl Drop for Watching<'_> {
+    fn drop(&mut self) {
+        self.core.store.unwatch(self.key);
+    }
+}
+
+impl Ask<'_> {
+    /// Queues for the key, and as the head of the queue tries on every release (and on
+    /// each poll) until the deadline. Several keys: no queue (a place in several queues
+    /// could deadlock), but woken by a release of any of them.
+    async fn wait_in_queue(mut self, failure: Option<LockError>) -> Result<LockGuard, LockError> {
+        let ask = &mut self;
+        let opts = ask.opts;
+        let core = ask.core;
+        telemetry::waiting(opts.logging, &ask.key);
+        let keys = ask.keys.clone();
+        let tickets: Vec<_> = keys.iter().map(|k| core.waits.join(k)).collect();
+        let _head = match tickets.as_slice() {
+            [one] => {
+                let queue = one.queue.clone();
+                match tokio::time::timeout_at(ask.deadline, queue.acquire_owned()).await {
+                    Ok(Ok(permit)) => Some(permit),
+                    _ => return Err(ask.timed_out(failure)),
+                }
+            }
+            _ => None,
+        };
+        // Head of the queue: listen for releases, then try before every sleep.
+        let mut subscribed = Vec::new();
+        let mut _watching = Vec::with_capacity(keys.len());
+        for key in &keys {
+            subscribed.extend(core.store.watch(key));
+            _watching.push(Watching { core, key });
+        }
+        let limit = ask.deadline.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(limit, futures_util::future::join_all(subscribed)).await;
+        loop {
+            // Registered before the try, so a release during it is not missed.
+            let mut released: Vec<_> = tickets
+                .iter()
+                .map(|t| Box::pin(t.notify.notified()))
+                .collect();
+            for notified in &mut released {
+                notified.as_mut().enable();
+            }
+            let (remaining, failure) = match ask.attempt(true, false).await {
+                Ok(Ok(guard)) => return Ok(guard),
+                Ok(Err(remaining)) => (remaining, None),
+                Err(e) => (None, Some(e)),
+            };
+            let now = Instant::now();
+            if now >= ask.deadline {
+                return Err(ask.timed_out(failure));
+            }
+            // Polling is the fallback (expiry, a lost message): every retry_interval, and
+            // no later than the holder's ttl runs out. The jitter's seed differs per
+            // waiter (its random token) and per try.
+            let seed = u64::from_str_radix(ask.token.get(..16).unwrap_or("0"), 16).unwrap_or(0);
+            let mut pause = jittered(
+                opts.retry_interval.max(Duration::from_millis(1)),
+                seed ^ u64::from(ask.attempts),
+            );
+            if let Some(left) = remaining {
+                pause = pause.min(left.saturating_add(Duration::from_millis(1)));
+            }
+            tokio::select! {
+                _ = futures_util::future::select_all(released.iter_mut()) => {}
+                _ = tokio::time::sleep_until(later(now, pause).min(ask.deadline)) => {}
+            }
+        }
+    }
+
+    /// One try: `Ok(Ok(guard))` taken, `Ok(Err(remaining))` held by someone else.
+    async fn attempt(
+        &mut self,
+        waiting: bool,
+        once: bool,
+    ) -> Result<Result<LockGuard, Option<Duration>>, LockError> {
+        self.attempts += 1;
+        let sent = Instant::now();
+        let limit = if once {
+            CALL_LIMIT
+        } else {
+            self.deadline
+                .saturating_duration_since(sent)
+                .max(Duration::from_millis(50))
+        };
+        let core = self.core;
+        let request = Request {
+            keys: &self.keys,
+            token: &self.token,
+            ttl_ms: self.opts.ttl_ms(),
+            fencing: self.opts.fencing,
+            waiting,
+            replicas: self.opts.replicas,
+        };
+        match core
+            .call(&self.key, limit, core.store.try_acquire(&request))
+            .await
+        {
+            Ok(Attempt::Acquired { fence }) => {
+                telemetry::acquired(
+                    self.opts.logging,
+                    &self.key,
+                    sent - self.start,
+                    self.attempts,
+                    fence,
+                );
+                let valid_for = core.store.validity(self.opts.ttl, sent.elapsed());
+                let guard = LockGuard::new(
+                    core.clone(),
+                    std::mem::take(&mut self.keys),
+                    std::mem::take(&mut self.token),
+                    fence,
+                    sent,
+                    later(sent, valid_for),
+                    *self.opts,
+                    self.span.clone(),
+                );
+                Ok(Ok(guard))
+            }
+            Ok(Attempt::Held { remaining }) => Ok(Err(remaining)),
+            Err(e) => {
+                // The SET may have landed although its answer did not: free it, in the
+                // background, so a lost reply costs no one a whole ttl.
+                core.release_in_background(None, self.keys.clone(), self.token.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// The error when the deadline passes: the store's, if the last try failed, else Timeout.
+    fn timed_out(&self, failure: Option<LockError>) -> LockError {
+        match failure {
+            Some(backend) => backend,
+            None => {
+                let waited = self.start.elapsed();
+                telemetry::timeout(self.opts.logging, &self.key, waited, self.attempts);
+                LockError::Timeout {
+                    key: self.key.clone(),
+                    waited,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! `Core`: what one `Locker` is made of (its store, its waiters' queues, its prefix and
+//! defaults), and the store calls every layer above shares: bounded, errors tied to the
+//! key, releases announced to local waiters where the store does not.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{BoxError, LockError};
+use crate::keys::full_key;
+use crate::options::LockOptions;
+use crate::store::{AnyStore, Release, Store, WakeTarget};
+use crate::wait::Waits;
+
+/// How long one store call may take in try mode, or from a guard, when no wait deadline
+/// bounds it.
+pub(crate) const CALL_LIMIT: Duration = Duration::from_secs(5);
+
+/// One `Locker`'s state, shared by its clones and the guards it hands out.
+pub(crate) struct Core {
+    pub(crate) store: AnyStore,
+    pub(crate) waits: Arc<Waits>,
+    pub(crate) prefix: String,
+    pub(crate) defaults: LockOptions,
+}
+
+impl Core {
+    /// A core on `store`, its wake-up feed connected to the new queues.
+    pub(crate) fn new(store: AnyStore, prefix: String, defaults: LockOptions) -> Arc<Self> {
+        let waits = Waits::new();
+        let target: Arc<dyn WakeTarget> = waits.clone();
+        store.attach(Arc::downgrade(&target));
+        Arc::new(Self {
+            store,
+            waits,
+            prefix,
+            defaults,
+        })
+    }
+
+    /// The stored keys of `keys`, sorted and without duplicates.
+    pub(crate) fn full_keys<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<String>, LockError> {
+        let mut full = keys
+            .iter()
+            .map(|k| full_key(&self.prefix, k.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if full.is_empty() {
+            return Err(LockError::InvalidKey {
+                key: String::new(),
+                reason: "no keys were given; lock at least one".to_owned(),
+            });
+        }
+        full.sort_unstable();
+        full.dedup();
+        Ok(full)
+    }
+
+    /// One store call, bounded in time, its error tied to the key.
+    ///
+    /// The bound is skipped where the store already keeps it, which saves a timer per
+    /// call on the hot path: memory operations never wait, and a connected Redis client
+    /// fails every command after its own response timeout.
+    pub(crate) async fn call<T>(
+        &self,
+        key: &str,
+        limit: Duration,
+        op: impl Future<Output = Result<T, BoxError>>,
+    ) -> Result<T, LockError> {
+        if self.store.bounds_calls_within(limit) {
+            return op.await.map_err(|e| LockError::backend(key, e));
+        }
+        match tokio::time::timeout(limit, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(LockError::backend(key, e)),
+            Err(_) => Err(LockError::backend(
+                key,
+                format!("{} did not answer within {limit:?}", self.store.describe()),
+            )),
+        }
+    }
+
+    /// Wakes this locker's waiters for `keys` after a release, where the store does not
+    /// announce releases itself.
+    pub(crate) fn released(&self, keys: &[String]) {
+        if !self.store.caps().announces_releases {
+            for key in keys {
+                self.waits.wake(key);
+            }
+        }
+    }
+
+    /// Releases `token`'s hold on `keys` without waiting, on `runtime` or else the current
+    /// one. With no runtime at all, the lock expires after its ttl.
+    pub(crate) fn release_in_background(
+        self: &Arc<Self>,
+        runtime: Option<&tokio::runtime::Handle>,
+        keys: Vec<String>,
+        token: String,
+    ) {
+        let handle = runtime
+            .cloned()
+            .or_else(|| tokio::runtime::Handle::try_current().ok());
+        if let Some(handle) = handle {
+            let core = self.clone();
+            handle.spawn(async move {
+                let key = keys.join(", ");
+                let release = core.store.release(&keys, &token);
+                if let Ok(Release::Released) = core.call(&key, CALL_LIMIT, release).await {
+                    core.released(&keys);
+                }
+            });
+        }
+    }
+}

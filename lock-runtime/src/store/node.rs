@@ -1,0 +1,637 @@
+//! The Redis node layer: companion names, the scripts, and every single-node primitive,
+//! written once over any `redis` connection. The single-server and Cluster stores (and
+//! Redlock, per master) are thin shells around it.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{LazyLock, Weak};
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use redis::{Script, Value};
+use tokio::sync::oneshot;
+
+use super::feed::{Feed, Source};
+use super::{Attempt, Caps, Release, Replicas, Request, Store, WakeTarget};
+use crate::error::BoxError;
+use crate::options::duration_ms;
+
+/// How long a fence counter lives after it starts, beyond the lock's ttl (see
+/// `acquire.lua`).
+const FENCE_RETENTION_MS: u64 = 60_000;
+/// Fence counters start at the server time in microseconds; a smaller value is a counter
+/// that `INCR` has just created, which must be started before its value is handed out.
+const FENCE_SEEDED_MIN: i64 = 1_000_000_000_000_000;
+/// The number of hash slots of a Redis Cluster.
+const SLOTS: u16 = 16_384;
+
+/// The scripts, hashed once per process.
+struct Scripts {
+    release: Script,
+    release_one: Script,
+    extend: Script,
+    remaining: Script,
+    acquire: Script,
+    seed_fence: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    release: Script::new(include_str!("scripts/release.lua")),
+    release_one: Script::new(include_str!("scripts/release_one.lua")),
+    extend: Script::new(include_str!("scripts/extend.lua")),
+    remaining: Script::new(include_str!("scripts/remaining.lua")),
+    acquire: Script::new(include_str!("scripts/acquire.lua")),
+    seed_fence: Script::new(include_str!("scripts/seed_fence.lua")),
+});
+
+/// A connection the node layer can drive: any `redis` async connection, plus a way to
+/// wait for the replicas of the node that owns `key`.
+pub(crate) trait NodeConn: ConnectionLike + Send {
+    /// `WAIT count ms` on the node that holds `key`, on the connection that wrote to it.
+    fn wait_replicas(
+        &mut self,
+        key: &str,
+        replicas: Replicas,
+    ) -> impl Future<Output = redis::RedisResult<i64>> + Send;
+}
+
+impl NodeConn for redis::aio::ConnectionManager {
+    async fn wait_replicas(&mut self, _key: &str, r: Replicas) -> redis::RedisResult<i64> {
+        wait_cmd(r).query_async(self).await
+    }
+}
+
+/// How a node announces releases, and whether its client may re-send commands.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Node {
+    /// `PUBLISH` on one server, `SPUBLISH` on a cluster shard.
+    publish: &'static str,
+    /// The client re-sends commands after I/O errors (the cluster client): a refused
+    /// `SET NX` must then check whether the holder is our own earlier send, which needs
+    /// `SET ... NX GET` (Redis 7).
+    resent: bool,
+}
+
+/// A failure at one node, naming it.
+#[derive(Debug)]
+pub(crate) struct NodeError {
+    host: String,
+    source: BoxError,
+}
+
+impl NodeError {
+    pub(crate) fn new(host: impl fmt::Display, source: impl Into<BoxError>) -> Self {
+        Self {
+            host: host.to_string(),
+            source: source.into(),
+        }
+    }
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "redis at {}: {}", self.host, self.source)
+    }
+}
+
+impl std::error::Error for NodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
+    }
+}
+
+/// Too few replicas acknowledged a write in time.
+#[derive(Debug)]
+struct TooFewReplicas {
+    acked: i64,
+    wanted: Replicas,
+    what: &'static str,
+}
+
+impl fmt::Display for TooFewReplicas {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "only {} of {} replica(s) acknowledged the {} within {:?}; {}: check the \
+             replicas' health and link, or lower `replicas`",
+            self.acked,
+            self.wanted.count,
+            self.what,
+            self.wanted.within,
+            if self.what == "lock" {
+                "the lock was released again"
+            } else {
+                "the renewal does not count"
+            }
+        )
+    }
+}
+
+impl std::error::Error for TooFewReplicas {}
+
+impl Node {
+    /// One Redis server (Redis 6 or later).
+    pub(crate) const SINGLE: Node = Node {
+        publish: "PUBLISH",
+        resent: false,
+    };
+    /// A cluster shard (Redis 7 or later: sharded pub/sub, `SET NX GET`).
+    pub(crate) const SHARD: Node = Node {
+        publish: "SPUBLISH",
+        resent: true,
+    };
+
+    /// Takes every key for the token, or none. One key: `SET NX PX` (one command, as a
+    /// hand-rolled lock), pipelined with the fence `INCR`, a waiter's `PTTL` and `WAIT`
+    /// when asked. Several keys: one `acquire.lua` call, all or none.
+    pub(crate) async fn try_acquire<C: NodeConn>(
+        self,
+        conn: &mut C,
+        req: &Request<'_>,
+    ) -> Result<Attempt, BoxError> {
+        if let ([key], false, false, None) = (req.keys, req.fencing, req.waiting, req.replicas) {
+            let set: Option<String> = self
+                .set_nx(key, req.token, req.ttl_ms)
+                .query_async(conn)
+                .await?;
+            return Ok(if self.set_taken(set, req.token) {
+                Attempt::Acquired { fence: None }
+            } else {
+                Attempt::Held { remaining: None }
+            });
+        }
+        // The other forms in a boxed future of their own: the hot path's stays small.
+        Box::pin(self.try_acquire_cold(conn, req)).await
+    }
+
+    /// Whether a `SET NX` (or, when re-sent commands are possible, `SET NX GET`) reply
+    /// means the lock is ours.
+    fn set_taken(self, reply: Option<String>, token: &str) -> bool {
+        match (self.resent, reply) {
+            (false, reply) => reply.is_some(),
+            // `SET NX GET` answers the old value: none (set now) or our own (a re-send).
+            (true, None) => true,
+            (true, Some(old)) => old == token,
+        }
+    }
+
+    /// `SET key token NX PX ttl` (with `GET` where re-sends are possible).
+    fn set_nx(self, key: &str, token: &str, ttl_ms: u64) -> redis::Cmd {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(token).arg("NX").arg("PX").arg(ttl_ms);
+        if self.resent {
+            cmd.arg("GET");
+        }
+        cmd
+    }
+
+    /// `try_acquire` with fencing, for a waiter, with replicas, or for several keys.
+    async fn try_acquire_cold<C: NodeConn>(
+        self,
+        conn: &mut C,
+        req: &Request<'_>,
+    ) -> Result<Attempt, BoxError> {
+        let Request {
+            keys,
+            token,
+            ttl_ms,
+            fencing,
+            waiting,
+            replicas,
+        } = *req;
+        let attempt = if let [key] = keys {
+            let mut pipe = redis::pipe();
+            pipe.add_command(self.set_nx(key, token, ttl_ms));
+            if fencing {
+                // Runs even when the SET fails: that only skips a number. A successful
+                // SET's INCR comes before its own release, hence before the next holder's.
+                pipe.cmd("INCR").arg(fence_key(key));
+            }
+            if waiting {
+                pipe.cmd("PTTL").arg(key);
+            }
+            if let Some(r) = replicas {
+                // Same connection, same round trip: waits for the SET (and INCR) above.
+                pipe.add_command(wait_cmd(r));
+            }
+            let replies: Vec<Value> = pipe.query_async(conn).await?;
+            let mut replies = replies.into_iter();
+            let set =
+                redis::from_redis_value::<Option<String>>(replies.next().unwrap_or(Value::Nil))?;
+            let mut next = || -> Result<Option<i64>, BoxError> {
+                let value = replies.next().unwrap_or(Value::Nil);
+                Ok(redis::from_redis_value::<Option<i64>>(value)?)
+            };
+            let fence = if fencing { next()? } else { None };
+            let pttl = if waiting { next()? } else { None };
+            let acked = if replicas.is_some() { next()? } else { None };
+            if self.set_taken(set, token) {
+                let fence = match fence {
+                    Some(f) if f >= FENCE_SEEDED_MIN => Some(u64::try_from(f).unwrap_or(0)),
+                    Some(_) => Some(self.seed_fence(conn, key, ttl_ms).await?),
+                    None => None,
+                };
+                self.replicated(conn, req, replicas, acked).await?;
+                return Ok(Attempt::Acquired { fence });
+            }
+            if fence == Some(1) {
+                // This failed try's INCR created the counter: give it an expiry, or a
+                // key that is never taken with fencing again would keep it forever.
+                // Best effort (`NX` needs Redis 7); a restart from 1 is safe anyway.
+                let _: Result<i64, _> = redis::cmd("PEXPIRE")
+                    .arg(fence_key(key))
+                    .arg(ttl_ms.saturating_add(FENCE_RETENTION_MS))
+                    .arg("NX")
+                    .query_async(conn)
+                    .await;
+            }
+            Attempt::Held {
+                remaining: match pttl {
+                    // -2: the key is gone already; -1: a key without expiry (poll).
+                    Some(-2) => Some(Duration::ZERO),
+                    Some(ms) => u64::try_from(ms).ok().map(Duration::from_millis),
+                    None => None,
+                },
+            }
+        } else {
+            let mut call = SCRIPTS.acquire.prepare_invoke();
+            for key in keys {
+                call.key(key);
+            }
+            if let (true, Some(first)) = (fencing, keys.first()) {
+                call.key(fence_key(first));
+            }
+            call.arg(token)
+                .arg(ttl_ms)
+                .arg(u8::from(fencing))
+                .arg(ttl_ms.saturating_add(FENCE_RETENTION_MS));
+            let fence: Option<u64> = call.invoke_async(conn).await?;
+            match fence {
+                Some(f) => {
+                    if let (Some(r), Some(first)) = (replicas, keys.first()) {
+                        let acked = conn.wait_replicas(first, r).await?;
+                        self.replicated(conn, req, replicas, Some(acked)).await?;
+                    }
+                    Attempt::Acquired {
+                        fence: fencing.then_some(f),
+                    }
+                }
+                None => Attempt::Held { remaining: None },
+            }
+        };
+        Ok(attempt)
+    }
+
+    /// After a lock was taken with `replicas`: enough acknowledged, or the lock is
+    /// released again and the attempt fails.
+    async fn replicated<C: NodeConn>(
+        self,
+        conn: &mut C,
+        req: &Request<'_>,
+        replicas: Option<Replicas>,
+        acked: Option<i64>,
+    ) -> Result<(), BoxError> {
+        let Some(wanted) = replicas else {
+            return Ok(());
+        };
+        let acked = acked.unwrap_or(0);
+        if acked >= i64::from(wanted.count) {
+            return Ok(());
+        }
+        // Not durable enough: give it back now, so no one waits out its ttl.
+        let _ = self.release(conn, req.keys, req.token).await;
+        Err(Box::new(TooFewReplicas {
+            acked,
+            wanted,
+            what: "lock",
+        }))
+    }
+
+    /// Starts a new fence counter at the server time (a second round trip, once per
+    /// counter lifetime) and returns the token it hands out.
+    async fn seed_fence<C: NodeConn>(
+        self,
+        conn: &mut C,
+        key: &str,
+        ttl_ms: u64,
+    ) -> Result<u64, BoxError> {
+        Ok(SCRIPTS
+            .seed_fence
+            .key(fence_key(key))
+            .arg(ttl_ms.saturating_add(FENCE_RETENTION_MS))
+            .invoke_async(conn)
+            .await?)
+    }
+
+    /// Deletes the keys the token owns and announces each release on its channel.
+    pub(crate) async fn release<C: NodeConn>(
+        self,
+        conn: &mut C,
+        keys: &[String],
+        token: &str,
+    ) -> Result<Release, BoxError> {
+        if let [key] = keys {
+            let outcome: i64 = SCRIPTS
+                .release_one
+                .key(key)
+                .key(release_channel(key))
+                .arg(token)
+                .arg(self.publish)
+                .invoke_async(conn)
+                .await?;
+            return Ok(match outcome {
+                1 => Release::Released,
+                0 => Release::Foreign,
+                _ => Release::Gone,
+            });
+        }
+        let mut call = SCRIPTS.release.prepare_invoke();
+        for key in keys {
+            call.key(key);
+        }
+        for key in keys {
+            call.key(release_channel(key));
+        }
+        call.arg(token).arg(self.publish);
+        let (deleted, foreign): (usize, usize) = call.invoke_async(conn).await?;
+        Ok(if foreign > 0 {
+            Release::Foreign
+        } else if deleted == keys.len() {
+            Release::Released
+        } else {
+            Release::Gone
+        })
+    }
+
+    /// Resets the keys' expiry if the token owns them all; with `replicas`, only counts
+    /// when enough replicas acknowledged it.
+    pub(crate) async fn extend<C: NodeConn>(
+        self,
+        conn: &mut C,
+        keys: &[String],
+        token: &str,
+        ttl_ms: u64,
+        replicas: Option<Replicas>,
+    ) -> Result<bool, BoxError> {
+        let mut call = SCRIPTS.extend.prepare_invoke();
+        for key in keys {
+            call.key(key);
+        }
+        call.arg(token).arg(ttl_ms);
+        let extended: i64 = call.invoke_async(conn).await?;
+        if let (1, Some(wanted), Some(first)) = (extended, replicas, keys.first()) {
+            let acked = conn.wait_replicas(first, wanted).await?;
+            if acked < i64::from(wanted.count) {
+                return Err(Box::new(TooFewReplicas {
+                    acked,
+                    wanted,
+                    what: "renewal",
+                }));
+            }
+        }
+        Ok(extended == 1)
+    }
+
+    /// The least time left on the keys if the token owns them all.
+    pub(crate) async fn remaining<C: NodeConn>(
+        self,
+        conn: &mut C,
+        keys: &[String],
+        token: &str,
+    ) -> Result<Option<Duration>, BoxError> {
+        let mut call = SCRIPTS.remaining.prepare_invoke();
+        for key in keys {
+            call.key(key);
+        }
+        call.arg(token);
+        let pttl: i64 = call.invoke_async(conn).await?;
+        Ok(u64::try_from(pttl).ok().map(Duration::from_millis))
+    }
+
+    /// Whether anyone holds `key`.
+    pub(crate) async fn exists<C: NodeConn>(
+        self,
+        conn: &mut C,
+        key: &str,
+    ) -> Result<bool, BoxError> {
+        let n: i64 = redis::cmd("EXISTS").arg(key).query_async(conn).await?;
+        Ok(n == 1)
+    }
+
+    /// Deletes the key whoever holds it, and announces the release.
+    pub(crate) async fn force_release<C: NodeConn>(
+        self,
+        conn: &mut C,
+        key: &str,
+    ) -> Result<bool, BoxError> {
+        let (n, _listeners): (i64, i64) = redis::pipe()
+            .cmd("DEL")
+            .arg(key)
+            .cmd(self.publish)
+            .arg(release_channel(key))
+            .arg("")
+            .query_async(conn)
+            .await?;
+        Ok(n == 1)
+    }
+}
+
+/// A Redis deployment whose every key lives on one node it can reach: one server, or
+/// the cluster shard that owns the key. [`Redis`] turns it into a [`Store`].
+pub(crate) trait Deployment: Send + Sync + 'static {
+    /// The connection that reaches the node of a key.
+    type Conn: NodeConn;
+    /// Where the wake-up feed's connection comes from.
+    type Source: Source;
+    /// How its nodes announce releases and whether commands may be re-sent.
+    const NODE: Node;
+
+    /// What it is, for logs and `Debug`.
+    fn describe(&self) -> String;
+    /// Whom errors name: the URL(s), without credentials.
+    fn host(&self) -> String;
+    fn caps(&self) -> Caps;
+    fn bounds_calls_within(&self, limit: Duration) -> bool;
+    fn check_keys(&self, keys: &[String]) -> Result<(), String>;
+    /// The connection, opened on first use.
+    fn conn(&self) -> impl Future<Output = Result<Self::Conn, BoxError>> + Send;
+    fn feed(&self) -> &Feed<Self::Source>;
+}
+
+/// A [`Store`] on a Redis [`Deployment`]: every call is one node-layer primitive on the
+/// node of its keys, its error naming the deployment.
+pub(crate) struct Redis<D>(pub(crate) D);
+
+impl<D: Deployment> Redis<D> {
+    fn wrap(&self, e: BoxError) -> BoxError {
+        Box::new(NodeError::new(self.0.host(), e))
+    }
+}
+
+impl<D: Deployment> Store for Redis<D> {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+
+    fn caps(&self) -> Caps {
+        self.0.caps()
+    }
+
+    fn validity(&self, ttl: Duration, _elapsed: Duration) -> Duration {
+        // One node's clock counts the ttl from when it got the command, which is after
+        // the engine sent it: counting from the send time is on the safe side.
+        ttl
+    }
+
+    fn bounds_calls_within(&self, limit: Duration) -> bool {
+        self.0.bounds_calls_within(limit)
+    }
+
+    fn check_keys(&self, keys: &[String]) -> Result<(), String> {
+        self.0.check_keys(keys)
+    }
+
+    async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
+        let mut conn = self.0.conn().await?;
+        D::NODE
+            .try_acquire(&mut conn, req)
+            .await
+            .map_err(|e| self.wrap(e))
+    }
+
+    async fn release(&self, keys: &[String], token: &str) -> Result<Release, BoxError> {
+        let mut conn = self.0.conn().await?;
+        D::NODE
+            .release(&mut conn, keys, token)
+            .await
+            .map_err(|e| self.wrap(e))
+    }
+
+    async fn extend(
+        &self,
+        keys: &[String],
+        token: &str,
+        ttl_ms: u64,
+        replicas: Option<Replicas>,
+    ) -> Result<bool, BoxError> {
+        let mut conn = self.0.conn().await?;
+        D::NODE
+            .extend(&mut conn, keys, token, ttl_ms, replicas)
+            .await
+            .map_err(|e| self.wrap(e))
+    }
+
+    async fn remaining(&self, keys: &[String], token: &str) -> Result<Option<Duration>, BoxError> {
+        let mut conn = self.0.conn().await?;
+        D::NODE
+            .remaining(&mut conn, keys, token)
+            .await
+            .map_err(|e| self.wrap(e))
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, BoxError> {
+        let mut conn = self.0.conn().await?;
+        D::NODE
+            .exists(&mut conn, key)
+            .await
+            .map_err(|e| self.wrap(e))
+    }
+
+    async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
+        let mut conn = self.0.conn().await?;
+        D::NODE
+            .force_release(&mut conn, key)
+            .await
+            .map_err(|e| self.wrap(e))
+    }
+
+    fn attach(&self, target: Weak<dyn WakeTarget>) {
+        self.0.feed().attach(target);
+    }
+
+    fn watch(&self, key: &str) -> Option<oneshot::Receiver<()>> {
+        self.0.feed().watch(key)
+    }
+
+    fn unwatch(&self, key: &str) {
+        self.0.feed().unwatch(key);
+    }
+}
+
+/// `WAIT count ms`.
+pub(crate) fn wait_cmd(r: Replicas) -> redis::Cmd {
+    let mut cmd = redis::cmd("WAIT");
+    cmd.arg(r.count).arg(duration_ms(r.within).max(1));
+    cmd
+}
+
+/// The hash tag of a key, as Redis Cluster reads it: what stands between the first `{`
+/// and the next `}`, when that is not empty.
+pub(crate) fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let close = key[open + 1..].find('}')?;
+    (close > 0).then(|| &key[open + 1..open + 1 + close])
+}
+
+/// The hash slot of a key (CRC16 of its hash tag, or of the whole key).
+pub(crate) fn slot(key: &str) -> u16 {
+    let hashed = hash_tag(key).unwrap_or(key);
+    crc16::State::<crc16::XMODEM>::calculate(hashed.as_bytes()) % SLOTS
+}
+
+/// A companion key or channel of a lock key, in the lock key's slot: `{K}:suffix`, or
+/// `K:suffix` when K already holds a hash tag (wrapping it again would move it). A key
+/// with a `}` but no tag has no companion in its slot; the cluster store refuses it.
+fn companion(key: &str, suffix: &str) -> String {
+    if hash_tag(key).is_some() {
+        format!("{key}:{suffix}")
+    } else {
+        format!("{{{key}}}:{suffix}")
+    }
+}
+
+/// The fence counter of a lock key.
+pub(crate) fn fence_key(key: &str) -> String {
+    companion(key, "fence")
+}
+
+/// The channel a release of `key` is announced on.
+pub(crate) fn release_channel(key: &str) -> String {
+    companion(key, "released")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn companions_wrap_a_key_without_tag() {
+        assert_eq!(fence_key("lock:order:1"), "{lock:order:1}:fence");
+        assert_eq!(release_channel("lock:order:1"), "{lock:order:1}:released");
+    }
+
+    #[test]
+    fn companions_keep_an_existing_tag() {
+        assert_eq!(fence_key("lock:{account}:1"), "lock:{account}:1:fence");
+        assert_eq!(
+            release_channel("lock:{account}:1"),
+            "lock:{account}:1:released"
+        );
+    }
+
+    #[test]
+    fn companions_share_the_lock_key_slot() {
+        for key in ["lock:order:1", "lock:{account}:1", "lock:{:x", "a{b}c{d}"] {
+            assert_eq!(slot(&fence_key(key)), slot(key), "{key}");
+            assert_eq!(slot(&release_channel(key)), slot(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn slot_matches_redis_reference_values() {
+        // From the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(slot("123456789"), 0x31C3 % SLOTS);
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("{user1000}.following"), slot("user1000"));
+    }
+}
