@@ -16,8 +16,8 @@ use crate::telemetry;
 /// (an early return, a panic, a cancelled future), it is released in the background on
 /// the runtime it was made on. `Drop` never blocks.
 ///
-/// A guard from [`Locker::acquire`] is not renewed: call [`LockGuard::extend`] for long
-/// work, or use [`Locker::run`] / `#[locked]`, which renew it for you.
+/// A guard from [`Locker::acquire`](crate::Locker::acquire) is not renewed: call [`LockGuard::extend`] for long
+/// work, or use [`Locker::run`](crate::Locker::run) / `#[locked]`, which renew it for you.
 ///
 /// # Examples
 ///
