@@ -12,7 +12,7 @@ use locked::LockOptions;
 use support::{Store, eventually};
 use tokio::time::Instant;
 
-on_both_stores!(
+on_stores!(
     waiter_with_slow_polling_wakes_within_100ms_of_release,
     twenty_waiters_all_served_without_overlap,
     expired_holder_is_recovered_by_polling,
@@ -34,7 +34,7 @@ async fn waiter_with_slow_polling_wakes_within_100ms_of_release(s: Store) {
     let waiter =
         tokio::spawn(async move { locker.run("wake", opts, || async { Instant::now() }).await });
     // The waiter has failed its first try and listens for the release.
-    assert_woken_within_100ms(&s, "lock:wake", holder, waiter).await;
+    assert_woken_within_100ms(&s, &s.full("wake"), holder, waiter).await;
 }
 
 async fn twenty_waiters_all_served_without_overlap(s: Store) {
@@ -152,14 +152,16 @@ async fn subscription_is_dropped_when_no_one_waits(s: Store) {
     let waiter =
         tokio::spawn(async move { locker.run("sub", LockOptions::default(), || async {}).await });
     assert!(
-        eventually(Duration::from_secs(5), async || s.listeners("lock:sub", 1)
+        eventually(Duration::from_secs(5), async || s
+            .listeners(&s.full("sub"), 1)
             == 1)
         .await
     );
     holder.release().await.unwrap();
     waiter.await.unwrap().unwrap();
     assert!(
-        eventually(Duration::from_secs(5), async || s.listeners("lock:sub", 0)
+        eventually(Duration::from_secs(5), async || s
+            .listeners(&s.full("sub"), 0)
             == 0)
         .await
     );
@@ -168,7 +170,7 @@ async fn subscription_is_dropped_when_no_one_waits(s: Store) {
 async fn multi_key_waiter_wakes_on_release_of_any_key(s: Store) {
     let holder = s
         .other()
-        .acquire("acct:1", LockOptions::default())
+        .acquire("{acct}:1", LockOptions::default())
         .await
         .unwrap();
     let locker = s.locker.clone();
@@ -177,10 +179,10 @@ async fn multi_key_waiter_wakes_on_release_of_any_key(s: Store) {
         .timeout(Duration::from_secs(30));
     let waiter = tokio::spawn(async move {
         locker
-            .run_all(&["acct:1", "acct:2"], opts, || async { Instant::now() })
+            .run_all(&["{acct}:1", "{acct}:2"], opts, || async { Instant::now() })
             .await
     });
-    assert_woken_within_100ms(&s, "lock:acct:1", holder, waiter).await;
+    assert_woken_within_100ms(&s, &s.full("{acct}:1"), holder, waiter).await;
 }
 
 /// Waits until `waiter` listens for releases of `key`, releases `holder`, and checks the
