@@ -222,9 +222,13 @@ impl Ask<'_> {
         let limit = if once {
             CALL_LIMIT
         } else {
+            // A try that waits for replicas gets their bound, even past the deadline, so
+            // its failure says what the replicas did rather than that time ran out.
+            let replicas = self.opts.replicas.map_or(Duration::ZERO, |r| r.within);
             self.deadline
                 .saturating_duration_since(sent)
                 .max(Duration::from_millis(50))
+                .max(replicas.saturating_add(Duration::from_millis(100)))
         };
         let core = self.core;
         let request = Request {

@@ -165,8 +165,9 @@ impl LockOptions {
     ///
     /// If fewer acknowledge in time, the lock is released again and the attempt fails
     /// with [`LockError::Backend`](crate::LockError::Backend) naming the replica count
-    /// (retried until `timeout` in wait mode); a renewal that too few acknowledge does
-    /// not count, so the body is stopped with `Lost` before the lock could lapse.
+    /// (retried until `timeout` in wait mode; the last try may end up to `within` after
+    /// `timeout`); a renewal that too few acknowledge does not count, so the body is
+    /// stopped with `Lost` before the lock could lapse.
     ///
     /// ## What it promises, and what not
     /// A Redis master acknowledges a lock before its replicas have it; if it dies in that
