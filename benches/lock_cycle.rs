@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use locked::{LockError, Locker, locked};
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionLike, ConnectionManager};
 use serde_json::{Value, json};
 
 static BENCH_LOCKER: OnceLock<Locker> = OnceLock::new();
@@ -30,13 +30,14 @@ async fn annotated(i: u64) -> Result<(), LockError> {
     Ok(())
 }
 
-/// The floor: what a hand-rolled lock costs with the same client.
-struct Floor {
-    conn: ConnectionManager,
+/// The floor: what a hand-rolled lock costs with the same client (the connection manager
+/// on one server, the cluster client on a cluster).
+struct Floor<C> {
+    conn: C,
     release: redis::Script,
 }
 
-impl Floor {
+impl<C: ConnectionLike + Send> Floor<C> {
     async fn cycle(&mut self, key: &str, token: &str) {
         let set: Option<String> = redis::cmd("SET")
             .arg(key)
@@ -92,7 +93,13 @@ async fn commands_processed(conn: &mut ConnectionManager) -> u64 {
 }
 
 /// Sequential cycles: p50/p99 of the floor and the library, alternating blocks.
-async fn w1(floor: &mut Floor, locker: &Locker, blocks: usize, per_block: usize) -> Value {
+async fn w1<C: ConnectionLike + Send>(
+    floor: &mut Floor<C>,
+    locker: &Locker,
+    blocks: usize,
+    per_block: usize,
+    attribute: bool,
+) -> Value {
     let (mut f_all, mut l_all, mut a_all) = (Vec::new(), Vec::new(), Vec::new());
     let mut ratios = Vec::new();
     let mut attr_ratios = Vec::new();
@@ -116,15 +123,19 @@ async fn w1(floor: &mut Floor, locker: &Locker, blocks: usize, per_block: usize)
                 .await
                 .unwrap();
             l.push(t.elapsed());
-            let t = Instant::now();
-            annotated(n).await.unwrap();
-            a.push(t.elapsed());
+            if attribute {
+                let t = Instant::now();
+                annotated(n).await.unwrap();
+                a.push(t.elapsed());
+            }
         }
         for v in [&mut f, &mut l, &mut a] {
             v.sort();
         }
         ratios.push(us(percentile(&l, 0.5)) / us(percentile(&f, 0.5)));
-        attr_ratios.push(us(percentile(&a, 0.5)) / us(percentile(&f, 0.5)));
+        if attribute {
+            attr_ratios.push(us(percentile(&a, 0.5)) / us(percentile(&f, 0.5)));
+        }
         f_all.extend(f);
         l_all.extend(l);
         a_all.extend(a);
@@ -133,6 +144,9 @@ async fn w1(floor: &mut Floor, locker: &Locker, blocks: usize, per_block: usize)
         v.sort();
     }
     let stat = |v: &[Duration]| {
+        if v.is_empty() {
+            return Value::Null;
+        }
         let total: Duration = v.iter().sum();
         json!({
             "cycles_per_s": v.len() as f64 / total.as_secs_f64(),
@@ -150,9 +164,9 @@ async fn w1(floor: &mut Floor, locker: &Locker, blocks: usize, per_block: usize)
 }
 
 /// 64 tasks, each on its own keys, for `dur`: total cycles/s.
-async fn concurrent(
+async fn concurrent<C: ConnectionLike + Clone + Send + Sync + 'static>(
     kind: &'static str,
-    conn: &ConnectionManager,
+    conn: &C,
     locker: &Locker,
     fencing: bool,
     dur: Duration,
@@ -292,6 +306,49 @@ async fn w3(
     })
 }
 
+/// W1, W2 and W3 on a real 3-master cluster, against the floor made with the cluster
+/// client on the same cluster.
+async fn cluster_section(
+    blocks: usize,
+    per_block: usize,
+    rounds: usize,
+    block: Duration,
+    seconds: f64,
+) -> Value {
+    let cluster = support::RedisCluster::start();
+    let locker = cluster.locker("lock:");
+    let conn = redis::cluster::ClusterClient::new(cluster.urls())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    let mut floor = Floor {
+        conn: conn.clone(),
+        release: redis::Script::new(RELEASE),
+    };
+    let _ = w1(&mut floor, &locker, 2, 200, false).await;
+    let w1v = w1(&mut floor, &locker, blocks, per_block, false).await;
+    let cycle = Duration::from_secs_f64(w1v["acquire_release"]["p50_us"].as_f64().unwrap() / 1e6);
+    let (mut ratios, mut floor_rates, mut lib_rates) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let f = concurrent("floor", &conn, &locker, false, block).await;
+        let l = concurrent("lib", &conn, &locker, false, block).await;
+        ratios.push(l / f);
+        floor_rates.push(f);
+        lib_rates.push(l);
+    }
+    let w3v = w3(&locker, Duration::from_secs_f64(seconds), cycle, None).await;
+    json!({
+        "w1_sequential": w1v,
+        "w2_64_tasks_own_keys": {
+            "floor_cycles_per_s": median(floor_rates),
+            "default_cycles_per_s": median(lib_rates),
+            "default_ratio_median": median(ratios),
+        },
+        "w3_8_tasks_one_key": w3v,
+    })
+}
+
 async fn memory_w1(seconds: f64) -> Value {
     let locker = Locker::memory();
     let opts = locker.options().logging(false);
@@ -376,9 +433,9 @@ fn main() {
             return;
         }
         // Warm up: connections, scripts loaded, allocator.
-        let _ = w1(&mut floor, &locker, 2, 200).await;
+        let _ = w1(&mut floor, &locker, 2, 200, true).await;
 
-        let w1v = w1(&mut floor, &locker, blocks, per_block).await;
+        let w1v = w1(&mut floor, &locker, blocks, per_block, true).await;
         let cycle = Duration::from_secs_f64(w1v["acquire_release"]["p50_us"].as_f64().unwrap() / 1e6);
 
         // Short alternating blocks: a ratio per round, the median over rounds.
@@ -412,8 +469,11 @@ fn main() {
         let mem_cycle = Duration::from_secs_f64(1.0 / mem_w1["cycles_per_s"].as_f64().unwrap());
         let mem_w3 = w3(&mem_locker, Duration::from_secs_f64(seconds), mem_cycle, None).await;
 
+        let cluster = cluster_section(blocks, per_block, rounds, block, seconds).await;
+
         let report = json!({
             "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
+            "cluster": cluster,
             "seconds_per_workload": seconds,
             "redis": {
                 "w1_sequential": w1v,
@@ -474,6 +534,26 @@ fn print_table(r: &Value) {
         "<= 1.1x".into(),
     );
     row(
+        "Cluster W1 p50 / floor p50",
+        format!(
+            "{:.3}x (floor p50 {:.0} us, lib p50 {:.0} us)",
+            g("/cluster/w1_sequential/p50_ratio_median"),
+            g("/cluster/w1_sequential/floor/p50_us"),
+            g("/cluster/w1_sequential/acquire_release/p50_us")
+        ),
+        "<= 1.1x".into(),
+    );
+    row(
+        "Cluster W2 default, 64 tasks",
+        format!(
+            "{:.0} cycles/s ({:.3}x floor {:.0})",
+            g("/cluster/w2_64_tasks_own_keys/default_cycles_per_s"),
+            g("/cluster/w2_64_tasks_own_keys/default_ratio_median"),
+            g("/cluster/w2_64_tasks_own_keys/floor_cycles_per_s")
+        ),
+        ">= 0.9x".into(),
+    );
+    row(
         "W0 floor, 64 tasks",
         format!(
             "{:.0} cycles/s",
@@ -501,6 +581,7 @@ fn print_table(r: &Value) {
     );
     for (store, base) in [
         ("redis", "/redis/w3_8_tasks_one_key"),
+        ("cluster", "/cluster/w3_8_tasks_one_key"),
         ("memory", "/memory/w3_8_tasks_one_key"),
     ] {
         row(
