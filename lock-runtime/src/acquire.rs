@@ -156,6 +156,14 @@ impl Ask<'_> {
         telemetry::waiting(opts.logging, &ask.key);
         let keys = ask.keys.clone();
         let tickets: Vec<_> = keys.iter().map(|k| core.waits.join(k)).collect();
+        // Listen for releases from the moment of joining, so that the subscription lives
+        // while anyone of this locker waits, not from one head to the next.
+        let mut subscribed = Vec::new();
+        let mut _watching = Vec::with_capacity(keys.len());
+        for key in &keys {
+            subscribed.extend(core.store.watch(key));
+            _watching.push(Watching { core, key });
+        }
         let _head = match tickets.as_slice() {
             [one] => {
                 let queue = one.queue.clone();
@@ -166,13 +174,8 @@ impl Ask<'_> {
             }
             _ => None,
         };
-        // Head of the queue: listen for releases, then try before every sleep.
-        let mut subscribed = Vec::new();
-        let mut _watching = Vec::with_capacity(keys.len());
-        for key in &keys {
-            subscribed.extend(core.store.watch(key));
-            _watching.push(Watching { core, key });
-        }
+        // Head of the queue: once the subscription this waiter started is in place, try
+        // before every sleep.
         let limit = ask.deadline.saturating_duration_since(Instant::now());
         let _ = tokio::time::timeout(limit, futures_util::future::join_all(subscribed)).await;
         loop {
@@ -251,10 +254,11 @@ impl Ask<'_> {
                     self.attempts,
                     fence,
                 );
-                let valid_for = core.store.validity(self.opts.ttl, sent.elapsed());
+                let valid_for = core.store.validity(self.opts.ttl);
                 let guard = LockGuard::new(
                     core.clone(),
                     std::mem::take(&mut self.keys),
+                    std::mem::take(&mut self.key),
                     std::mem::take(&mut self.token),
                     fence,
                     sent,

@@ -65,6 +65,7 @@ impl LockGuard {
     pub(crate) fn new(
         core: Arc<Core>,
         keys: Vec<String>,
+        key: String,
         token: String,
         fence: Option<u64>,
         acquired_at: Instant,
@@ -74,7 +75,7 @@ impl LockGuard {
     ) -> Self {
         Self {
             core,
-            key: keys.join(", "),
+            key,
             keys,
             token,
             fence,

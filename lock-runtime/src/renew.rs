@@ -72,7 +72,7 @@ async fn watchdog(guard: &LockGuard, opts: &LockOptions) -> LockError {
         let budget = lapse.saturating_duration_since(sent);
         let reason = match guard.try_extend(budget.max(Duration::from_millis(1))).await {
             Ok(true) => {
-                valid_until = later(sent, guard.core().store.validity(ttl, sent.elapsed()));
+                valid_until = later(sent, guard.core().store.validity(ttl));
                 telemetry::renewed(opts.logging, guard.key(), sent - guard.acquired_at());
                 next = later(sent, period);
                 continue;

@@ -174,7 +174,7 @@ impl Store for MemoryStore {
         }
     }
 
-    fn validity(&self, ttl: Duration, _elapsed: Duration) -> Duration {
+    fn validity(&self, ttl: Duration) -> Duration {
         ttl
     }
 

@@ -104,9 +104,10 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn caps(&self) -> Caps;
 
     /// How long a lock granted (or extended) for `ttl` stays valid, counted from when its
-    /// request was sent; `elapsed` is how long that request took. Renewal and loss
-    /// detection use this figure, never the raw ttl.
-    fn validity(&self, ttl: Duration, elapsed: Duration) -> Duration;
+    /// request was sent, so the time the request took is already taken off. A store
+    /// whose nodes' clocks may drift apart (Redlock) answers less than `ttl`. Renewal and
+    /// loss detection use this figure, never the raw ttl.
+    fn validity(&self, ttl: Duration) -> Duration;
 
     /// Whether every call ends (answer or error) within `limit` by itself, so the engine
     /// can skip its own timer.
@@ -187,8 +188,8 @@ macro_rules! stores {
             fn caps(&self) -> Caps {
                 match self { $(Self::$variant(s) => s.caps()),* }
             }
-            fn validity(&self, ttl: Duration, elapsed: Duration) -> Duration {
-                match self { $(Self::$variant(s) => s.validity(ttl, elapsed)),* }
+            fn validity(&self, ttl: Duration) -> Duration {
+                match self { $(Self::$variant(s) => s.validity(ttl)),* }
             }
             fn bounds_calls_within(&self, limit: Duration) -> bool {
                 match self { $(Self::$variant(s) => s.bounds_calls_within(limit)),* }

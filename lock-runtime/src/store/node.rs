@@ -477,7 +477,7 @@ impl<D: Deployment> Store for Redis<D> {
         self.0.caps()
     }
 
-    fn validity(&self, ttl: Duration, _elapsed: Duration) -> Duration {
+    fn validity(&self, ttl: Duration) -> Duration {
         // One node's clock counts the ttl from when it got the command, which is after
         // the engine sent it: counting from the send time is on the safe side.
         ttl
