@@ -124,6 +124,9 @@ impl Deployment for Cluster {
                 key.replace(['{', '}'], "")
             ));
         }
+        if keys.len() < 2 {
+            return Ok(());
+        }
         let mut slots: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
         for key in keys {
             slots.entry(slot(key)).or_default().push(key);

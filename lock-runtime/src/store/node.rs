@@ -70,6 +70,9 @@ pub(crate) struct Node {
     /// `SET NX` must then check whether the holder is our own earlier send, which needs
     /// `SET ... NX GET` (Redis 7).
     resent: bool,
+    /// Scripts must declare the release channel among their keys (a cluster routes and
+    /// checks them by slot); one server lets the release script name it itself.
+    declare_channel: bool,
 }
 
 /// A failure at one node, naming it.
@@ -134,11 +137,13 @@ impl Node {
     pub(crate) const SINGLE: Node = Node {
         publish: "PUBLISH",
         resent: false,
+        declare_channel: false,
     };
     /// A cluster shard (Redis 7 or later: sharded pub/sub, `SET NX GET`).
     pub(crate) const SHARD: Node = Node {
         publish: "SPUBLISH",
         resent: true,
+        declare_channel: true,
     };
 
     /// Takes every key for the token, or none. One key: `SET NX PX` (one command, as a
@@ -331,14 +336,11 @@ impl Node {
         token: &str,
     ) -> Result<Release, BoxError> {
         if let [key] = keys {
-            let outcome: i64 = SCRIPTS
-                .release_one
-                .key(key)
-                .key(release_channel(key))
-                .arg(token)
-                .arg(self.publish)
-                .invoke_async(conn)
-                .await?;
+            let mut call = SCRIPTS.release_one.key(key);
+            if self.declare_channel {
+                call.key(release_channel(key));
+            }
+            let outcome: i64 = call.arg(token).arg(self.publish).invoke_async(conn).await?;
             return Ok(match outcome {
                 1 => Release::Released,
                 0 => Release::Foreign,
