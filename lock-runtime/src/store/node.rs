@@ -603,8 +603,96 @@ pub(crate) fn release_channel(key: &str) -> String {
 }
 
 #[cfg(test)]
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request<'a>(keys: &'a [String], token: &'a str) -> Request<'a> {
+        Request {
+            keys,
+            token,
+            ttl_ms: 10_000,
+            fencing: false,
+            waiting: false,
+            replicas: None,
+        }
+    }
+
+    /// What the cluster client does after an I/O error: the same command again. Each
+    /// shard primitive, sent twice, has the effect of one send, and the second answers as
+    /// the first did (release excepted: it finds no lock, and says so).
+    #[tokio::test]
+    async fn shard_primitives_sent_twice_act_once() {
+        let server = super::support::RedisServer::start();
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+        let one = ["lock:resend:one".to_owned()];
+        let two = ["lock:{resend}:a".to_owned(), "lock:{resend}:b".to_owned()];
+        for keys in [&one[..], &two[..]] {
+            let mine = request(keys, "token-1");
+            for send in 0..2 {
+                assert_eq!(
+                    Node::SHARD.try_acquire(&mut conn, &mine).await.unwrap(),
+                    Attempt::Acquired { fence: None },
+                    "{keys:?}, send {send}"
+                );
+            }
+            let theirs = request(keys, "token-2");
+            assert!(matches!(
+                Node::SHARD.try_acquire(&mut conn, &theirs).await.unwrap(),
+                Attempt::Held { .. }
+            ));
+            for send in 0..2 {
+                let extended = Node::SHARD.extend(&mut conn, keys, "token-1", 20_000, None);
+                assert!(extended.await.unwrap(), "{keys:?}, extend send {send}");
+            }
+            let released = Node::SHARD
+                .release(&mut conn, keys, "token-1")
+                .await
+                .unwrap();
+            assert_eq!(released, Release::Released);
+            let again = Node::SHARD
+                .release(&mut conn, keys, "token-1")
+                .await
+                .unwrap();
+            assert_eq!(again, Release::Gone);
+        }
+    }
+
+    #[tokio::test]
+    async fn release_of_foreign_lock_is_refused_and_single_server_names_channel_in_lua() {
+        let server = super::support::RedisServer::start();
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut conn = redis::aio::ConnectionManager::new(client.clone())
+            .await
+            .unwrap();
+        let mut pubsub = client.get_async_pubsub().await.unwrap();
+        // The channel the Rust side subscribes to is the one the Lua side publishes on.
+        for key in ["lock:plain", "lock:{tag}:x"] {
+            pubsub.subscribe(release_channel(key)).await.unwrap();
+            let keys = [key.to_owned()];
+            let taken = Node::SINGLE
+                .try_acquire(&mut conn, &request(&keys, "a"))
+                .await;
+            assert_eq!(taken.unwrap(), Attempt::Acquired { fence: None });
+            let foreign = Node::SINGLE.release(&mut conn, &keys, "b").await.unwrap();
+            assert_eq!(foreign, Release::Foreign);
+            let mine = Node::SINGLE.release(&mut conn, &keys, "a").await.unwrap();
+            assert_eq!(mine, Release::Released);
+            let mut messages = pubsub.on_message();
+            let msg = tokio::time::timeout(
+                Duration::from_secs(5),
+                futures_util::StreamExt::next(&mut messages),
+            )
+            .await
+            .expect("a release announcement")
+            .unwrap();
+            assert_eq!(msg.get_channel_name(), release_channel(key));
+        }
+    }
 
     #[test]
     fn companions_wrap_a_key_without_tag() {
