@@ -133,6 +133,22 @@ struct Ask<'a> {
     span: tracing::Span,
 }
 
+/// An acquisition request on its way: if it is dropped before its answer came back, the
+/// lock it may have set is released in the background (on the same connection, after the
+/// request). Completed requests `forget` it.
+struct InFlight<'a> {
+    core: &'a Arc<Core>,
+    keys: &'a [String],
+    token: &'a str,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.core
+            .release_in_background(None, self.keys.to_vec(), self.token.to_owned());
+    }
+}
+
 /// A key's release channel listened to while this waiter waits.
 struct Watching<'a> {
     core: &'a Core,
@@ -242,10 +258,18 @@ impl Ask<'_> {
             waiting,
             replicas: self.opts.replicas,
         };
-        match core
+        // Dropped while the request is out (a caller's timeout, a cancelled task), the
+        // lock may be set without anyone to hold it: this frees it in the background.
+        let in_flight = InFlight {
+            core,
+            keys: &self.keys,
+            token: &self.token,
+        };
+        let outcome = core
             .call(&self.key, limit, core.store.try_acquire(&request))
-            .await
-        {
+            .await;
+        std::mem::forget(in_flight);
+        match outcome {
             Ok(Attempt::Acquired { fence }) => {
                 telemetry::acquired(
                     self.opts.logging,
