@@ -5,7 +5,7 @@ use std::sync::Once;
 use crate::error::LockError;
 use crate::locker::Locker;
 
-/// The store: `redis`, `cluster` or `memory` (`redlock` is not built yet).
+/// The store: `redis`, `cluster`, `redlock` or `memory`.
 ///
 /// ```
 /// let locker = locked::Locker::from_env_with(|v| (v == locked::LOCK_STORE).then(|| "memory".into()));
@@ -37,11 +37,12 @@ pub const LOCK_PREFIX: &str = "LOCK_PREFIX";
 impl Locker {
     /// A locker configured from the process environment.
     ///
-    /// - `LOCK_STORE`: `redis`, `cluster` or `memory`. Unset: `redis` when a URL is set,
-    ///   else `memory`.
+    /// - `LOCK_STORE`: `redis`, `cluster`, `redlock` or `memory`. Unset: `redis` when a URL
+    ///   is set, else `memory`.
     /// - `LOCK_REDIS_URL`, else `REDIS_URL`: the server, e.g. `redis://127.0.0.1:6379/0`;
     ///   for `cluster`, comma-separated seed nodes, e.g.
-    ///   `redis://10.0.0.1:7000,redis://10.0.0.2:7000`.
+    ///   `redis://10.0.0.1:7000,redis://10.0.0.2:7000`; for `redlock`, the comma-separated
+    ///   masters.
     /// - `LOCK_PREFIX`: the key prefix, default `lock:`.
     ///
     /// With neither `LOCK_STORE` nor a URL set, the store is memory and a warning says once
@@ -106,20 +107,20 @@ impl Locker {
             (Some("cluster"), Some((var, urls))) => {
                 builder.redis_cluster(urls.split(',')).map_err(named(var))
             }
-            (Some(store @ ("redis" | "cluster")), None) => Err(LockError::config(
+            (Some("redlock"), Some((var, urls))) => {
+                builder.redlock(urls.split(',')).map_err(named(var))
+            }
+            (Some(store @ ("redis" | "cluster" | "redlock")), None) => Err(LockError::config(
                 LOCK_STORE,
                 format!(
                     "is `{store}` but no URL is set; set REDIS_URL (or LOCK_REDIS_URL) to e.g. \
-                     `redis://127.0.0.1:6379/0` (comma-separated nodes for `cluster`)"
+                     `redis://127.0.0.1:6379/0` (comma-separated nodes for `cluster` and \
+                     `redlock`)"
                 ),
-            )),
-            (Some("redlock"), _) => Err(LockError::config(
-                LOCK_STORE,
-                "`redlock` is not available in this version; use `redis`, `cluster` or `memory`",
             )),
             (Some(other), _) => Err(LockError::config(
                 LOCK_STORE,
-                format!("is `{other}`; expected `redis`, `cluster` or `memory`"),
+                format!("is `{other}`; expected `redis`, `cluster`, `redlock` or `memory`"),
             )),
             (None, None) => {
                 static WARNED: Once = Once::new();
@@ -208,6 +209,26 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("LOCK_REDIS_URL"), "{msg}");
         assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn from_env_redlock_takes_comma_separated_masters() {
+        let locker = Locker::from_env_with(env(&[
+            (LOCK_STORE, "redlock"),
+            (
+                REDIS_URL,
+                "redis://127.0.0.1:1,redis://127.0.0.1:2,redis://127.0.0.1:3",
+            ),
+        ]))
+        .unwrap();
+        assert!(format!("{locker:?}").contains("redlock("), "{locker:?}");
+        let even = Locker::from_env_with(env(&[
+            (LOCK_STORE, "redlock"),
+            (REDIS_URL, "redis://127.0.0.1:1,redis://127.0.0.1:2"),
+        ]))
+        .unwrap_err();
+        assert!(even.to_string().contains("REDIS_URL"), "{even}");
+        assert!(even.to_string().contains("odd"), "{even}");
     }
 
     #[test]

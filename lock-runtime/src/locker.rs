@@ -14,6 +14,7 @@ use crate::renew;
 use crate::store::cluster::Cluster;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::Single;
+use crate::store::redlock::RedlockStore;
 use crate::store::{AnyStore, Store};
 use crate::telemetry;
 use crate::url::RedactedUrl;
@@ -157,11 +158,7 @@ impl LockerBuilder {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let seeds: Vec<String> = seeds
-            .into_iter()
-            .map(|s| s.as_ref().trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let seeds = url_list(seeds);
         if seeds.is_empty() {
             return Err(LockError::config(
                 "redis cluster urls",
@@ -182,6 +179,30 @@ impl LockerBuilder {
         let store = Cluster::open(&seeds).map_err(|e| {
             LockError::config("redis cluster urls", format!("are not usable ({e})"))
         })?;
+        Ok(self.build(store))
+    }
+
+    /// A locker on N independent Redis masters with Redlock: a lock is held while a
+    /// majority (N/2 + 1) holds it, so it keeps working with a minority of masters down.
+    /// The URLs are checked now; the masters are reached on first use.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] when no URL is given, one does not parse, one is given twice,
+    /// or their number is even (an even number tolerates no more failures than one fewer).
+    ///
+    /// ```
+    /// let masters = ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379"];
+    /// let locker = locked::Locker::builder().prefix("app:").redlock(masters);
+    /// assert!(locker.is_ok());
+    /// assert!(locked::Locker::builder().redlock(["redis://a:1", "redis://b:1"]).is_err());
+    /// ```
+    pub fn redlock<I>(self, masters: I) -> Result<Locker, LockError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let store = RedlockStore::open(&url_list(masters))
+            .map_err(|message| LockError::config("redlock urls", message))?;
         Ok(self.build(store))
     }
 
@@ -228,6 +249,32 @@ impl Locker {
     /// ```
     pub fn redis(url: &str) -> Result<Self, LockError> {
         Self::builder().redis(url)
+    }
+
+    /// A locker on N independent Redis masters with Redlock (`&[&str]`, `&[String]`, or
+    /// any iterable of `AsRef<str>`).
+    ///
+    /// A lock is granted when a majority of masters took it within its validity (`ttl`
+    /// minus the time the requests took, minus a clock-drift allowance of 1% of `ttl` +
+    /// 2 ms), and renewal keeps it on a majority. No fencing tokens (they cannot strictly
+    /// increase across independent masters): asking for one is a `Config` error at the
+    /// call. See the README's Safety section for what Redlock does and does not promise.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] when no URL is given, one does not parse, one is given twice,
+    /// or their number is even. Nothing is connected yet.
+    ///
+    /// ```
+    /// let locker = locked::Locker::redlock(&["redis://10.0.0.1:6379", "redis://10.0.0.2:6379",
+    ///     "redis://10.0.0.3:6379"]).unwrap();
+    /// assert_eq!(locker.prefix(), "lock:");
+    /// ```
+    pub fn redlock<I>(masters: I) -> Result<Self, LockError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self::builder().redlock(masters)
     }
 
     /// A locker on a Redis Cluster, reached through any of its `seeds`.
@@ -558,4 +605,16 @@ impl Locker {
         self.inner.released(std::slice::from_ref(&key));
         Ok(existed)
     }
+}
+
+/// URLs as given: trimmed, empty ones left out.
+fn url_list<I>(urls: I) -> Vec<String>
+where
+    I: IntoIterator,
+    I::Item: AsRef<str>,
+{
+    urls.into_iter()
+        .map(|u| u.as_ref().trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect()
 }

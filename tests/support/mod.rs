@@ -426,6 +426,8 @@ pub enum Backend {
     Memory,
     Redis(RedisServer),
     Cluster(&'static RedisCluster),
+    /// Three independent masters of its own.
+    Redlock(Vec<RedisServer>),
 }
 
 /// The store of one test: the memory store, a Redis server of its own kept alive with it,
@@ -461,6 +463,19 @@ impl Store {
         }
     }
 
+    pub fn redlock() -> Self {
+        let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+        Self {
+            locker: redlock_locker(&masters),
+            backend: Backend::Redlock(masters),
+        }
+    }
+
+    /// Whether the store hands out fencing tokens (Redlock refuses them).
+    pub fn fences(&self) -> bool {
+        !matches!(self.backend, Backend::Redlock(_))
+    }
+
     /// The key as stored, prefix included.
     pub fn full(&self, key: &str) -> String {
         self.locker.full_key(key).unwrap()
@@ -472,13 +487,15 @@ impl Store {
             Backend::Memory => self.locker.clone(),
             Backend::Redis(server) => server.locker(),
             Backend::Cluster(cluster) => cluster.locker(self.locker.prefix()),
+            Backend::Redlock(masters) => redlock_locker(masters),
         }
     }
 
-    /// Runs a command on the Redis store (routed by its key on a cluster); `None` on memory.
+    /// Runs a command on the Redis store (routed by its key on a cluster); `None` on memory
+    /// and Redlock.
     pub fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
         match &self.backend {
-            Backend::Memory => None,
+            Backend::Memory | Backend::Redlock(_) => None,
             Backend::Redis(server) => Some(cmd.query(&mut server.client()).unwrap()),
             Backend::Cluster(cluster) => Some(cmd.query(&mut cluster.client()).unwrap()),
         }
@@ -498,19 +515,36 @@ impl Store {
                 n
             }
             Backend::Cluster(cluster) => cluster.shard_listeners(&channel),
+            // Every master gets the same subscriptions; the first one speaks for all.
+            Backend::Redlock(masters) => {
+                let (_, n): (String, i64) = redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(&channel)
+                    .query(&mut masters[0].client())
+                    .unwrap();
+                n
+            }
         }
     }
 }
 
+/// A Redlock locker over `masters`.
+pub fn redlock_locker(masters: &[RedisServer]) -> locked::Locker {
+    let urls: Vec<String> = masters.iter().map(RedisServer::url).collect();
+    locked::Locker::redlock(&urls).expect("valid urls")
+}
+
 /// The list of stores every behaviour test runs on: each named `async fn(Store)` of the
-/// test file runs as `memory::name`, `redis::name` and `cluster::name`, each on a store of
-/// its own (the cluster is shared by the test binary, under a key prefix per test).
+/// test file runs as `memory::name`, `redis::name`, `cluster::name` and `redlock::name`,
+/// each on a store of its own (the cluster is shared by the test binary, under a key prefix
+/// per test; Redlock gets three masters of its own).
 #[allow(unused_macros)]
 macro_rules! on_stores {
     ($($name:ident),* $(,)?) => {
         on_stores!(@store memory, memory, $($name),*);
         on_stores!(@store redis, redis, $($name),*);
         on_stores!(@store cluster, cluster, $($name),*);
+        on_stores!(@store redlock, redlock, $($name),*);
     };
     (@store $module:ident, $ctor:ident, $($name:ident),*) => {
         mod $module {

@@ -8,7 +8,8 @@
 //! engine never asks which store it talks to; it asks what the store can do.
 //!
 //! The Redis stores share the [`node`] layer: the scripts, companion names and single-node
-//! primitives, written once over any `redis` connection.
+//! primitives, written once over any `redis` connection. Single Redis and Cluster are a
+//! [`node::Deployment`] each; Redlock puts a quorum around the same primitives.
 //!
 //! ## Adding a store
 //! A new store is a new file under `store/` with a type that implements [`Store`], plus one
@@ -20,6 +21,7 @@ pub(crate) mod feed;
 pub(crate) mod memory;
 pub(crate) mod node;
 pub(crate) mod redis;
+pub(crate) mod redlock;
 
 use std::future::Future;
 use std::sync::Weak;
@@ -242,4 +244,5 @@ stores! {
     Memory(memory::MemoryStore),
     Redis(redis::RedisStore),
     Cluster(cluster::ClusterStore),
+    Redlock(redlock::RedlockStore),
 }

@@ -32,22 +32,62 @@ pub(crate) type RedisStore = Redis<Single>;
 
 /// The single server behind a [`RedisStore`].
 pub(crate) struct Single {
-    client: Client,
-    url: RedactedUrl,
-    conn: OnceCell<ConnectionManager>,
+    server: Server,
     feed: Feed<PubSub>,
 }
 
 impl Single {
     /// Parses the URL (no I/O).
     pub(crate) fn open(url: &str) -> Result<RedisStore, redis::RedisError> {
-        let client = Client::open(url)?;
+        let server = Server::open(url)?;
         Ok(Redis(Self {
-            feed: Feed::new(PubSub(client.clone())),
-            client,
+            feed: Feed::new(server.pubsub()),
+            server,
+        }))
+    }
+}
+
+/// One Redis server's address and its self-reconnecting connection, opened on first use:
+/// the single store has one, Redlock one per master.
+pub(crate) struct Server {
+    client: Client,
+    url: RedactedUrl,
+    conn: OnceCell<ConnectionManager>,
+}
+
+impl Server {
+    /// Parses the URL (no I/O).
+    pub(crate) fn open(url: &str) -> Result<Self, redis::RedisError> {
+        Ok(Self {
+            client: Client::open(url)?,
             url: RedactedUrl::new(url),
             conn: OnceCell::new(),
-        }))
+        })
+    }
+
+    /// The URL, without credentials.
+    pub(crate) fn url(&self) -> &RedactedUrl {
+        &self.url
+    }
+
+    /// A source of pub/sub connections to this server, for a wake-up feed.
+    pub(crate) fn pubsub(&self) -> PubSub {
+        PubSub(self.client.clone())
+    }
+
+    /// Whether every command ends within `limit` by itself.
+    pub(crate) fn bounds_calls_within(&self, limit: Duration) -> bool {
+        limit >= RESPONSE_TIMEOUT && self.conn.initialized()
+    }
+
+    /// The connection, opened on first use.
+    pub(crate) async fn conn(&self) -> Result<ConnectionManager, BoxError> {
+        // Connected: no await, which also keeps the connect future out of every call's
+        // state (smaller futures to move on the hot path).
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn.clone());
+        }
+        self.connect().await
     }
 
     #[inline(never)]
@@ -74,11 +114,11 @@ impl Deployment for Single {
     const NODE: Node = Node::SINGLE;
 
     fn describe(&self) -> String {
-        format!("redis({})", self.url)
+        format!("redis({})", self.server.url)
     }
 
     fn host(&self) -> String {
-        self.url.to_string()
+        self.server.url.to_string()
     }
 
     fn caps(&self) -> Caps {
@@ -92,7 +132,7 @@ impl Deployment for Single {
     }
 
     fn bounds_calls_within(&self, limit: Duration) -> bool {
-        limit >= RESPONSE_TIMEOUT && self.conn.initialized()
+        self.server.bounds_calls_within(limit)
     }
 
     fn check_keys(&self, _keys: &[String]) -> Result<(), String> {
@@ -100,12 +140,7 @@ impl Deployment for Single {
     }
 
     async fn conn(&self) -> Result<ConnectionManager, BoxError> {
-        // Connected: no await, which also keeps the connect future out of every call's
-        // state (smaller futures to move on the hot path).
-        if let Some(conn) = self.conn.get() {
-            return Ok(conn.clone());
-        }
-        self.connect().await
+        self.server.conn().await
     }
 
     fn feed(&self) -> &Feed<PubSub> {

@@ -1,0 +1,385 @@
+//! `RedlockStore`: one lock over N independent Redis masters, held while a majority
+//! (N/2 + 1) holds it. Each master stores the lock in the single-server format, through the
+//! node layer; this file only adds the quorum around it.
+//!
+//! ## What Redlock promises, and what not
+//! - A lock is granted when a quorum of masters set it within its validity: `ttl` minus the
+//!   time the requests took (counted from when they were sent) minus a clock-drift
+//!   allowance of 1% of `ttl` + 2 ms. It keeps working with a minority of masters down.
+//! - It assumes bounded process pauses, bounded network delay and clocks that run at about
+//!   the same rate. A holder paused past its validity (a GC pause, a stalled VM), a master
+//!   whose clock jumps forward, or a master restarted without persistence (it forgets the
+//!   locks it held, so another majority can form) can let two holders in.
+//! - Fencing tokens cannot be made strictly increasing across independent masters, so
+//!   Redlock offers none: asking for one is a `Config` error. Where a stale holder must be
+//!   made harmless, use single Redis or a Cluster with fencing.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use redis::aio::ConnectionManager;
+use tokio::sync::oneshot;
+
+use super::feed::Feed;
+use super::node::{Node, NodeError};
+use super::redis::{PubSub, Server};
+use super::{Attempt, Caps, Release, Replicas, Request, Store, WakeTarget};
+use crate::error::BoxError;
+
+/// How long one master may take to answer one request: short, so that a hung master costs
+/// each call little, and far below any sensible ttl.
+const MASTER_LIMIT: Duration = Duration::from_millis(250);
+
+/// The Redlock store over N masters.
+///
+/// ## Behavior
+/// - Acquire sends `SET NX PX` to every master at once and returns as soon as a quorum took
+///   it (the lock is then valid for `ttl - drift` from the send) or a quorum can no longer
+///   be reached; a failed attempt is released on every master before it returns, and the
+///   engine retries with jitter until `timeout`.
+/// - Release, extend and `is_locked` act on every master and count a quorum.
+/// - Every master announces its releases; a waiter listens on every master and wakes on
+///   the first announcement.
+/// - Fewer than a quorum of masters answering is a `Backend` error that says how many did.
+pub(crate) struct RedlockStore {
+    masters: Vec<Server>,
+    feeds: Vec<Feed<PubSub>>,
+}
+
+/// What one master answered.
+type Answers<T> = Vec<Result<T, BoxError>>;
+
+impl RedlockStore {
+    /// Checks the URLs (no I/O): at least one, each a Redis URL, no duplicates, an odd count.
+    pub(crate) fn open(urls: &[String]) -> Result<Self, String> {
+        if urls.is_empty() {
+            return Err("is empty; give an odd number of independent masters, e.g. 3".into());
+        }
+        let mut masters = Vec::with_capacity(urls.len());
+        for (i, url) in urls.iter().enumerate() {
+            let server = Server::open(url).map_err(|e| {
+                format!(
+                    "holds `{}`, which is not a Redis URL ({e}); write `redis://host:6379`",
+                    crate::url::RedactedUrl::new(url)
+                )
+            })?;
+            if urls[..i].contains(url) {
+                return Err(format!(
+                    "names `{}` twice; each master must be a separate server",
+                    server.url()
+                ));
+            }
+            masters.push(server);
+        }
+        if urls.len().is_multiple_of(2) {
+            return Err(format!(
+                "names {} masters; use an odd number: {} tolerate as many failures as {} \
+                 (a quorum is a majority), at more cost",
+                urls.len(),
+                urls.len(),
+                urls.len() - 1
+            ));
+        }
+        Ok(Self {
+            feeds: masters.iter().map(|m| Feed::new(m.pubsub())).collect(),
+            masters,
+        })
+    }
+
+    fn quorum(&self) -> usize {
+        self.masters.len() / 2 + 1
+    }
+
+    fn hosts(&self) -> String {
+        let urls: Vec<String> = self.masters.iter().map(|m| m.url().to_string()).collect();
+        urls.join(",")
+    }
+
+    /// Sends `op` to every master at once, each bounded by [`MASTER_LIMIT`]; gathers the
+    /// answers until `enough` says to stop (the rest are dropped) or all are in.
+    async fn on_masters<T, F, Fut>(&self, op: F, enough: impl Fn(&Answers<T>) -> bool) -> Answers<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, BoxError>>,
+    {
+        let mut pending: FuturesUnordered<_> = self
+            .masters
+            .iter()
+            .map(|master| {
+                let op = &op;
+                async move {
+                    let call = async { op(master.conn().await?).await };
+                    match tokio::time::timeout(MASTER_LIMIT, call).await {
+                        Ok(Ok(v)) => Ok(v),
+                        Ok(Err(e)) => Err(Box::new(NodeError::new(master.url(), e)) as BoxError),
+                        Err(_) => Err(Box::new(NodeError::new(
+                            master.url(),
+                            format!("no answer within {MASTER_LIMIT:?}"),
+                        )) as BoxError),
+                    }
+                }
+            })
+            .collect();
+        let mut answers = Vec::with_capacity(self.masters.len());
+        while let Some(answer) = pending.next().await {
+            answers.push(answer);
+            if enough(&answers) {
+                break;
+            }
+        }
+        answers
+    }
+
+    /// The error when fewer than a quorum of masters answered.
+    fn no_quorum<T>(&self, answers: &Answers<T>) -> BoxError {
+        let answered = answers.iter().filter(|a| a.is_ok()).count();
+        let causes: Vec<String> = answers
+            .iter()
+            .filter_map(|a| a.as_ref().err().map(ToString::to_string))
+            .collect();
+        format!(
+            "only {answered} of {} redlock masters answered, and a quorum is {}: {}",
+            self.masters.len(),
+            self.quorum(),
+            causes.join("; ")
+        )
+        .into()
+    }
+
+    /// Releases on every master, whatever each answered before (also those that did not
+    /// answer: their `SET` may have landed).
+    async fn undo(&self, keys: &[String], token: &str) {
+        let _ = self
+            .on_masters(
+                |mut c| async move { Node::SINGLE.release(&mut c, keys, token).await },
+                |_| false,
+            )
+            .await;
+    }
+}
+
+/// Ok answers satisfying `pred`.
+fn count<T>(answers: &Answers<T>, pred: impl Fn(&T) -> bool) -> usize {
+    answers
+        .iter()
+        .filter(|a| a.as_ref().is_ok_and(&pred))
+        .count()
+}
+
+impl Store for RedlockStore {
+    fn describe(&self) -> String {
+        format!("redlock({})", self.hosts())
+    }
+
+    fn caps(&self) -> Caps {
+        Caps {
+            fencing: false,
+            multi_key_same_slot: false,
+            sharded_wakeups: false,
+            replica_sync: false,
+            announces_releases: true,
+        }
+    }
+
+    fn validity(&self, ttl: Duration) -> Duration {
+        ttl.saturating_sub(drift(ttl))
+    }
+
+    fn bounds_calls_within(&self, limit: Duration) -> bool {
+        // Every master's answer is bounded by MASTER_LIMIT, and they are awaited together.
+        limit >= MASTER_LIMIT
+    }
+
+    fn check_keys(&self, _keys: &[String]) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
+        let (n, quorum) = (self.masters.len(), self.quorum());
+        let sent = tokio::time::Instant::now();
+        let taken = |a: &Attempt| matches!(a, Attempt::Acquired { .. });
+        let answers = self
+            .on_masters(
+                |mut c| async move { Node::SINGLE.try_acquire(&mut c, req).await },
+                // Stop once a quorum took it, or once a quorum can no longer take it.
+                |answers| {
+                    let won = count(answers, taken);
+                    won >= quorum || answers.len() - won > n - quorum
+                },
+            )
+            .await;
+        let won = count(&answers, taken);
+        let ttl = Duration::from_millis(req.ttl_ms);
+        if won >= quorum && sent.elapsed() < self.validity(ttl) {
+            return Ok(Attempt::Acquired { fence: None });
+        }
+        self.undo(req.keys, req.token).await;
+        if answers.iter().filter(|a| a.is_err()).count() > n - quorum {
+            return Err(self.no_quorum(&answers));
+        }
+        let remaining = answers
+            .iter()
+            .filter_map(|a| match a {
+                Ok(Attempt::Held { remaining }) => *remaining,
+                _ => None,
+            })
+            .min();
+        Ok(Attempt::Held { remaining })
+    }
+
+    async fn release(&self, keys: &[String], token: &str) -> Result<Release, BoxError> {
+        let quorum = self.quorum();
+        let answers = self
+            .on_masters(
+                |mut c| async move { Node::SINGLE.release(&mut c, keys, token).await },
+                |_| false,
+            )
+            .await;
+        if count(&answers, |r| *r == Release::Released) >= quorum {
+            Ok(Release::Released)
+        } else if answers.iter().filter(|a| a.is_ok()).count() < quorum {
+            Err(self.no_quorum(&answers))
+        } else if count(&answers, |r| *r == Release::Foreign) >= quorum {
+            Ok(Release::Foreign)
+        } else {
+            Ok(Release::Gone)
+        }
+    }
+
+    async fn extend(
+        &self,
+        keys: &[String],
+        token: &str,
+        ttl_ms: u64,
+        _replicas: Option<Replicas>,
+    ) -> Result<bool, BoxError> {
+        let (n, quorum) = (self.masters.len(), self.quorum());
+        let answers = self
+            .on_masters(
+                |mut c| async move { Node::SINGLE.extend(&mut c, keys, token, ttl_ms, None).await },
+                |answers| {
+                    let yes = count(answers, |v| *v);
+                    yes >= quorum || answers.len() - yes > n - quorum
+                },
+            )
+            .await;
+        if count(&answers, |v| *v) >= quorum {
+            Ok(true)
+        } else if answers.iter().filter(|a| a.is_err()).count() > n - quorum {
+            Err(self.no_quorum(&answers))
+        } else {
+            Ok(false)
+        }
+    }
+
+    async fn remaining(&self, keys: &[String], token: &str) -> Result<Option<Duration>, BoxError> {
+        let quorum = self.quorum();
+        let answers = self
+            .on_masters(
+                |mut c| async move { Node::SINGLE.remaining(&mut c, keys, token).await },
+                |_| false,
+            )
+            .await;
+        let mut left: Vec<Duration> = answers
+            .iter()
+            .filter_map(|a| a.as_ref().ok().copied().flatten())
+            .collect();
+        if left.len() < quorum {
+            if answers.iter().filter(|a| a.is_ok()).count() < quorum {
+                return Err(self.no_quorum(&answers));
+            }
+            return Ok(None);
+        }
+        // The longest time a quorum still holds it.
+        left.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(left.get(quorum - 1).copied())
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, BoxError> {
+        let quorum = self.quorum();
+        let answers = self
+            .on_masters(
+                |mut c| async move { Node::SINGLE.exists(&mut c, key).await },
+                |_| false,
+            )
+            .await;
+        if answers.iter().filter(|a| a.is_ok()).count() < quorum {
+            return Err(self.no_quorum(&answers));
+        }
+        Ok(count(&answers, |v| *v) >= quorum)
+    }
+
+    async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
+        let answers = self
+            .on_masters(
+                |mut c| async move { Node::SINGLE.force_release(&mut c, key).await },
+                |_| false,
+            )
+            .await;
+        if answers.iter().filter(|a| a.is_ok()).count() < self.quorum() {
+            return Err(self.no_quorum(&answers));
+        }
+        Ok(count(&answers, |v| *v) > 0)
+    }
+
+    fn attach(&self, target: Weak<dyn WakeTarget>) {
+        for feed in &self.feeds {
+            feed.attach(target.clone());
+        }
+    }
+
+    fn watch(&self, key: &str) -> Option<oneshot::Receiver<()>> {
+        // Listens on every master; the first subscription in place is enough to wait on.
+        let mut first = None;
+        for feed in &self.feeds {
+            let ack = feed.watch(key);
+            first = first.or(ack);
+        }
+        first
+    }
+
+    fn unwatch(&self, key: &str) {
+        for feed in &self.feeds {
+            feed.unwatch(key);
+        }
+    }
+}
+
+/// The clock-drift allowance: 1% of the ttl plus 2 ms.
+fn drift(ttl: Duration) -> Duration {
+    ttl / 100 + Duration::from_millis(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn urls(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn open_refuses_empty_malformed_duplicate_and_even() {
+        let err = |l: &[&str]| RedlockStore::open(&urls(l)).err().unwrap_or_default();
+        assert!(err(&[]).contains("empty"));
+        assert!(
+            err(&["redis://a:1", "http://u:secret@b", "redis://c:1"]).contains("not a Redis URL")
+        );
+        assert!(!err(&["redis://a:1", "http://u:secret@b", "redis://c:1"]).contains("secret"));
+        assert!(err(&["redis://a:1", "redis://a:1", "redis://c:1"]).contains("twice"));
+        assert!(err(&["redis://a:1", "redis://b:1"]).contains("odd"));
+        assert!(RedlockStore::open(&urls(&["redis://a:1", "redis://b:1", "redis://c:1"])).is_ok());
+    }
+
+    #[test]
+    fn validity_takes_off_the_drift_allowance() {
+        let store = RedlockStore::open(&urls(&["redis://a:1"])).unwrap();
+        assert_eq!(
+            store.validity(Duration::from_secs(10)),
+            Duration::from_millis(9_898)
+        );
+        assert_eq!(store.quorum(), 1);
+    }
+}
