@@ -53,6 +53,8 @@ pub(crate) struct Server {
     client: Client,
     url: RedactedUrl,
     conn: OnceCell<ConnectionManager>,
+    /// How often a failed connection attempt is retried before the call fails.
+    retries: usize,
 }
 
 impl Server {
@@ -62,6 +64,16 @@ impl Server {
             client: Client::open(url)?,
             url: RedactedUrl::new(url),
             conn: OnceCell::new(),
+            retries: 2,
+        })
+    }
+
+    /// As [`Server::open`], for one of several servers where the others can stand in
+    /// (Redlock): a refused connection fails the call at once instead of retrying.
+    pub(crate) fn open_fail_fast(url: &str) -> Result<Self, redis::RedisError> {
+        Ok(Self {
+            retries: 0,
+            ..Self::open(url)?
         })
     }
 
@@ -98,7 +110,7 @@ impl Server {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT))
-                    .set_number_of_retries(2)
+                    .set_number_of_retries(self.retries)
                     .set_max_delay(Duration::from_millis(500));
                 ConnectionManager::new_with_config(self.client.clone(), config).await
             })

@@ -35,10 +35,10 @@ const MASTER_LIMIT: Duration = Duration::from_millis(250);
 /// The Redlock store over N masters.
 ///
 /// ## Behavior
-/// - Acquire sends `SET NX PX` to every master at once and returns as soon as a quorum took
-///   it (the lock is then valid for `ttl - drift` from the send) or a quorum can no longer
-///   be reached; a failed attempt is released on every master before it returns, and the
-///   engine retries with jitter until `timeout`.
+/// - Acquire sends `SET NX PX` to every master at once and waits for every answer, each
+///   bounded by [`MASTER_LIMIT`]; it holds when a quorum took it within its validity
+///   (`ttl - drift` from the send). A failed attempt is released on every master before it
+///   returns, and the engine retries with jitter until `timeout`.
 /// - Release, extend and `is_locked` act on every master and count a quorum.
 /// - Every master announces its releases; a waiter listens on every master and wakes on
 ///   the first announcement.
@@ -59,7 +59,7 @@ impl RedlockStore {
         }
         let mut masters = Vec::with_capacity(urls.len());
         for (i, url) in urls.iter().enumerate() {
-            let server = Server::open(url).map_err(|e| {
+            let server = Server::open_fail_fast(url).map_err(|e| {
                 format!(
                     "holds `{}`, which is not a Redis URL ({e}); write `redis://host:6379`",
                     crate::url::RedactedUrl::new(url)
@@ -97,9 +97,10 @@ impl RedlockStore {
         urls.join(",")
     }
 
-    /// Sends `op` to every master at once, each bounded by [`MASTER_LIMIT`]; gathers the
-    /// answers until `enough` says to stop (the rest are dropped) or all are in.
-    async fn on_masters<T, F, Fut>(&self, op: F, enough: impl Fn(&Answers<T>) -> bool) -> Answers<T>
+    /// Sends `op` to every master at once, each bounded by [`MASTER_LIMIT`], and gathers
+    /// every answer: a lock is set on as many masters as answer, not just a quorum, so it
+    /// survives as many failures as it can.
+    async fn on_masters<T, F, Fut>(&self, op: F) -> Answers<T>
     where
         F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, BoxError>>,
@@ -110,10 +111,15 @@ impl RedlockStore {
             .map(|master| {
                 let op = &op;
                 async move {
-                    let call = async { op(master.conn().await?).await };
+                    // Connection errors name the master already; the op's are wrapped here.
+                    let call = async {
+                        let conn = master.conn().await?;
+                        op(conn)
+                            .await
+                            .map_err(|e| Box::new(NodeError::new(master.url(), e)) as BoxError)
+                    };
                     match tokio::time::timeout(MASTER_LIMIT, call).await {
-                        Ok(Ok(v)) => Ok(v),
-                        Ok(Err(e)) => Err(Box::new(NodeError::new(master.url(), e)) as BoxError),
+                        Ok(answer) => answer,
                         Err(_) => Err(Box::new(NodeError::new(
                             master.url(),
                             format!("no answer within {MASTER_LIMIT:?}"),
@@ -125,9 +131,6 @@ impl RedlockStore {
         let mut answers = Vec::with_capacity(self.masters.len());
         while let Some(answer) = pending.next().await {
             answers.push(answer);
-            if enough(&answers) {
-                break;
-            }
         }
         answers
     }
@@ -152,10 +155,7 @@ impl RedlockStore {
     /// answer: their `SET` may have landed).
     async fn undo(&self, keys: &[String], token: &str) {
         let _ = self
-            .on_masters(
-                |mut c| async move { Node::SINGLE.release(&mut c, keys, token).await },
-                |_| false,
-            )
+            .on_masters(|mut c| async move { Node::SINGLE.release(&mut c, keys, token).await })
             .await;
     }
 }
@@ -201,14 +201,7 @@ impl Store for RedlockStore {
         let sent = tokio::time::Instant::now();
         let taken = |a: &Attempt| matches!(a, Attempt::Acquired { .. });
         let answers = self
-            .on_masters(
-                |mut c| async move { Node::SINGLE.try_acquire(&mut c, req).await },
-                // Stop once a quorum took it, or once a quorum can no longer take it.
-                |answers| {
-                    let won = count(answers, taken);
-                    won >= quorum || answers.len() - won > n - quorum
-                },
-            )
+            .on_masters(|mut c| async move { Node::SINGLE.try_acquire(&mut c, req).await })
             .await;
         let won = count(&answers, taken);
         let ttl = Duration::from_millis(req.ttl_ms);
@@ -232,10 +225,7 @@ impl Store for RedlockStore {
     async fn release(&self, keys: &[String], token: &str) -> Result<Release, BoxError> {
         let quorum = self.quorum();
         let answers = self
-            .on_masters(
-                |mut c| async move { Node::SINGLE.release(&mut c, keys, token).await },
-                |_| false,
-            )
+            .on_masters(|mut c| async move { Node::SINGLE.release(&mut c, keys, token).await })
             .await;
         if count(&answers, |r| *r == Release::Released) >= quorum {
             Ok(Release::Released)
@@ -257,13 +247,9 @@ impl Store for RedlockStore {
     ) -> Result<bool, BoxError> {
         let (n, quorum) = (self.masters.len(), self.quorum());
         let answers = self
-            .on_masters(
-                |mut c| async move { Node::SINGLE.extend(&mut c, keys, token, ttl_ms, None).await },
-                |answers| {
-                    let yes = count(answers, |v| *v);
-                    yes >= quorum || answers.len() - yes > n - quorum
-                },
-            )
+            .on_masters(|mut c| async move {
+                Node::SINGLE.extend(&mut c, keys, token, ttl_ms, None).await
+            })
             .await;
         if count(&answers, |v| *v) >= quorum {
             Ok(true)
@@ -277,10 +263,7 @@ impl Store for RedlockStore {
     async fn remaining(&self, keys: &[String], token: &str) -> Result<Option<Duration>, BoxError> {
         let quorum = self.quorum();
         let answers = self
-            .on_masters(
-                |mut c| async move { Node::SINGLE.remaining(&mut c, keys, token).await },
-                |_| false,
-            )
+            .on_masters(|mut c| async move { Node::SINGLE.remaining(&mut c, keys, token).await })
             .await;
         let mut left: Vec<Duration> = answers
             .iter()
@@ -300,10 +283,7 @@ impl Store for RedlockStore {
     async fn exists(&self, key: &str) -> Result<bool, BoxError> {
         let quorum = self.quorum();
         let answers = self
-            .on_masters(
-                |mut c| async move { Node::SINGLE.exists(&mut c, key).await },
-                |_| false,
-            )
+            .on_masters(|mut c| async move { Node::SINGLE.exists(&mut c, key).await })
             .await;
         if answers.iter().filter(|a| a.is_ok()).count() < quorum {
             return Err(self.no_quorum(&answers));
@@ -313,10 +293,7 @@ impl Store for RedlockStore {
 
     async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
         let answers = self
-            .on_masters(
-                |mut c| async move { Node::SINGLE.force_release(&mut c, key).await },
-                |_| false,
-            )
+            .on_masters(|mut c| async move { Node::SINGLE.force_release(&mut c, key).await })
             .await;
         if answers.iter().filter(|a| a.is_ok()).count() < self.quorum() {
             return Err(self.no_quorum(&answers));
