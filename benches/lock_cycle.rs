@@ -365,6 +365,104 @@ async fn cluster_section(
     })
 }
 
+/// W1 and W2 on three independent masters: `Locker::redlock` (through `run`, renewal and
+/// wake-ups on) against `rslock` on the same masters, alternating blocks.
+async fn redlock_section(blocks: usize, per_block: usize, rounds: usize, block: Duration) -> Value {
+    let masters: Vec<support::RedisServer> =
+        (0..3).map(|_| support::RedisServer::start()).collect();
+    let urls: Vec<String> = masters.iter().map(support::RedisServer::url).collect();
+    let locker = Locker::redlock(&urls).unwrap();
+    let rslock = Arc::new(rslock::LockManager::new(urls.clone()));
+    let opts = locker.options().logging(false);
+    let ttl = Duration::from_secs(30);
+    let lib_cycle = move |key: String| {
+        let locker = locker.clone();
+        async move { locker.run(&key, opts, || async {}).await.unwrap() }
+    };
+    let rs_cycle = move |key: String| {
+        let rslock = rslock.clone();
+        async move {
+            let lock = rslock.lock(key.as_bytes(), ttl).await.unwrap();
+            rslock.unlock(&lock).await;
+        }
+    };
+    // W1: sequential, fresh keys, p50 per block.
+    let (mut lib_all, mut rs_all, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut n = 0u64;
+    for _ in 0..blocks {
+        let (mut l, mut r) = (Vec::new(), Vec::new());
+        for _ in 0..per_block {
+            n += 1;
+            let t = Instant::now();
+            lib_cycle(format!("rl:lib:{n}")).await;
+            l.push(t.elapsed());
+            let t = Instant::now();
+            rs_cycle(format!("rl:rs:{n}")).await;
+            r.push(t.elapsed());
+        }
+        l.sort();
+        r.sort();
+        ratios.push(us(percentile(&l, 0.5)) / us(percentile(&r, 0.5)));
+        lib_all.extend(l);
+        rs_all.extend(r);
+    }
+    lib_all.sort();
+    rs_all.sort();
+    // W2: 64 tasks on their own keys.
+    let w2 = |lib: bool| {
+        let (lib_cycle, rs_cycle) = (lib_cycle.clone(), rs_cycle.clone());
+        async move {
+            let count = Arc::new(AtomicU64::new(0));
+            let end = Instant::now() + block;
+            let mut tasks = Vec::new();
+            for t in 0..64 {
+                let (count, lib_cycle, rs_cycle) =
+                    (count.clone(), lib_cycle.clone(), rs_cycle.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut i = 0u64;
+                    while Instant::now() < end {
+                        i += 1;
+                        let key = format!("rl:w2:{lib}:{t}:{}", i % 16);
+                        if lib {
+                            lib_cycle(key).await;
+                        } else {
+                            rs_cycle(key).await;
+                        }
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }));
+            }
+            let start = Instant::now();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            count.load(Ordering::Relaxed) as f64
+                / start.elapsed().as_secs_f64().max(block.as_secs_f64())
+        }
+    };
+    let (mut w2_ratios, mut lib_rates, mut rs_rates) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let r = w2(false).await;
+        let l = w2(true).await;
+        w2_ratios.push(l / r);
+        lib_rates.push(l);
+        rs_rates.push(r);
+    }
+    drop(masters);
+    json!({
+        "w1_sequential": {
+            "locked_p50_us": us(percentile(&lib_all, 0.5)),
+            "rslock_p50_us": us(percentile(&rs_all, 0.5)),
+            "p50_ratio_median": median(ratios),
+        },
+        "w2_64_tasks_own_keys": {
+            "locked_cycles_per_s": median(lib_rates),
+            "rslock_cycles_per_s": median(rs_rates),
+            "ratio_median": median(w2_ratios),
+        },
+    })
+}
+
 async fn memory_w1(seconds: f64) -> Value {
     let locker = Locker::memory();
     let opts = locker.options().logging(false);
@@ -418,6 +516,7 @@ fn main() {
         .unwrap_or(if quick { 0.3 } else { 3.0 });
     let (blocks, per_block) = if quick { (2, 20) } else { (15, 300) };
     let w2_ratio_only = args.iter().any(|a| a == "--w2-ratio");
+    let redlock_only = args.iter().any(|a| a == "--redlock");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -439,6 +538,12 @@ fn main() {
                 ratios.push(l / f);
             }
             println!("W2 default / floor, median of 20 rounds: {:.3}", median(ratios));
+            return;
+        }
+        if redlock_only {
+            // Only the Redlock comparison with rslock.
+            let r = redlock_section(blocks, per_block / 3, 10, Duration::from_millis(300)).await;
+            println!("{}", serde_json::to_string_pretty(&r).unwrap());
             return;
         }
         if let Some(kind) = flag("--profile-w2") {
@@ -486,10 +591,12 @@ fn main() {
         let mem_w3 = w3(&mem_locker, Duration::from_secs_f64(seconds), mem_cycle, None).await;
 
         let cluster = cluster_section(blocks, per_block, rounds, block, seconds).await;
+        let redlock = redlock_section(blocks, per_block / 3, rounds, block).await;
 
         let report = json!({
             "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
             "cluster": cluster,
+            "redlock": redlock,
             "seconds_per_workload": seconds,
             "redis": {
                 "w1_sequential": w1v,
@@ -577,6 +684,26 @@ fn print_table(r: &Value) {
             g("/cluster/w2_64_tasks_own_keys/bounded_floor_cycles_per_s")
         ),
         String::new(),
+    );
+    row(
+        "Redlock W1 p50 / rslock p50 (3 masters)",
+        format!(
+            "{:.3}x (locked {:.0} us, rslock {:.0} us)",
+            g("/redlock/w1_sequential/p50_ratio_median"),
+            g("/redlock/w1_sequential/locked_p50_us"),
+            g("/redlock/w1_sequential/rslock_p50_us")
+        ),
+        "<= 1x".into(),
+    );
+    row(
+        "Redlock W2 / rslock, 64 tasks",
+        format!(
+            "{:.3}x (locked {:.0}/s, rslock {:.0}/s)",
+            g("/redlock/w2_64_tasks_own_keys/ratio_median"),
+            g("/redlock/w2_64_tasks_own_keys/locked_cycles_per_s"),
+            g("/redlock/w2_64_tasks_own_keys/rslock_cycles_per_s")
+        ),
+        ">= 1x".into(),
     );
     row(
         "W0 floor, 64 tasks",

@@ -55,6 +55,9 @@ pub(crate) struct Server {
     conn: OnceCell<ConnectionManager>,
     /// How often a failed connection attempt is retried before the call fails.
     retries: usize,
+    /// How long connecting, and then each command, may take.
+    connect_timeout: Duration,
+    response_timeout: Duration,
 }
 
 impl Server {
@@ -65,14 +68,19 @@ impl Server {
             url: RedactedUrl::new(url),
             conn: OnceCell::new(),
             retries: 2,
+            connect_timeout: CONNECT_TIMEOUT,
+            response_timeout: RESPONSE_TIMEOUT,
         })
     }
 
     /// As [`Server::open`], for one of several servers where the others can stand in
-    /// (Redlock): a refused connection fails the call at once instead of retrying.
-    pub(crate) fn open_fail_fast(url: &str) -> Result<Self, redis::RedisError> {
+    /// (Redlock): connecting and every command are bounded by `limit`, and a refused
+    /// connection fails the call at once instead of retrying.
+    pub(crate) fn open_fail_fast(url: &str, limit: Duration) -> Result<Self, redis::RedisError> {
         Ok(Self {
             retries: 0,
+            connect_timeout: limit,
+            response_timeout: limit,
             ..Self::open(url)?
         })
     }
@@ -89,7 +97,7 @@ impl Server {
 
     /// Whether every command ends within `limit` by itself.
     pub(crate) fn bounds_calls_within(&self, limit: Duration) -> bool {
-        limit >= RESPONSE_TIMEOUT && self.conn.initialized()
+        limit >= self.response_timeout && self.conn.initialized()
     }
 
     /// The connection, opened on first use.
@@ -108,8 +116,8 @@ impl Server {
             .conn
             .get_or_try_init(|| async {
                 let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(Some(self.response_timeout))
                     .set_number_of_retries(self.retries)
                     .set_max_delay(Duration::from_millis(500));
                 ConnectionManager::new_with_config(self.client.clone(), config).await

@@ -59,7 +59,7 @@ impl RedlockStore {
         }
         let mut masters = Vec::with_capacity(urls.len());
         for (i, url) in urls.iter().enumerate() {
-            let server = Server::open_fail_fast(url).map_err(|e| {
+            let server = Server::open_fail_fast(url, MASTER_LIMIT).map_err(|e| {
                 format!(
                     "holds `{}`, which is not a Redis URL ({e}); write `redis://host:6379`",
                     crate::url::RedactedUrl::new(url)
@@ -118,6 +118,11 @@ impl RedlockStore {
                             .await
                             .map_err(|e| Box::new(NodeError::new(master.url(), e)) as BoxError)
                     };
+                    // Connected, the client bounds every command by MASTER_LIMIT itself,
+                    // which saves a timer per master per call.
+                    if master.bounds_calls_within(MASTER_LIMIT) {
+                        return call.await;
+                    }
                     match tokio::time::timeout(MASTER_LIMIT, call).await {
                         Ok(answer) => answer,
                         Err(_) => Err(Box::new(NodeError::new(
