@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use crate::context::HoldContext;
 use crate::core::{CALL_LIMIT, Core};
-use crate::error::LockError;
+use crate::error::{BoxError, LockError};
 use crate::guard::LockGuard;
 use crate::options::{LockOptions, later};
 use crate::store::{Attempt, Request, Store};
@@ -185,7 +185,17 @@ impl Ask<'_> {
                 let queue = one.queue.clone();
                 match tokio::time::timeout_at(ask.deadline, queue.acquire_owned()).await {
                     Ok(Ok(permit)) => Some(permit),
-                    _ => return Err(ask.timed_out(failure)),
+                    _ => {
+                        // Behind a head whose store calls fail, time ran out because the
+                        // store failed, not because a holder kept the lock: say so.
+                        let ahead = one.noted().map(|cause| {
+                            LockError::backend(
+                                &ask.key,
+                                format!("for the caller ahead in this process's queue: {cause}"),
+                            )
+                        });
+                        return Err(ask.timed_out(failure.or(ahead)));
+                    }
                 }
             }
             _ => None,
@@ -208,6 +218,10 @@ impl Ask<'_> {
                 Ok(Err(remaining)) => (remaining, None),
                 Err(e) => (None, Some(e)),
             };
+            let cause = failure.as_ref().and_then(LockError::backend_cause);
+            for ticket in &tickets {
+                ticket.note(cause.clone());
+            }
             let now = Instant::now();
             if now >= ask.deadline {
                 return Err(ask.timed_out(failure));
@@ -302,10 +316,19 @@ impl Ask<'_> {
         }
     }
 
-    /// The error when the deadline passes: the store's, if the last try failed, else Timeout.
+    /// The error when the deadline passes: the store's, if the last try failed (with how
+    /// long the call waited and tried), else Timeout.
     fn timed_out(&self, failure: Option<LockError>) -> LockError {
         match failure {
-            Some(backend) => backend,
+            Some(LockError::Backend { key, source }) => LockError::Backend {
+                key,
+                source: Box::new(GaveUp {
+                    waited: self.start.elapsed(),
+                    attempts: self.attempts,
+                    source,
+                }),
+            },
+            Some(other) => other,
             None => {
                 let waited = self.start.elapsed();
                 telemetry::timeout(self.opts.logging, &self.key, waited, self.attempts);
@@ -315,5 +338,30 @@ impl Ask<'_> {
                 }
             }
         }
+    }
+}
+
+/// A store failure that lasted until the caller's deadline: the last failure, and how long
+/// the call spent trying.
+#[derive(Debug)]
+struct GaveUp {
+    waited: Duration,
+    attempts: u32,
+    source: BoxError,
+}
+
+impl std::fmt::Display for GaveUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}; the call gave up after {:?} and {} attempt(s)",
+            self.source, self.waited, self.attempts
+        )
+    }
+}
+
+impl std::error::Error for GaveUp {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
     }
 }

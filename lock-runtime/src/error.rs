@@ -154,6 +154,14 @@ impl LockError {
         }
     }
 
+    /// The store's own error of a [`LockError::Backend`], as text.
+    pub(crate) fn backend_cause(&self) -> Option<String> {
+        match self {
+            Self::Backend { source, .. } => Some(source.to_string()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn backend(key: &str, source: impl Into<BoxError>) -> Self {
         Self::Backend {
             key: key.to_owned(),

@@ -24,6 +24,7 @@ use crate::store::WakeTarget;
 struct Entry {
     queue: Arc<Semaphore>,
     notify: Arc<Notify>,
+    failure: Arc<Mutex<Option<String>>>,
     users: usize,
 }
 
@@ -40,6 +41,9 @@ pub(crate) struct Ticket<'a> {
     key: String,
     pub(crate) queue: Arc<Semaphore>,
     pub(crate) notify: Arc<Notify>,
+    /// The store's failure on the head's last try, if it failed: what the waiters behind
+    /// it, which never talk to the store, report when their time runs out.
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl Waits {
@@ -69,6 +73,7 @@ impl Waits {
         let entry = map.entry(key.to_owned()).or_insert_with(|| Entry {
             queue: Arc::new(Semaphore::new(1)),
             notify: Arc::new(Notify::new()),
+            failure: Arc::new(Mutex::new(None)),
             users: 0,
         });
         entry.users += 1;
@@ -77,6 +82,7 @@ impl Waits {
             key: key.to_owned(),
             queue: entry.queue.clone(),
             notify: entry.notify.clone(),
+            failure: entry.failure.clone(),
         }
     }
 }
@@ -101,6 +107,22 @@ impl WakeTarget for Waits {
         for entry in self.map().values() {
             entry.notify.notify_waiters();
         }
+    }
+}
+
+impl Ticket<'_> {
+    /// Records how the head's last try went: the store's failure, or `None` when it
+    /// answered.
+    pub(crate) fn note(&self, failure: Option<String>) {
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = failure;
+    }
+
+    /// The store's failure on the head's last try, if that try failed.
+    pub(crate) fn noted(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

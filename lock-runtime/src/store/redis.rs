@@ -53,8 +53,6 @@ pub(crate) struct Server {
     client: Client,
     url: RedactedUrl,
     conn: OnceCell<ConnectionManager>,
-    /// How often a failed connection attempt is retried before the call fails.
-    retries: usize,
     /// How long connecting, and then each command, may take.
     connect_timeout: Duration,
     response_timeout: Duration,
@@ -67,18 +65,15 @@ impl Server {
             client: Client::open(url)?,
             url: RedactedUrl::new(url),
             conn: OnceCell::new(),
-            retries: 2,
             connect_timeout: CONNECT_TIMEOUT,
             response_timeout: RESPONSE_TIMEOUT,
         })
     }
 
     /// As [`Server::open`], for one of several servers where the others can stand in
-    /// (Redlock): connecting and every command are bounded by `limit`, and a refused
-    /// connection fails the call at once instead of retrying.
+    /// (Redlock): connecting and every command are bounded by `limit`.
     pub(crate) fn open_fail_fast(url: &str, limit: Duration) -> Result<Self, redis::RedisError> {
         Ok(Self {
-            retries: 0,
             connect_timeout: limit,
             response_timeout: limit,
             ..Self::open(url)?
@@ -118,7 +113,9 @@ impl Server {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.connect_timeout))
                     .set_response_timeout(Some(self.response_timeout))
-                    .set_number_of_retries(self.retries)
+                    // One attempt per call: a refused connection fails the call at once
+                    // with its cause, and the engine retries until the caller's deadline.
+                    .set_number_of_retries(0)
                     .set_max_delay(Duration::from_millis(500));
                 ConnectionManager::new_with_config(self.client.clone(), config).await
             })
