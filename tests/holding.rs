@@ -22,6 +22,8 @@ on_stores!(
     run_nested_same_key_fails_fast,
     run_all_opposite_transfers_never_deadlock_or_overlap,
     run_with_renewal_leaves_no_task_behind,
+    guard_auto_renew_keeps_lock_past_ttl_until_released,
+    guard_auto_renew_reports_loss_through_lost,
 );
 
 async fn run_body_three_times_ttl_keeps_lock_throughout(s: Store) {
@@ -485,4 +487,54 @@ async fn locked_lost_mid_body_calls_fallback() {
     let (out, _guard) = tokio::join!(guarded_job(&locker, &entered), thief);
     assert_eq!(out, "fell back");
     assert_eq!(FALLBACK_RUNS.load(Ordering::SeqCst), 1);
+}
+
+async fn guard_auto_renew_keeps_lock_past_ttl_until_released(s: Store) {
+    let ttl = Duration::from_millis(300);
+    let opts = LockOptions::default().ttl(ttl);
+    let guard = s
+        .locker
+        .acquire("renewed", opts)
+        .await
+        .unwrap()
+        .auto_renew();
+    let other = s.other();
+    let until = Instant::now() + ttl * 4;
+    let mut probes = 0;
+    while Instant::now() < until {
+        let stolen = other.try_acquire("renewed", opts).await.unwrap();
+        assert!(stolen.is_none(), "taken while its guard renewed it");
+        probes += 1;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(probes > 5, "only {probes} probes");
+    guard.release().await.unwrap();
+    assert!(!s.locker.is_locked("renewed").await.unwrap());
+}
+
+async fn guard_auto_renew_reports_loss_through_lost(s: Store) {
+    let ttl = Duration::from_millis(600);
+    let opts = LockOptions::default().ttl(ttl);
+    let guard = s
+        .locker
+        .acquire("taken-away", opts)
+        .await
+        .unwrap()
+        .auto_renew();
+    let taken = Instant::now();
+    assert!(s.other().force_release("taken-away").await.unwrap());
+    let lost = tokio::select! {
+        lost = guard.lost() => lost,
+        _ = tokio::time::sleep(Duration::from_secs(10)) => panic!("the loss was never reported"),
+    };
+    assert!(lost.is_lost(), "{lost:?}");
+    // Renewal runs every ttl/3, so the loss is seen within about that (generous margin).
+    assert!(
+        taken.elapsed() < ttl * 3,
+        "reported after {:?}",
+        taken.elapsed()
+    );
+    // Reported once, and again to anyone who asks later.
+    assert!(guard.lost().await.is_lost());
+    assert!(guard.release().await.unwrap_err().is_lost());
 }

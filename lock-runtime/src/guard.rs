@@ -16,8 +16,10 @@ use crate::telemetry;
 /// (an early return, a panic, a cancelled future), it is released in the background on
 /// the runtime it was made on. `Drop` never blocks.
 ///
-/// A guard from [`Locker::acquire`](crate::Locker::acquire) is not renewed: call [`LockGuard::extend`] for long
-/// work, or use [`Locker::run`](crate::Locker::run) / `#[locked]`, which renew it for you.
+/// A guard from [`Locker::acquire`](crate::Locker::acquire) is not renewed unless asked:
+/// call [`LockGuard::auto_renew`] (then [`LockGuard::lost`] tells when it is lost anyway),
+/// [`LockGuard::extend`] by hand, or use [`Locker::run`](crate::Locker::run) / `#[locked]`,
+/// which renew and stop the body on loss for you.
 ///
 /// # Examples
 ///
@@ -47,6 +49,16 @@ pub struct LockGuard {
     span: tracing::Span,
     runtime: Option<tokio::runtime::Handle>,
     released: bool,
+    /// Background renewal, when asked for ([`LockGuard::auto_renew`]).
+    pub(crate) renewal: Option<Renewal>,
+}
+
+/// A guard's background renewal: it stops when this is dropped, and reports a loss.
+pub(crate) struct Renewal {
+    /// Dropping it stops the renewal task.
+    pub(crate) _stop: tokio::sync::oneshot::Sender<()>,
+    /// Why the lock was lost, once it is.
+    pub(crate) lost: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 impl fmt::Debug for LockGuard {
@@ -85,7 +97,39 @@ impl LockGuard {
             span,
             runtime: tokio::runtime::Handle::try_current().ok(),
             released: false,
+            renewal: None,
         }
+    }
+
+    /// A copy that can renew and be asked about the lock but never releases it (for a
+    /// background renewal task).
+    pub(crate) fn shadow(&self) -> Self {
+        Self {
+            core: self.core.clone(),
+            keys: self.keys.clone(),
+            key: self.key.clone(),
+            token: self.token.clone(),
+            fence: self.fence,
+            acquired_at: self.acquired_at,
+            valid_until: self.valid_until,
+            opts: self.opts,
+            span: self.span.clone(),
+            runtime: None,
+            released: true,
+            renewal: None,
+        }
+    }
+
+    /// The options the lock was taken with.
+    pub(crate) fn options(&self) -> &LockOptions {
+        &self.opts
+    }
+
+    /// The runtime the guard was made on, else the current one.
+    pub(crate) fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime
+            .clone()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
     }
 
     /// The full key, prefix included, e.g. `lock:order:123` (for several keys, all of them
@@ -177,7 +221,7 @@ impl LockGuard {
         {
             Ok(())
         } else {
-            Err(self.lost("expired or taken by another holder before extend"))
+            Err(self.lost_error("expired or taken by another holder before extend"))
         }
     }
 
@@ -207,7 +251,7 @@ impl LockGuard {
             .await?
         {
             Some(left) => Ok(left),
-            None => Err(self.lost("expired or taken by another holder")),
+            None => Err(self.lost_error("expired or taken by another holder")),
         }
     }
 
@@ -232,6 +276,7 @@ impl LockGuard {
     /// ```
     pub async fn release(mut self) -> Result<(), LockError> {
         self.released = true;
+        self.renewal = None; // stops a background renewal first
         let store = &self.core.store;
         let held = self.acquired_at.elapsed();
         let outcome = self
@@ -247,10 +292,10 @@ impl LockGuard {
                 self.core.released(&self.keys);
             }
             Release::Gone => {
-                return Err(self.lost("expired or force-released before release"));
+                return Err(self.lost_error("expired or force-released before release"));
             }
             Release::Foreign => {
-                return Err(self.lost("taken by another holder before release"));
+                return Err(self.lost_error("taken by another holder before release"));
             }
         }
         telemetry::released(self.opts.logging, &self.key, held);
@@ -269,7 +314,7 @@ impl LockGuard {
         }
     }
 
-    pub(crate) fn lost(&self, reason: &str) -> LockError {
+    pub(crate) fn lost_error(&self, reason: &str) -> LockError {
         LockError::Lost {
             key: self.key.clone(),
             reason: reason.to_owned(),

@@ -418,9 +418,10 @@ impl Locker {
 
     /// Waits up to `timeout` for the lock and returns a guard that holds it.
     ///
-    /// The guard does not renew the lock: it lives `ttl` unless [`LockGuard::extend`]ed.
-    /// Release it with [`LockGuard::release`]; a dropped guard is released in the
-    /// background.
+    /// The guard does not renew the lock unless asked: it lives `ttl` unless
+    /// [`LockGuard::extend`]ed, or renewed in the background after
+    /// [`LockGuard::auto_renew`] (with [`LockGuard::lost`] to learn of a loss). Release it
+    /// with [`LockGuard::release`]; a dropped guard is released in the background.
     ///
     /// # Errors
     /// As [`Locker::run`].

@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use crate::context::{CONTEXT, HoldContext};
 use crate::error::LockError;
-use crate::guard::LockGuard;
+use crate::guard::{LockGuard, Renewal};
 use crate::options::{LockOptions, later};
 use crate::store::Store;
 use crate::telemetry;
@@ -47,6 +47,94 @@ pub(crate) async fn hold<F: Future>(
     }
 }
 
+impl LockGuard {
+    /// Keeps the lock renewed in the background (every `ttl/3`, as [`Locker::run`] does)
+    /// until the guard is released or dropped, or the lock is lost; [`LockGuard::lost`]
+    /// then says so. Calling it again changes nothing.
+    ///
+    /// For guards whose work does not fit one closure. Unlike `run`, nothing stops your
+    /// code when the lock is lost: `select!` on [`LockGuard::lost`] to stop it.
+    ///
+    /// [`Locker::run`]: crate::Locker::run
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// use std::time::Duration;
+    /// let locker = locked::Locker::memory();
+    /// let opts = locker.options().ttl(Duration::from_millis(60));
+    /// let guard = locker.acquire("report", opts).await?.auto_renew();
+    /// tokio::time::sleep(Duration::from_millis(200)).await; // past the ttl, still held
+    /// assert!(locker.try_acquire("report", opts).await?.is_none());
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn auto_renew(mut self) -> Self {
+        if self.renewal.is_some() {
+            return self;
+        }
+        let Some(runtime) = self.runtime() else {
+            return self;
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (report, lost) = tokio::sync::watch::channel(None);
+        let shadow = self.shadow();
+        runtime.spawn(async move {
+            let opts = *shadow.options();
+            tokio::select! {
+                _ = stopped => {}
+                loss = watchdog(&shadow, &opts) => {
+                    let reason = match loss {
+                        LockError::Lost { reason, .. } => reason,
+                        other => other.to_string(),
+                    };
+                    let _ = report.send(Some(reason));
+                }
+            }
+        });
+        self.renewal = Some(Renewal { _stop: stop, lost });
+        self
+    }
+
+    /// Resolves with [`LockError::Lost`] once background renewal ([`LockGuard::auto_renew`])
+    /// finds the lock lost: expired, taken by another holder, force-released, past
+    /// `max_hold`, or the store unreachable until it would lapse (reported a little
+    /// before). Without `auto_renew` it never resolves. Made for `tokio::select!` beside
+    /// the work the lock protects.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// use std::time::Duration;
+    /// let locker = locked::Locker::memory();
+    /// let opts = locker.options().ttl(Duration::from_millis(60));
+    /// let guard = locker.acquire("export", opts).await?.auto_renew();
+    /// locker.force_release("export").await?; // someone takes it away
+    /// let outcome = tokio::select! {
+    ///     lost = guard.lost() => Err(lost),
+    ///     _ = tokio::time::sleep(Duration::from_secs(5)) => Ok("export done"),
+    /// };
+    /// assert!(outcome.unwrap_err().is_lost());
+    /// # Ok(()) }
+    /// ```
+    pub async fn lost(&self) -> LockError {
+        let Some(renewal) = &self.renewal else {
+            return std::future::pending().await;
+        };
+        let mut lost = renewal.lost.clone();
+        loop {
+            if let Some(reason) = lost.borrow_and_update().clone() {
+                return self.lost_error(&reason);
+            }
+            if lost.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
 /// Extends the lock every `ttl/3` for as long as it is polled; returns only on loss.
 async fn watchdog(guard: &LockGuard, opts: &LockOptions) -> LockError {
     let ttl = opts.ttl;
@@ -66,7 +154,7 @@ async fn watchdog(guard: &LockGuard, opts: &LockOptions) -> LockError {
         if hard_stop.is_some_and(|stop| sent >= stop) {
             let reason = "max_hold reached";
             telemetry::lost(guard.key(), sent - guard.acquired_at(), reason);
-            return guard.lost(reason);
+            return guard.lost_error(reason);
         }
         let lapse = valid_until.checked_sub(margin).unwrap_or(valid_until);
         let budget = lapse.saturating_duration_since(sent);
@@ -87,6 +175,6 @@ async fn watchdog(guard: &LockGuard, opts: &LockOptions) -> LockError {
             Err(_) => "the store could not be reached before the lock lapsed",
         };
         telemetry::lost(guard.key(), sent - guard.acquired_at(), reason);
-        return guard.lost(reason);
+        return guard.lost_error(reason);
     }
 }
