@@ -127,3 +127,53 @@ async fn unreachable_store_error_names_host_cause_and_time_spent() {
     assert!(msg.contains("gave up after"), "the time spent: {msg}");
     println!("unreachable: {msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_server_bounds_every_call_and_stops_holders_before_their_ttl() {
+    let server = RedisServer::start();
+    let locker = server.locker();
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let ttl = Duration::from_secs(3);
+    let holder = {
+        let (locker, entered) = (locker.clone(), entered.clone());
+        tokio::spawn(async move {
+            let opts = LockOptions::default().ttl(ttl);
+            locker
+                .run("hung", opts, || async move {
+                    entered.notify_one();
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                })
+                .await
+        })
+    };
+    entered.notified().await;
+    // What a network partition looks like to a client: no answer, no closed connection.
+    server.signal("STOP");
+    let hung = Instant::now();
+    let call = locker
+        .run(
+            "other",
+            LockOptions::default().timeout(Duration::from_secs(1)),
+            || async { unreachable!("ran with the store hung") },
+        )
+        .await
+        .unwrap_err();
+    let call_took = hung.elapsed();
+    let held = holder.await.unwrap().unwrap_err();
+    let holder_took = hung.elapsed();
+    server.signal("CONT");
+    assert!(call.is_backend(), "{call:?}");
+    assert!(
+        call_took < Duration::from_secs(4),
+        "a 1 s call took {call_took:?}"
+    );
+    assert!(held.is_lost(), "{held:?}");
+    // The lock was last renewed before the hang, so it lapses within ttl of it.
+    assert!(
+        holder_took < ttl,
+        "the holder ran {holder_took:?} into a {ttl:?} ttl"
+    );
+    println!(
+        "hung server: call failed after {call_took:?}, holder stopped after {holder_took:?} (ttl {ttl:?})"
+    );
+}

@@ -1,0 +1,302 @@
+//! Locks across real OS processes: four processes keep a non-atomic counter exact on every
+//! Redis store; a holder killed with SIGKILL frees its lock within its ttl; a holder paused
+//! with SIGSTOP past its ttl loses the lock to a newer fencing token, and its late write is
+//! refused by a token-checking store.
+//!
+//! The worker is this test binary itself, started again with `LOCKED_WORKER` set: the
+//! `worker` test then plays the role it is given instead of returning at once.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use locked::{LockOptions, Locker};
+use support::{RedisServer, shared_cluster};
+use tokio::time::Instant;
+
+/// A non-atomic increment: read, pause, write.
+const INCREMENTS: u32 = 40;
+/// A write that only a token at least as new as the last one may make.
+const FENCED_WRITE: &str = "local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[1]) < last then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2])
+return 1";
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_default()
+}
+
+fn locker_for(store: &str, urls: &str) -> Locker {
+    let urls: Vec<&str> = urls.split(',').collect();
+    match store {
+        "redis" => Locker::redis(urls[0]).unwrap(),
+        "cluster" => Locker::redis_cluster(&urls).unwrap(),
+        "redlock" => Locker::redlock(&urls).unwrap(),
+        other => panic!("unknown store {other}"),
+    }
+}
+
+/// The data store the workers write to: one plain Redis server.
+fn data(url: &str) -> redis::Connection {
+    redis::Client::open(url).unwrap().get_connection().unwrap()
+}
+
+/// The worker's side. Not a test of its own: returns at once unless started as a worker.
+#[test]
+fn worker() {
+    let role = env("LOCKED_WORKER");
+    if role.is_empty() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let locker = locker_for(&env("LOCKED_STORE"), &env("LOCKED_URLS"));
+        let data_url = env("LOCKED_DATA");
+        match role.as_str() {
+            "count" => {
+                let opts = LockOptions::default().timeout(Duration::from_secs(60));
+                for _ in 0..INCREMENTS {
+                    locker
+                        .run("counter", opts, || async {
+                            let mut db = data(&data_url);
+                            let n: u64 = redis::cmd("GET")
+                                .arg("counter")
+                                .query::<Option<u64>>(&mut db)
+                                .unwrap()
+                                .unwrap_or(0);
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                            let _: () = redis::cmd("SET")
+                                .arg("counter")
+                                .arg(n + 1)
+                                .query(&mut db)
+                                .unwrap();
+                        })
+                        .await
+                        .unwrap();
+                }
+                println!("DONE");
+            }
+            "hold" => {
+                let ttl: u64 = env("LOCKED_TTL_MS").parse().unwrap();
+                let opts = LockOptions::default()
+                    .ttl(Duration::from_millis(ttl))
+                    .fencing(env("LOCKED_FENCING") == "1");
+                let out = locker
+                    .run("held", opts, || async {
+                        let token = locked::fencing_token().unwrap_or(0);
+                        println!("HOLDING {token}");
+                        // Paused here by the test (SIGSTOP) past the ttl, or killed.
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        let mut db = data(&data_url);
+                        let accepted: i64 = redis::Script::new(FENCED_WRITE)
+                            .key("value")
+                            .key("value:token")
+                            .arg(token)
+                            .arg("from the paused holder")
+                            .invoke(&mut db)
+                            .unwrap();
+                        println!(
+                            "WRITE {}",
+                            if accepted == 1 { "accepted" } else { "refused" }
+                        );
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    })
+                    .await;
+                match out {
+                    Err(e) if e.is_lost() => println!("RESULT lost"),
+                    other => println!("RESULT {other:?}"),
+                }
+            }
+            other => panic!("unknown worker role {other}"),
+        }
+    });
+}
+
+/// A worker process and the lines it prints.
+struct Worker {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Worker {
+    fn start(role: &str, store: &str, urls: &str, data: &str, extra: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["worker", "--exact", "--nocapture", "--test-threads", "1"])
+            .env("LOCKED_WORKER", role)
+            .env("LOCKED_STORE", store)
+            .env("LOCKED_URLS", urls)
+            .env("LOCKED_DATA", data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The next line holding `prefix`, from `prefix` on (the harness may print its
+    /// `test worker ... ` in front), within `limit`.
+    fn expect(&self, prefix: &str, limit: Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(prefix) => {
+                    let at = line.find(prefix).unwrap_or(0);
+                    return line[at..].to_owned();
+                }
+                Ok(_) => continue,
+                Err(_) => panic!("the worker printed no `{prefix}` line within {limit:?}"),
+            }
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal}");
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn counter_stays_exact(store: &str, urls: &str, data: &RedisServer) {
+    let workers: Vec<Worker> = (0..4)
+        .map(|_| Worker::start("count", store, urls, &data.url(), &[]))
+        .collect();
+    let start = std::time::Instant::now();
+    for w in &workers {
+        w.expect("DONE", Duration::from_secs(120));
+    }
+    let n: u64 = redis::cmd("GET")
+        .arg("counter")
+        .query(&mut data.client())
+        .unwrap();
+    println!(
+        "{store}: 4 processes x {INCREMENTS} increments = {n} in {:?}",
+        start.elapsed()
+    );
+    assert_eq!(n, 4 * u64::from(INCREMENTS), "lost updates on {store}");
+}
+
+#[test]
+fn four_processes_keep_a_counter_exact_on_single_redis() {
+    let (store, data) = (RedisServer::start(), RedisServer::start());
+    counter_stays_exact("redis", &store.url(), &data);
+}
+
+#[test]
+fn four_processes_keep_a_counter_exact_on_a_cluster() {
+    let data = RedisServer::start();
+    counter_stays_exact("cluster", &shared_cluster().urls().join(","), &data);
+}
+
+#[test]
+fn four_processes_keep_a_counter_exact_on_redlock() {
+    let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let urls: Vec<String> = masters.iter().map(RedisServer::url).collect();
+    let data = RedisServer::start();
+    counter_stays_exact("redlock", &urls.join(","), &data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holder_killed_frees_its_lock_within_ttl() {
+    let (store, data) = (RedisServer::start(), RedisServer::start());
+    let ttl = Duration::from_secs(2);
+    let worker = Worker::start(
+        "hold",
+        "redis",
+        &store.url(),
+        &data.url(),
+        &[("LOCKED_TTL_MS", "2000")],
+    );
+    worker.expect("HOLDING", Duration::from_secs(20));
+    worker.signal("KILL");
+    let killed = Instant::now();
+    let locker = store.locker();
+    let opts = LockOptions::default()
+        .timeout(Duration::from_secs(20))
+        .retry_interval(Duration::from_millis(20));
+    locker.run("held", opts, || async {}).await.unwrap();
+    let took = killed.elapsed();
+    println!("holder SIGKILLed: the lock was taken again {took:?} later (ttl {ttl:?})");
+    assert!(took < ttl + Duration::from_millis(1500), "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holder_paused_past_ttl_is_fenced_off_and_ends_lost() {
+    let (store, data) = (RedisServer::start(), RedisServer::start());
+    let worker = Worker::start(
+        "hold",
+        "redis",
+        &store.url(),
+        &data.url(),
+        &[("LOCKED_TTL_MS", "1000"), ("LOCKED_FENCING", "1")],
+    );
+    let old: u64 = worker.expect("HOLDING", Duration::from_secs(20))[8..]
+        .parse()
+        .unwrap();
+    worker.signal("STOP");
+    // Meanwhile another process (this one) takes the lock with a newer token, and writes.
+    let locker = store.locker();
+    let opts = LockOptions::default()
+        .fencing(true)
+        .ttl(Duration::from_secs(10))
+        .timeout(Duration::from_secs(20));
+    let guard = locker.acquire("held", opts).await.unwrap();
+    let new = guard.fencing_token().unwrap();
+    assert!(new > old, "token {new} after {old}");
+    let accepted: i64 = redis::Script::new(FENCED_WRITE)
+        .key("value")
+        .key("value:token")
+        .arg(new)
+        .arg("from the new holder")
+        .invoke(&mut data.client())
+        .unwrap();
+    assert_eq!(accepted, 1, "the new holder's write");
+    worker.signal("CONT");
+    // The paused holder's late write is refused, and its call ends with Lost.
+    assert_eq!(
+        worker.expect("WRITE", Duration::from_secs(20)),
+        "WRITE refused"
+    );
+    assert_eq!(
+        worker.expect("RESULT", Duration::from_secs(20)),
+        "RESULT lost"
+    );
+    let value: String = redis::cmd("GET")
+        .arg("value")
+        .query(&mut data.client())
+        .unwrap();
+    assert_eq!(value, "from the new holder");
+    guard.release().await.unwrap();
+    println!(
+        "holder SIGSTOPped past its ttl: token {old} refused after token {new}, call ended Lost"
+    );
+}
