@@ -176,8 +176,9 @@ impl LockOptions {
     /// to that replica keeps it. `WAIT` is not consensus: a failover may still promote a
     /// replica that had not acknowledged (another one did), and a write is not on disk.
     /// Choose it on a Redis Cluster or a replicated Redis where a second holder after a
-    /// failover would cost more than one extra wait per acquisition and renewal. The
-    /// memory store refuses it with [`LockError::Config`](crate::LockError::Config).
+    /// failover would cost more than one extra wait per acquisition and renewal. Stores
+    /// without replicas to wait for (memory, Redlock) refuse it with
+    /// [`LockError::Config`](crate::LockError::Config) at the call.
     ///
     /// ```
     /// # use std::time::Duration;
