@@ -27,6 +27,7 @@ on_stores!(
     acquire_dropped_guard_releases_in_background,
     extreme_durations_never_panic,
     acquisitions_dropped_at_random_points_leave_no_lock,
+    replicas_are_waited_for_refused_or_missing_clearly,
 );
 
 async fn run_free_lock_returns_body_value_and_releases(s: Store) {
@@ -412,4 +413,36 @@ async fn acquisitions_dropped_at_random_points_leave_no_lock(s: Store) {
             "no acquisition was dropped in flight: the test tests nothing"
         );
     }
+}
+
+/// `replicas(1, ..)`: a Cluster (one replica per master) waits for it and holds; one Redis
+/// without replicas fails with the replica count and leaves no lock; stores without
+/// replicas at all (memory, Redlock) refuse it before sending anything.
+async fn replicas_are_waited_for_refused_or_missing_clearly(s: Store) {
+    let opts = LockOptions::default()
+        .replicas(1, Duration::from_millis(100))
+        .timeout(Duration::from_millis(500));
+    let out = s.locker.acquire("durable", opts).await;
+    match &s.backend {
+        support::Backend::Cluster(_) => out.unwrap().release().await.unwrap(),
+        support::Backend::Redis(_) => {
+            let err = out.unwrap_err();
+            assert!(err.is_backend(), "{err:?}");
+            assert!(err.to_string().contains("0 of 1 replica"), "{err}");
+        }
+        support::Backend::Memory | support::Backend::Redlock(_) => {
+            let err = out.unwrap_err();
+            assert!(matches!(err, LockError::Config { .. }), "{err:?}");
+            assert!(err.to_string().contains("replicas"), "{err}");
+        }
+    }
+    let locker = &s.locker;
+    assert!(
+        eventually(Duration::from_secs(5), async || !locker
+            .is_locked("durable")
+            .await
+            .unwrap())
+        .await,
+        "a lock was left behind"
+    );
 }
