@@ -14,7 +14,7 @@
 //!   Redlock offers none: asking for one is a `Config` error. Where a stale holder must be
 //!   made harmless, use single Redis or a Cluster with fencing.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -35,21 +35,25 @@ const MASTER_LIMIT: Duration = Duration::from_millis(250);
 /// The Redlock store over N masters.
 ///
 /// ## Behavior
-/// - Acquire sends `SET NX PX` to every master at once and waits for every answer, each
-///   bounded by [`MASTER_LIMIT`]; it holds when a quorum took it within its validity
-///   (`ttl - drift` from the send). A failed attempt is released on every master before it
-///   returns, and the engine retries with jitter until `timeout`.
+/// - Acquire sends `SET NX PX` to every master at once, each bounded by
+///   [`MASTER_LIMIT`], and goes on as soon as a quorum took it within its validity
+///   (`ttl - drift` from the send) or can no longer take it; the other requests finish in
+///   the background, so the lock still lands on every master that answers. A failed
+///   attempt is released on every master before it returns, and the engine retries with
+///   jitter until `timeout`.
 /// - Release, extend and `is_locked` act on every master and count a quorum.
 /// - Every master announces its releases; a waiter listens on every master and wakes on
 ///   the first announcement.
 /// - Fewer than a quorum of masters answering is a `Backend` error that says how many did.
 pub(crate) struct RedlockStore {
-    masters: Vec<Server>,
+    masters: Vec<Arc<Server>>,
     feeds: Vec<Feed<PubSub>>,
 }
 
 /// What one master answered.
 type Answers<T> = Vec<Result<T, BoxError>>;
+/// Keys owned by the requests that may outlive the call (see `on_masters`).
+type Shared = Arc<[String]>;
 
 impl RedlockStore {
     /// Checks the URLs (no I/O): at least one, each a Redis URL, no duplicates, an odd count.
@@ -71,7 +75,7 @@ impl RedlockStore {
                     server.url()
                 ));
             }
-            masters.push(server);
+            masters.push(Arc::new(server));
         }
         if urls.len().is_multiple_of(2) {
             return Err(format!(
@@ -98,18 +102,20 @@ impl RedlockStore {
     }
 
     /// Sends `op` to every master at once, each bounded by [`MASTER_LIMIT`], and gathers
-    /// every answer: a lock is set on as many masters as answer, not just a quorum, so it
-    /// survives as many failures as it can.
-    async fn on_masters<T, F, Fut>(&self, op: F) -> Answers<T>
+    /// the answers until `enough` holds. The rest keep running in the background, so a
+    /// lock still lands on every master that answers (it survives as many failures as it
+    /// can) while the caller goes on as soon as a quorum has answered.
+    async fn on_masters<T, F, Fut>(&self, op: F, enough: impl Fn(&Answers<T>) -> bool) -> Answers<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
-        Fut: Future<Output = Result<T, BoxError>>,
+        T: Send + 'static,
+        F: Fn(ConnectionManager) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, BoxError>> + Send + 'static,
     {
         let mut pending: FuturesUnordered<_> = self
             .masters
             .iter()
             .map(|master| {
-                let op = &op;
+                let (master, op) = (master.clone(), op.clone());
                 async move {
                     // Connection errors name the master already; the op's are wrapped here.
                     let call = async {
@@ -136,8 +142,31 @@ impl RedlockStore {
         let mut answers = Vec::with_capacity(self.masters.len());
         while let Some(answer) = pending.next().await {
             answers.push(answer);
+            if enough(&answers) {
+                break;
+            }
+        }
+        if !pending.is_empty() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { while pending.next().await.is_some() {} });
+            }
         }
         answers
+    }
+
+    /// Releases on every master, whatever each answered before (also those that did not
+    /// answer: their `SET` may have landed).
+    async fn undo(&self, keys: &Shared, token: &Arc<str>) {
+        let (keys, token) = (keys.clone(), token.clone());
+        let _ = self
+            .on_masters(
+                move |mut c| {
+                    let (keys, token) = (keys.clone(), token.clone());
+                    async move { Node::SINGLE.release(&mut c, &keys, &token).await }
+                },
+                |_| false,
+            )
+            .await;
     }
 
     /// The error when fewer than a quorum of masters answered.
@@ -154,14 +183,6 @@ impl RedlockStore {
             causes.join("; ")
         )
         .into()
-    }
-
-    /// Releases on every master, whatever each answered before (also those that did not
-    /// answer: their `SET` may have landed).
-    async fn undo(&self, keys: &[String], token: &str) {
-        let _ = self
-            .on_masters(|mut c| async move { Node::SINGLE.release(&mut c, keys, token).await })
-            .await;
     }
 }
 
@@ -204,16 +225,40 @@ impl Store for RedlockStore {
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
         let (n, quorum) = (self.masters.len(), self.quorum());
         let sent = tokio::time::Instant::now();
+        let (keys, token): (Shared, Arc<str>) = (req.keys.into(), req.token.into());
+        let (ttl_ms, waiting) = (req.ttl_ms, req.waiting);
         let taken = |a: &Attempt| matches!(a, Attempt::Acquired { .. });
-        let answers = self
-            .on_masters(|mut c| async move { Node::SINGLE.try_acquire(&mut c, req).await })
-            .await;
+        let answers = {
+            let (keys, token) = (keys.clone(), token.clone());
+            self.on_masters(
+                move |mut c| {
+                    let (keys, token) = (keys.clone(), token.clone());
+                    async move {
+                        let req = Request {
+                            keys: &keys,
+                            token: &token,
+                            ttl_ms,
+                            fencing: false,
+                            waiting,
+                            replicas: None,
+                        };
+                        Node::SINGLE.try_acquire(&mut c, &req).await
+                    }
+                },
+                // Go on once a quorum took it, or once a quorum can no longer take it.
+                move |answers| {
+                    let won = count(answers, taken);
+                    won >= quorum || answers.len() - won > n - quorum
+                },
+            )
+            .await
+        };
         let won = count(&answers, taken);
-        let ttl = Duration::from_millis(req.ttl_ms);
+        let ttl = Duration::from_millis(ttl_ms);
         if won >= quorum && sent.elapsed() < self.validity(ttl) {
             return Ok(Attempt::Acquired { fence: None });
         }
-        self.undo(req.keys, req.token).await;
+        self.undo(&keys, &token).await;
         if answers.iter().filter(|a| a.is_err()).count() > n - quorum {
             return Err(self.no_quorum(&answers));
         }
@@ -228,15 +273,26 @@ impl Store for RedlockStore {
     }
 
     async fn release(&self, keys: &[String], token: &str) -> Result<Release, BoxError> {
-        let quorum = self.quorum();
+        let (n, quorum) = (self.masters.len(), self.quorum());
+        let (keys, token): (Shared, Arc<str>) = (keys.into(), token.into());
+        let released = |r: &Release| *r == Release::Released;
         let answers = self
-            .on_masters(|mut c| async move { Node::SINGLE.release(&mut c, keys, token).await })
+            .on_masters(
+                move |mut c| {
+                    let (keys, token) = (keys.clone(), token.clone());
+                    async move { Node::SINGLE.release(&mut c, &keys, &token).await }
+                },
+                move |answers| {
+                    let yes = count(answers, released);
+                    yes >= quorum || answers.len() - yes > n - quorum
+                },
+            )
             .await;
-        if count(&answers, |r| *r == Release::Released) >= quorum {
+        if count(&answers, released) >= quorum {
             Ok(Release::Released)
-        } else if answers.iter().filter(|a| a.is_ok()).count() < quorum {
+        } else if answers.iter().filter(|a| a.is_err()).count() > n - quorum {
             Err(self.no_quorum(&answers))
-        } else if count(&answers, |r| *r == Release::Foreign) >= quorum {
+        } else if count(&answers, |r| *r == Release::Foreign) > 0 {
             Ok(Release::Foreign)
         } else {
             Ok(Release::Gone)
@@ -251,10 +307,22 @@ impl Store for RedlockStore {
         _replicas: Option<Replicas>,
     ) -> Result<bool, BoxError> {
         let (n, quorum) = (self.masters.len(), self.quorum());
+        let (keys, token): (Shared, Arc<str>) = (keys.into(), token.into());
         let answers = self
-            .on_masters(|mut c| async move {
-                Node::SINGLE.extend(&mut c, keys, token, ttl_ms, None).await
-            })
+            .on_masters(
+                move |mut c| {
+                    let (keys, token) = (keys.clone(), token.clone());
+                    async move {
+                        Node::SINGLE
+                            .extend(&mut c, &keys, &token, ttl_ms, None)
+                            .await
+                    }
+                },
+                move |answers| {
+                    let yes = count(answers, |v| *v);
+                    yes >= quorum || answers.len() - yes > n - quorum
+                },
+            )
             .await;
         if count(&answers, |v| *v) >= quorum {
             Ok(true)
@@ -267,8 +335,15 @@ impl Store for RedlockStore {
 
     async fn remaining(&self, keys: &[String], token: &str) -> Result<Option<Duration>, BoxError> {
         let quorum = self.quorum();
+        let (keys, token): (Shared, Arc<str>) = (keys.into(), token.into());
         let answers = self
-            .on_masters(|mut c| async move { Node::SINGLE.remaining(&mut c, keys, token).await })
+            .on_masters(
+                move |mut c| {
+                    let (keys, token) = (keys.clone(), token.clone());
+                    async move { Node::SINGLE.remaining(&mut c, &keys, &token).await }
+                },
+                |_| false,
+            )
             .await;
         let mut left: Vec<Duration> = answers
             .iter()
@@ -287,8 +362,15 @@ impl Store for RedlockStore {
 
     async fn exists(&self, key: &str) -> Result<bool, BoxError> {
         let quorum = self.quorum();
+        let key: Arc<str> = key.into();
         let answers = self
-            .on_masters(|mut c| async move { Node::SINGLE.exists(&mut c, key).await })
+            .on_masters(
+                move |mut c| {
+                    let key = key.clone();
+                    async move { Node::SINGLE.exists(&mut c, &key).await }
+                },
+                |_| false,
+            )
             .await;
         if answers.iter().filter(|a| a.is_ok()).count() < quorum {
             return Err(self.no_quorum(&answers));
@@ -297,8 +379,15 @@ impl Store for RedlockStore {
     }
 
     async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
+        let key: Arc<str> = key.into();
         let answers = self
-            .on_masters(|mut c| async move { Node::SINGLE.force_release(&mut c, key).await })
+            .on_masters(
+                move |mut c| {
+                    let key = key.clone();
+                    async move { Node::SINGLE.force_release(&mut c, &key).await }
+                },
+                |_| false,
+            )
             .await;
         if answers.iter().filter(|a| a.is_ok()).count() < self.quorum() {
             return Err(self.no_quorum(&answers));
