@@ -146,10 +146,8 @@ impl RedlockStore {
                 break;
             }
         }
-        if !pending.is_empty() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move { while pending.next().await.is_some() {} });
-            }
+        if let (false, Ok(runtime)) = (pending.is_empty(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(async move { while pending.next().await.is_some() {} });
         }
         answers
     }
