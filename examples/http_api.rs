@@ -1,20 +1,33 @@
 //! The original guide's test HTTP API, as axum handlers on `locked`.
 //!
 //! ```sh
-//! cargo run --example http_api            # serves on 127.0.0.1:3333 (memory store, or REDIS_URL)
+//! cargo run --example http_api            # serves on 127.0.0.1:$PORT (default 3333)
 //! cargo run --example http_api -- --demo  # calls every route once in-process and exits
 //! ```
 //!
-//! Routes (as in the original):
-//! `GET /api/distributed-lock/basic`, `POST /api/distributed-lock/order/{id}`,
-//! `POST /api/distributed-lock/cleanup`, `POST /api/distributed-lock/user/{id}/operation`
-//! (body `{"action": "update-profile", "data": {"name": "John"}}`),
-//! `GET /api/distributed-lock/check?key=my-task`, `GET /api/distributed-lock/concurrent-test`,
-//! `DELETE /api/distributed-lock/force-release?key=stuck-task`.
+//! It runs on the global locker: the memory store by default, Redis when `REDIS_URL` is set.
+//! Routes and status codes, as the original behaves:
+//! - `GET /api/distributed-lock/basic`: 200.
+//! - `POST /api/distributed-lock/order/{id}`: 200 the first time; 400 "order already
+//!   processed" for an order seen before (this process keeps a small order table).
+//! - `POST /api/distributed-lock/cleanup`: try mode; 200 with the report, or 200 "already
+//!   in progress" while another run holds the lock.
+//! - `POST /api/distributed-lock/user/{id}/operation` with
+//!   `{"action": "update-profile", "data": {"name": "John"}}`: 200, or 423 "please do not
+//!   submit twice" while the same submission is in flight.
+//! - `GET /api/distributed-lock/check?key=my-task`: 200 `{key, locked}`.
+//! - `GET /api/distributed-lock/concurrent-test`: runs concurrent locked calls and reports
+//!   that they were serialised (the most ever inside at once), with counts and timings.
+//! - `DELETE /api/distributed-lock/force-release?key=stuck-task`: 200 `{key, released}`.
+//! - Bad input (a missing `key`, malformed JSON, a body that is not an object, a user id
+//!   that is not a number) is a 400 with a JSON message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, Query};
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +42,21 @@ enum ApiError {
     Locked(LockError),
     BadRequest(String),
 }
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        ApiError::BadRequest(format!("the body is not valid JSON: {}", e.body_text()))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        ApiError::BadRequest(e.body_text())
+    }
+}
+
+/// The orders this process has processed (the original's order table).
+static PROCESSED: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
 
 impl From<LockError> for ApiError {
     fn from(e: LockError) -> Self {
@@ -68,10 +96,16 @@ async fn basic() -> Result<Json<Value>, ApiError> {
 /// Scenario 1: an order is processed once, however many servers receive it.
 #[locked(key = "order:{id}", ttl = "30s", timeout = "5s")]
 async fn process_order(Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    if id.is_empty() || !id.starts_with("ORD-") {
-        return Err(ApiError::BadRequest(format!("unknown order {id}")));
+    let seen = |id: &str| PROCESSED.lock().map(|t| t.contains(id)).unwrap_or(true);
+    if seen(&id) {
+        return Err(ApiError::BadRequest(format!(
+            "order already processed: {id}"
+        )));
     }
     tokio::time::sleep(Duration::from_millis(20)).await; // pay, update stock, notify
+    if let Ok(mut table) = PROCESSED.lock() {
+        table.insert(id.clone());
+    }
     Ok(Json(
         json!({ "success": true, "order": id, "status": "processed" }),
     ))
@@ -80,7 +114,7 @@ async fn process_order(Path(id): Path<String>) -> Result<Json<Value>, ApiError> 
 /// Scenario 2: a scheduled job runs on one server; the others skip it.
 #[locked(key = "cron:daily-report", ttl = "10m", try_lock, fallback = report_in_progress)]
 async fn cleanup() -> Json<Value> {
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     Json(json!({ "success": true, "message": "Report generated" }))
 }
 
@@ -88,61 +122,91 @@ async fn report_in_progress() -> Json<Value> {
     Json(json!({ "success": false, "message": "Report generation already in progress" }))
 }
 
-/// Scenario 3: one submission per user and action at a time.
+/// Scenario 3: one submission per user and action at a time: a duplicate sent while the
+/// first is still saving is refused with 423.
 async fn user_operation(
-    Path(user_id): Path<u64>,
-    Json(body): Json<Value>,
+    user_id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Path(user_id) = user_id?;
+    let Json(body) = body?;
+    if !body.is_object() {
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object: {\"action\": ..., \"data\": {...}}".into(),
+        ));
+    }
     let action = body["action"]
         .as_str()
         .unwrap_or("update-profile")
         .to_owned();
-    let locker = locked::global()?;
-    let opts = locker
-        .options()
-        .ttl(Duration::from_secs(5))
-        .timeout(Duration::from_secs(2));
     let data = body["data"].clone();
+    let locker = locked::global()?;
+    let opts = locker.options().ttl(Duration::from_secs(5));
+    // The same user, action and data: the same submission.
+    let key = operation_key(&action, format!("{user_id}:{data}"));
     let saved = locker
-        .run(&operation_key(&action, user_id), opts, || async move {
+        .try_run(&key, opts, || async move {
+            tokio::time::sleep(Duration::from_millis(300)).await; // saving
             json!({ "user": user_id, "action": action, "saved": data })
         })
         .await?;
-    Ok(Json(json!({ "success": true, "result": saved })))
+    match saved {
+        Some(saved) => Ok(Json(json!({ "success": true, "result": saved }))),
+        None => Err(ApiError::Locked(LockError::Busy { key })),
+    }
 }
 
 async fn check(Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
     let key = q
         .get("key")
         .cloned()
-        .unwrap_or_else(|| "my-task".to_owned());
+        .ok_or_else(|| ApiError::BadRequest("missing ?key=".into()))?;
     let locked = locked::global()?.is_locked(&key).await?;
     Ok(Json(json!({ "key": key, "locked": locked })))
 }
 
-/// Five concurrent calls on one key: they run one at a time.
+/// Ten concurrent calls on one key: they run one at a time, and the report says so.
 async fn concurrent_test() -> Result<Json<Value>, ApiError> {
+    const CALLS: usize = 10;
     let start = Instant::now();
-    let calls = (0..5).map(|i| {
-        tokio::spawn(async move {
-            let locker = locked::global()?;
-            locker
-                .run("concurrent-test", locker.options(), || async move {
-                    let entered = start.elapsed().as_millis();
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    json!({ "call": i, "entered_ms": entered })
-                })
-                .await
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let calls: Vec<_> = (0..CALLS)
+        .map(|i| {
+            let (inside, most) = (inside.clone(), most.clone());
+            tokio::spawn(async move {
+                let locker = locked::global()?;
+                let opts = locker.options().timeout(Duration::from_secs(10));
+                locker
+                    .run("concurrent-test", opts, || async move {
+                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        let entered = start.elapsed().as_millis();
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        json!({ "call": i, "entered_ms": entered })
+                    })
+                    .await
+            })
         })
-    });
+        .collect();
     let mut results = Vec::new();
-    for call in calls.collect::<Vec<_>>() {
+    for call in calls {
         results.push(
             call.await
                 .map_err(|e| ApiError::BadRequest(e.to_string()))??,
         );
     }
-    Ok(Json(json!({ "success": true, "results": results })))
+    let most = most.load(Ordering::SeqCst);
+    Ok(Json(json!({
+        "success": true,
+        "serialised": most == 1,
+        "max_concurrent": most,
+        "calls": CALLS,
+        "completed": results.len(),
+        "total_ms": start.elapsed().as_millis(),
+        "results": results,
+    })))
 }
 
 async fn force_release(Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
@@ -230,9 +294,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         drop(stuck);
         return Ok(());
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3333").await?;
+    let port: u16 = match std::env::var("PORT") {
+        Ok(p) => p
+            .parse()
+            .map_err(|e| format!("PORT={p} is not a port: {e}"))?,
+        Err(_) => 3333,
+    };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!(
-        "serving the distributed-lock test API on http://127.0.0.1:3333/api/distributed-lock/"
+        "serving the distributed-lock test API on http://127.0.0.1:{port}/api/distributed-lock/"
     );
     axum::serve(listener, app()).await?;
     Ok(())

@@ -1,0 +1,248 @@
+//! The HTTP example (`examples/http_api.rs`) as the original test API behaves, served by the
+//! built example binary on a free port and driven over real HTTP with a real client, on
+//! the memory store and on Redis.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use support::{RedisServer, eventually, free_port};
+
+/// The example server, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(redis: Option<&RedisServer>) -> Self {
+        // cargo builds the examples next to the test binaries' folder.
+        let exe = std::env::current_exe().unwrap();
+        let bin = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .map(|dir| dir.join("examples").join("http_api"))
+            .unwrap();
+        assert!(
+            bin.exists(),
+            "{} is missing: build it with `cargo build --example http_api` (cargo test \
+             --all-targets does)",
+            bin.display()
+        );
+        let port = free_port();
+        let mut cmd = Command::new(bin);
+        cmd.env("PORT", port.to_string())
+            .env_remove("LOCK_STORE")
+            .env_remove("LOCK_REDIS_URL")
+            .env_remove("REDIS_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(redis) = redis {
+            cmd.env("REDIS_URL", redis.url());
+        }
+        let server = Self {
+            child: cmd.spawn().unwrap(),
+            base: format!("http://127.0.0.1:{port}/api/distributed-lock"),
+        };
+        let client = Client::new();
+        let url = server.url("/basic");
+        let up = eventually(Duration::from_secs(20), async || {
+            client.get(&url).send().await.is_ok()
+        })
+        .await;
+        assert!(up, "the example did not start serving on port {port}");
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn json_of(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{status}: not a JSON body ({e}): {text:?}"));
+    (status, body)
+}
+
+/// Every route and status code, over HTTP, on the store the example was given.
+async fn every_route_behaves_as_the_original(server: &Server, redis: Option<&RedisServer>) {
+    let http = Client::new();
+
+    let (status, body) = json_of(http.get(server.url("/basic")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // An order is processed once; the same order again is refused.
+    let order = server.url("/order/ORD-123");
+    let (status, body) = json_of(http.post(&order).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "processed");
+    let (status, body) = json_of(http.post(&order).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("order already processed")
+    );
+
+    // Try mode: two runs at once, one does the work, the other is told it is in progress.
+    let cleanup = || http.post(server.url("/cleanup")).send();
+    let (a, b) = tokio::join!(cleanup(), cleanup());
+    let (a, b) = (json_of(a.unwrap()).await, json_of(b.unwrap()).await);
+    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
+    let messages = [a.1["message"].to_string(), b.1["message"].to_string()];
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| m.contains("already in progress"))
+            .count(),
+        1,
+        "{messages:?}"
+    );
+
+    // 8 identical submissions at once: one is saved, seven are refused as duplicates.
+    let submit = json!({ "action": "update-profile", "data": { "name": "John" } });
+    let sends = (0..8).map(|_| {
+        http.post(server.url("/user/123/operation"))
+            .json(&submit)
+            .send()
+    });
+    let responses = futures_util::future::join_all(sends).await;
+    let mut codes = Vec::new();
+    for response in responses {
+        let (status, body) = json_of(response.unwrap()).await;
+        if status == StatusCode::LOCKED {
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("please do not submit twice")
+            );
+        }
+        codes.push(status);
+    }
+    assert_eq!(
+        codes.iter().filter(|c| **c == StatusCode::OK).count(),
+        1,
+        "{codes:?}"
+    );
+    assert_eq!(
+        codes.iter().filter(|c| **c == StatusCode::LOCKED).count(),
+        7,
+        "{codes:?}"
+    );
+
+    // Check, and force-release (of a lock another process holds, on Redis).
+    let (status, body) = json_of(
+        http.get(server.url("/check?key=my-task"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({ "key": "my-task", "locked": false }));
+    let stuck = match redis {
+        Some(redis) => Some(
+            redis
+                .locker()
+                .acquire("stuck-task", locked::LockOptions::default())
+                .await
+                .unwrap(),
+        ),
+        None => None,
+    };
+    let (status, body) = json_of(
+        http.get(server.url("/check?key=stuck-task"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["locked"], stuck.is_some());
+    let (status, body) = json_of(
+        http.delete(server.url("/force-release?key=stuck-task"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({ "key": "stuck-task", "released": stuck.is_some() })
+    );
+    drop(stuck);
+
+    // Concurrent locked calls were serialised.
+    let (status, body) = json_of(
+        http.get(server.url("/concurrent-test"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["serialised"], true, "{body}");
+    assert_eq!(body["max_concurrent"], 1);
+    assert_eq!(body["completed"], body["calls"]);
+
+    // Bad input: 400 with a JSON message, never plain text or a 500.
+    let bad = [
+        http.get(server.url("/check")).send().await.unwrap(),
+        http.delete(server.url("/force-release"))
+            .send()
+            .await
+            .unwrap(),
+        http.post(server.url("/user/123/operation"))
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap(),
+        http.post(server.url("/user/123/operation"))
+            .json(&json!(["not", "an", "object"]))
+            .send()
+            .await
+            .unwrap(),
+        http.post(server.url("/user/abc/operation"))
+            .json(&submit)
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for response in bad {
+        let url = response.url().to_string();
+        let (status, body) = json_of(response).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {body}");
+        assert!(body["message"].is_string(), "{url}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_api_on_the_memory_store() {
+    let server = Server::start(None).await;
+    every_route_behaves_as_the_original(&server, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_api_on_redis() {
+    let redis = RedisServer::start();
+    let server = Server::start(Some(&redis)).await;
+    every_route_behaves_as_the_original(&server, Some(&redis)).await;
+}
