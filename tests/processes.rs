@@ -58,6 +58,11 @@ fn worker() {
         .build()
         .unwrap();
     rt.block_on(async move {
+        if role == "global" {
+            let locker = locked::global().unwrap();
+            println!("STORE {locker:?}");
+            return;
+        }
         let locker = locker_for(&env("LOCKED_STORE"), &env("LOCKED_URLS"));
         let data_url = env("LOCKED_DATA");
         match role.as_str() {
@@ -298,5 +303,36 @@ async fn holder_paused_past_ttl_is_fenced_off_and_ends_lost() {
     guard.release().await.unwrap();
     println!(
         "holder SIGSTOPped past its ttl: token {old} refused after token {new}, call ended Lost"
+    );
+}
+
+/// The original's troubleshooting case 3: a service that fell back to the memory store
+/// without knowing it. With no `tracing` subscriber installed, the warning still shows.
+#[test]
+fn memory_fallback_warns_on_stderr_without_a_subscriber() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["worker", "--exact", "--nocapture", "--test-threads", "1"])
+        .env("LOCKED_WORKER", "global")
+        .env_remove("LOCK_STORE")
+        .env_remove("LOCK_REDIS_URL")
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stdout.contains("STORE") && stdout.contains("memory"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("memory store: not shared between processes"),
+        "no warning on stderr: {stderr}"
+    );
+    assert_eq!(
+        stderr.matches("memory store:").count(),
+        1,
+        "warned once: {stderr}"
     );
 }

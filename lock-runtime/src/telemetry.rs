@@ -98,11 +98,18 @@ pub(crate) fn force_release(key: &str, existed: bool) {
     tracing::warn!(target: TARGET, key, existed, "force_release: deleted whoever held it");
 }
 
+const MEMORY_FALLBACK: &str = "memory store: not shared between processes. Neither \
+     LOCK_STORE nor REDIS_URL is set, so locks only exclude callers inside this process; set \
+     LOCK_STORE=redis and REDIS_URL to share them";
+
+/// Once per process, when the environment selects no store. The one warning that must
+/// reach a user who installed no `tracing` subscriber (the original's troubleshooting case
+/// 3: several processes run the same section), so it goes to stderr then.
 pub(crate) fn memory_store_fallback() {
-    tracing::warn!(
-        target: TARGET,
-        "memory store: not shared between processes. Neither LOCK_STORE nor REDIS_URL is set, \
-         so locks only exclude callers inside this process; set LOCK_STORE=redis and REDIS_URL \
-         to share them"
-    );
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!(target: TARGET, "{MEMORY_FALLBACK}");
+    } else {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "WARN locked: {MEMORY_FALLBACK}");
+    }
 }
