@@ -21,6 +21,8 @@
 //! - `DELETE /api/distributed-lock/force-release?key=stuck-task`: 200 `{key, released}`.
 //! - Bad input (a missing `key`, malformed JSON, a body that is not an object, a user id
 //!   that is not a number) is a 400 with a JSON message.
+//! - With the `metrics` feature (`cargo run --example http_api --features metrics`),
+//!   `GET /metrics` serves the lock metrics in Prometheus text format.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -141,7 +143,10 @@ async fn user_operation(
         .to_owned();
     let data = body["data"].clone();
     let locker = locked::global()?;
-    let opts = locker.options().ttl(Duration::from_secs(5));
+    let opts = locker
+        .options()
+        .ttl(Duration::from_secs(5))
+        .label("user-operation");
     // The same user, action and data: the same submission.
     let key = operation_key(&action, format!("{user_id}:{data}"));
     let saved = locker
@@ -218,8 +223,21 @@ async fn force_release(Query(q): Query<HashMap<String, String>>) -> Result<Json<
     Ok(Json(json!({ "key": key, "released": released })))
 }
 
+/// The Prometheus recorder, installed at start when the `metrics` feature is on.
+#[cfg(feature = "metrics")]
+static PROMETHEUS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+    std::sync::OnceLock::new();
+
+#[cfg(feature = "metrics")]
+async fn metrics_text() -> String {
+    PROMETHEUS.get().map(|h| h.render()).unwrap_or_default()
+}
+
 fn app() -> Router {
-    Router::new()
+    let router = Router::new();
+    #[cfg(feature = "metrics")]
+    let router = router.route("/metrics", get(metrics_text));
+    router
         .route("/api/distributed-lock/basic", get(basic))
         .route("/api/distributed-lock/order/{id}", post(process_order))
         .route("/api/distributed-lock/cleanup", post(cleanup))
@@ -266,6 +284,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("locked=warn")),
         )
         .init();
+    #[cfg(feature = "metrics")]
+    {
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+        let _ = PROMETHEUS.set(handle);
+    }
     // The store comes from the environment (LOCK_STORE, REDIS_URL); with neither set it is
     // the memory store, and a warning says so.
     let _ = locked::global()?;

@@ -246,3 +246,76 @@ async fn http_api_on_redis() {
     let server = Server::start(Some(&redis)).await;
     every_route_behaves_as_the_original(&server, Some(&redis)).await;
 }
+
+/// The value of the series `name{labels...}` in Prometheus text, 0 when absent.
+#[cfg(feature = "metrics")]
+fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// With the `metrics` feature, `/metrics` counts what the calls did, labelled by key
+/// template, never by rendered key.
+#[cfg(feature = "metrics")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_scraped_after_calls() {
+    let server = Server::start(None).await;
+    let http = Client::new();
+    for order in ["ORD-1", "ORD-2", "ORD-1"] {
+        http.post(server.url(&format!("/order/{order}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    let submit = json!({ "action": "export", "data": { "id": 7 } });
+    let sends = (0..8).map(|_| {
+        http.post(server.url("/user/9/operation"))
+            .json(&submit)
+            .send()
+    });
+    futures_util::future::join_all(sends).await;
+    let text = http
+        .get(server.base.replace("/api/distributed-lock", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let acquire = "locked_acquire_seconds_count";
+    let order = ("key", "order:{id}");
+    let user = ("key", "user-operation");
+    assert_eq!(
+        series(&text, acquire, &[order, ("outcome", "acquired")]),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        series(&text, acquire, &[user, ("outcome", "acquired")]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        series(&text, acquire, &[user, ("outcome", "busy")]),
+        7.0,
+        "{text}"
+    );
+    assert_eq!(
+        series(&text, "locked_hold_seconds_count", &[order]),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(series(&text, "locked_held", &[order]), 0.0, "{text}");
+    assert_eq!(series(&text, "locked_waiting", &[user]), 0.0, "{text}");
+    assert!(
+        !text.contains("ORD-1"),
+        "a rendered key leaked into a label: {text}"
+    );
+}

@@ -87,6 +87,12 @@ fn generate(
         opt_bool(args.logging),
         opt_bool(args.fencing),
     );
+    // The key template(s) as written: the metrics label, bounded by the code, not the data.
+    let label = keys
+        .iter()
+        .map(|(lit, _)| lit.value())
+        .collect::<Vec<_>>()
+        .join(", ");
     let mode = if args.try_mode {
         quote!(#p::Mode::Try)
     } else {
@@ -195,7 +201,8 @@ fn generate(
 
     // Input:  #[locked(key = "order:{id}", ttl = "30s")] async fn process(id: u64) -> R { BODY }
     // Output: async fn process(id: u64) -> R {
-    //             static SPEC: Spec = Spec { site: "module::process", ttl: Some(30s), .. };
+    //             static SPEC: Spec = Spec { site: "module::process", label: "order:{id}",
+    //                                        ttl: Some(30s), .. };
     //             let key = __private::key(&["order:", ""], &[format!("{}", id)]);
     //             let held = match __private::acquire(&SPEC, locker, key).await {
     //                 Ok(held) => held,
@@ -210,6 +217,7 @@ fn generate(
             #(#inner_attrs)*
             static #spec: #p::Spec = #p::Spec {
                 site: #p::concat!(#p::module_path!(), "::", #fn_name),
+                label: #label,
                 ttl: #ttl,
                 timeout: #timeout,
                 retry_interval: #retry,

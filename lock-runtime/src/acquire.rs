@@ -12,6 +12,7 @@ use crate::context::HoldContext;
 use crate::core::{CALL_LIMIT, Core};
 use crate::error::{BoxError, LockError};
 use crate::guard::LockGuard;
+use crate::meter;
 use crate::options::{LockOptions, later};
 use crate::store::{Attempt, Request, Store};
 use crate::telemetry;
@@ -34,9 +35,12 @@ pub(crate) async fn lock(
     refuse_unsupported(core, &keys, &key, opts)?;
     let mode = if wait { "wait" } else { "try" };
     let span = telemetry::lock_span(&key, mode, opts.ttl, opts.timeout, site);
-    lock_in(core, keys, key, opts, wait, span.clone())
+    let start = Instant::now();
+    let result = lock_in(core, keys, key, opts, wait, span.clone())
         .instrument(span)
-        .await
+        .await;
+    meter::acquire(opts.label, meter::outcome(&result), start.elapsed());
+    result
 }
 
 /// What the store cannot do is refused before anything is sent.
@@ -149,6 +153,22 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// A caller counted in the `locked_waiting` gauge while it waits.
+struct Waiting(&'static str);
+
+impl Waiting {
+    fn new(label: &'static str) -> Self {
+        meter::waiting(label, true);
+        Self(label)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        meter::waiting(self.0, false);
+    }
+}
+
 /// A key's release channel listened to while this waiter waits.
 struct Watching<'a> {
     core: &'a Core,
@@ -170,6 +190,7 @@ impl Ask<'_> {
         let opts = ask.opts;
         let core = ask.core;
         telemetry::waiting(opts.logging, &ask.key);
+        let _waiting = Waiting::new(opts.label);
         let keys = ask.keys.clone();
         let tickets: Vec<_> = keys.iter().map(|k| core.waits.join(k)).collect();
         // Listen for releases from the moment of joining, so that the subscription lives

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use crate::core::{CALL_LIMIT, Core};
 use crate::error::LockError;
+use crate::meter;
 use crate::options::{LockOptions, duration_ms};
 use crate::store::{Release, Store};
 use crate::telemetry;
@@ -51,6 +52,8 @@ pub struct LockGuard {
     released: bool,
     /// Background renewal, when asked for ([`LockGuard::auto_renew`]).
     pub(crate) renewal: Option<Renewal>,
+    /// Counted in the `locked_held` gauge (a shadow copy is not).
+    counted: bool,
 }
 
 /// A guard's background renewal: it stops when this is dropped, and reports a loss.
@@ -98,6 +101,10 @@ impl LockGuard {
             runtime: tokio::runtime::Handle::try_current().ok(),
             released: false,
             renewal: None,
+            counted: {
+                meter::held(opts.label);
+                true
+            },
         }
     }
 
@@ -117,6 +124,7 @@ impl LockGuard {
             runtime: None,
             released: true,
             renewal: None,
+            counted: false,
         }
     }
 
@@ -337,6 +345,9 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        if self.counted {
+            meter::let_go(self.opts.label, self.acquired_at.elapsed());
+        }
         if !self.released {
             self.core.release_in_background(
                 self.runtime.as_ref(),

@@ -31,6 +31,7 @@ mod global;
 mod guard;
 mod keys;
 mod locker;
+mod meter;
 mod options;
 mod renew;
 mod store;

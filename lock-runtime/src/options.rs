@@ -51,6 +51,7 @@ pub struct LockOptions {
     pub(crate) max_hold: Option<Duration>,
     pub(crate) fencing: bool,
     pub(crate) replicas: Option<Replicas>,
+    pub(crate) label: &'static str,
 }
 
 impl Default for LockOptions {
@@ -64,6 +65,7 @@ impl Default for LockOptions {
             max_hold: None,
             fencing: false,
             replicas: None,
+            label: crate::meter::UNNAMED,
         }
     }
 }
@@ -198,6 +200,31 @@ impl LockOptions {
     /// ```
     pub fn replicas_value(&self) -> Option<(u32, Duration)> {
         self.replicas.map(|r| (r.count, r.within))
+    }
+
+    /// The name of this kind of lock in metrics (the `key` label, with the `metrics`
+    /// feature): a template such as `order:{id}`, never a rendered key, so the number of
+    /// series stays bounded. `#[locked]` sets it to its key template; API calls without
+    /// one are labelled `unnamed`.
+    ///
+    /// ```
+    /// let opts = locked::LockOptions::default().label("user-operation");
+    /// assert_eq!(opts.label_value(), "user-operation");
+    /// assert_eq!(locked::LockOptions::default().label_value(), "unnamed");
+    /// ```
+    #[must_use]
+    pub fn label(mut self, name: &'static str) -> Self {
+        self.label = name;
+        self
+    }
+
+    /// The metrics label of the lock.
+    ///
+    /// ```
+    /// assert_eq!(locked::LockOptions::default().label_value(), "unnamed");
+    /// ```
+    pub fn label_value(&self) -> &'static str {
+        self.label
     }
 
     /// The lock's time to live.

@@ -22,6 +22,8 @@ use crate::options::LockOptions;
 #[derive(Debug)]
 pub struct Spec {
     pub site: &'static str,
+    /// The key template(s), the `key` label of metrics.
+    pub label: &'static str,
     pub ttl: Option<Duration>,
     pub timeout: Option<Duration>,
     pub retry_interval: Option<Duration>,
@@ -41,7 +43,7 @@ pub enum Mode {
 
 impl Spec {
     fn options(&self, defaults: LockOptions) -> LockOptions {
-        let mut o = defaults;
+        let mut o = defaults.label(self.label);
         if let Some(v) = self.ttl {
             o = o.ttl(v);
         }

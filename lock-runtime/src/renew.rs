@@ -9,6 +9,7 @@ use tracing::Instrument;
 use crate::context::{CONTEXT, HoldContext};
 use crate::error::LockError;
 use crate::guard::{LockGuard, Renewal};
+use crate::meter;
 use crate::options::{LockOptions, later};
 use crate::store::Store;
 use crate::telemetry;
@@ -154,27 +155,37 @@ async fn watchdog(guard: &LockGuard, opts: &LockOptions) -> LockError {
         if hard_stop.is_some_and(|stop| sent >= stop) {
             let reason = "max_hold reached";
             telemetry::lost(guard.key(), sent - guard.acquired_at(), reason);
+            meter::lost(opts.label);
             return guard.lost_error(reason);
         }
         let lapse = valid_until.checked_sub(margin).unwrap_or(valid_until);
         let budget = lapse.saturating_duration_since(sent);
         let reason = match guard.try_extend(budget.max(Duration::from_millis(1))).await {
             Ok(true) => {
+                meter::renewal(opts.label, true);
                 valid_until = later(sent, guard.core().store.validity(ttl));
                 telemetry::renewed(opts.logging, guard.key(), sent - guard.acquired_at());
                 next = later(sent, period);
                 continue;
             }
-            Ok(false) => "expired or taken by another holder",
+            Ok(false) => {
+                meter::renewal(opts.label, false);
+                "expired or taken by another holder"
+            }
             Err(_) if Instant::now() < lapse => {
+                meter::renewal(opts.label, false);
                 // The store failed but the lock is still valid: try again soon.
                 next = Instant::now()
                     + (lapse.saturating_duration_since(Instant::now()) / 4).min(period);
                 continue;
             }
-            Err(_) => "the store could not be reached before the lock lapsed",
+            Err(_) => {
+                meter::renewal(opts.label, false);
+                "the store could not be reached before the lock lapsed"
+            }
         };
         telemetry::lost(guard.key(), sent - guard.acquired_at(), reason);
+        meter::lost(opts.label);
         return guard.lost_error(reason);
     }
 }
