@@ -1,0 +1,138 @@
+//! Production connections: a Redis ACL user granted only what the library needs (the
+//! README's least-privilege ACL, tested as written), and a wrong password.
+
+mod support;
+
+use std::time::Duration;
+
+use locked::{LockError, LockOptions, Locker};
+use support::RedisServer;
+use tokio::time::Instant;
+
+/// The ACL from the README's Operations section, for a user `locker`.
+const ACL: &[&str] = &[
+    "on",
+    ">s3cret-pass",
+    "~lock:*",
+    "~{lock:*",
+    "&lock:*",
+    "&{lock:*",
+    "+set",
+    "+get",
+    "+del",
+    "+exists",
+    "+pexpire",
+    "+pttl",
+    "+incr",
+    "+time",
+    "+publish",
+    "+subscribe",
+    "+unsubscribe",
+    "+evalsha",
+    "+eval",
+    "+script|load",
+    "+ping",
+];
+
+fn acl_user(server: &RedisServer) -> String {
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("locker")
+        .arg(ACL)
+        .query(&mut server.client())
+        .unwrap();
+    format!("redis://locker:s3cret-pass@127.0.0.1:{}/", server.port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_user_with_least_privilege_can_do_everything() {
+    let server = RedisServer::start();
+    let url = acl_user(&server);
+    let locker = Locker::redis(&url).unwrap();
+    let other = Locker::redis(&url).unwrap();
+    let fenced = LockOptions::default()
+        .fencing(true)
+        .ttl(Duration::from_millis(600));
+    // Acquire with fencing (pipelined INCR, the seeding script), renew, read, release.
+    let token = locker
+        .run("order:1", fenced, || async {
+            tokio::time::sleep(Duration::from_millis(700)).await; // renewed meanwhile
+            locked::fencing_token()
+        })
+        .await
+        .unwrap();
+    assert!(token.is_some());
+    // Several keys (the acquire script), a guard's extend and remaining.
+    let guard = locker
+        .acquire_all(&["{acct}:1", "{acct}:2"], LockOptions::default())
+        .await
+        .unwrap();
+    guard.extend(Duration::from_secs(60)).await.unwrap();
+    assert!(guard.remaining().await.unwrap() > Duration::from_secs(30));
+    // A waiter woken by the release (pub/sub on the release channel).
+    let waiter = {
+        let other = other.clone();
+        tokio::spawn(async move {
+            let opts = LockOptions::default()
+                .timeout(Duration::from_secs(10))
+                .retry_interval(Duration::from_secs(5));
+            other
+                .run("{acct}:1", opts, || async { Instant::now() })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let released = Instant::now();
+    guard.release().await.unwrap();
+    let got = waiter.await.unwrap().unwrap();
+    assert!(
+        got - released < Duration::from_secs(2),
+        "woken after {:?}",
+        got - released
+    );
+    // is_locked, force_release.
+    let _held = other
+        .acquire("stuck", LockOptions::default())
+        .await
+        .unwrap();
+    assert!(locker.is_locked("stuck").await.unwrap());
+    assert!(locker.force_release("stuck").await.unwrap());
+}
+
+#[tokio::test]
+async fn wrong_password_is_a_clear_backend_error_without_the_password() {
+    let server = RedisServer::start();
+    acl_user(&server);
+    let url = format!(
+        "redis://locker:not-the-password-42@127.0.0.1:{}/",
+        server.port()
+    );
+    let locker = Locker::redis(&url).unwrap();
+    assert!(!format!("{locker:?}").contains("not-the-password-42"));
+    let start = Instant::now();
+    let err = locker
+        .run(
+            "order:1",
+            LockOptions::default().timeout(Duration::from_secs(1)),
+            || async { unreachable!("ran without its lock") },
+        )
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    let msg = err.to_string();
+    assert!(matches!(err, LockError::Backend { .. }), "{err:?}");
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert!(
+        msg.contains(&format!("127.0.0.1:{}", server.port())),
+        "the host: {msg}"
+    );
+    assert!(
+        msg.to_lowercase().contains("wrongpass") || msg.to_lowercase().contains("auth"),
+        "the cause: {msg}"
+    );
+    assert!(
+        !msg.contains("not-the-password-42"),
+        "the password leaked: {msg}"
+    );
+    println!("wrong password: {msg}");
+}
