@@ -136,3 +136,88 @@ async fn wrong_password_is_a_clear_backend_error_without_the_password() {
     );
     println!("wrong password: {msg}");
 }
+
+/// A certificate for 127.0.0.1, self-signed: the server's, and the CA a client may trust.
+#[cfg(feature = "tls")]
+fn certificate() -> (String, String) {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    (cert.pem(), signing_key.serialize_pem())
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_url_with_trusted_certificate_locks_and_wakes() {
+    let (cert, key) = certificate();
+    let (server, tls_port) = RedisServer::start_tls(&cert, &key);
+    let url = format!("rediss://127.0.0.1:{tls_port}/");
+    let locker = Locker::builder()
+        .tls_root_certificate(cert.clone())
+        .redis(&url)
+        .unwrap();
+    let other = Locker::builder()
+        .tls_root_certificate(cert)
+        .redis(&url)
+        .unwrap();
+    let held = locker
+        .acquire("tls", LockOptions::default().fencing(true))
+        .await
+        .unwrap();
+    assert!(held.fencing_token().is_some());
+    // The lock is in the server (seen through its plain port).
+    let stored: Option<String> = redis::cmd("GET")
+        .arg("lock:tls")
+        .query(&mut server.client())
+        .unwrap();
+    assert!(stored.is_some());
+    let waiter = tokio::spawn(async move {
+        let opts = LockOptions::default()
+            .timeout(Duration::from_secs(10))
+            .retry_interval(Duration::from_secs(5));
+        other.run("tls", opts, || async { Instant::now() }).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let released = Instant::now();
+    held.release().await.unwrap();
+    let got = waiter.await.unwrap().unwrap();
+    assert!(
+        got - released < Duration::from_secs(2),
+        "woken over TLS after {:?}",
+        got - released
+    );
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn rediss_url_with_untrusted_certificate_is_a_clear_backend_error() {
+    let (cert, key) = certificate();
+    let (_server, tls_port) = RedisServer::start_tls(&cert, &key);
+    let (other_ca, _) = certificate();
+    let locker = Locker::builder()
+        .tls_root_certificate(other_ca)
+        .redis(&format!("rediss://127.0.0.1:{tls_port}/"))
+        .unwrap();
+    let start = Instant::now();
+    let err = locker
+        .run(
+            "tls",
+            LockOptions::default().timeout(Duration::from_secs(1)),
+            || async { unreachable!("ran without its lock") },
+        )
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    let msg = err.to_string();
+    assert!(matches!(err, LockError::Backend { .. }), "{err:?}");
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert!(
+        msg.contains(&format!("127.0.0.1:{tls_port}")),
+        "the host: {msg}"
+    );
+    assert!(
+        msg.to_lowercase().contains("certificate"),
+        "the cause: {msg}"
+    );
+    println!("untrusted certificate: {msg}");
+}

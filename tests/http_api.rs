@@ -11,6 +11,25 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use support::{RedisServer, eventually, free_port};
 
+/// The built example, `examples/http_api` beside the test binaries' `deps/`: the test
+/// script builds it first (`cargo build --example http_api --all-features`), with the
+/// features these tests run with.
+fn example_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("examples").join("http_api"))
+        .unwrap();
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build --example http_api` (and the \
+         features you test with, e.g. `--all-features`), as ./scripts/test does",
+        bin.display()
+    );
+    bin
+}
+
 /// The example server, killed on drop.
 struct Server {
     child: Child,
@@ -19,19 +38,7 @@ struct Server {
 
 impl Server {
     async fn start(redis: Option<&RedisServer>) -> Self {
-        // cargo builds the examples next to the test binaries' folder.
-        let exe = std::env::current_exe().unwrap();
-        let bin = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .map(|dir| dir.join("examples").join("http_api"))
-            .unwrap();
-        assert!(
-            bin.exists(),
-            "{} is missing: build it with `cargo build --example http_api` (cargo test \
-             --all-targets does)",
-            bin.display()
-        );
+        let bin = example_binary();
         let port = free_port();
         let mut cmd = Command::new(bin);
         cmd.env("PORT", port.to_string())

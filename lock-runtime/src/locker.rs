@@ -13,7 +13,7 @@ use crate::options::LockOptions;
 use crate::renew;
 use crate::store::cluster::Cluster;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::Single;
+use crate::store::redis::{Single, TlsRoots};
 use crate::store::redlock::RedlockStore;
 use crate::store::{AnyStore, Store};
 use crate::telemetry;
@@ -79,6 +79,7 @@ impl fmt::Debug for Locker {
 pub struct LockerBuilder {
     prefix: String,
     defaults: LockOptions,
+    tls_roots: TlsRoots,
 }
 
 impl LockerBuilder {
@@ -106,6 +107,22 @@ impl LockerBuilder {
         self
     }
 
+    /// Trust this certificate authority (PEM) for `rediss://` URLs, instead of the
+    /// system's roots: for a Redis whose certificate a private CA signed. Needs the `tls`
+    /// feature.
+    ///
+    /// ```
+    /// # let ca_pem = b"-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n".to_vec();
+    /// let builder = locked::Locker::builder().tls_root_certificate(ca_pem);
+    /// # let _ = builder;
+    /// ```
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots = TlsRoots(Some(pem.into()));
+        self
+    }
+
     /// A locker on the in-process memory store.
     ///
     /// ```
@@ -128,15 +145,7 @@ impl LockerBuilder {
     /// assert!(locked::Locker::builder().redis("http://nope").is_err());
     /// ```
     pub fn redis(self, url: &str) -> Result<Locker, LockError> {
-        let store = Single::open(url).map_err(|e| {
-            LockError::config(
-                "redis url",
-                format!(
-                    "`{}` is not a Redis URL ({e}); write `redis://host:6379/0`",
-                    RedactedUrl::new(url)
-                ),
-            )
-        })?;
+        let store = Single::open(url, &self.tls_roots).map_err(|e| url_error(url, &e))?;
         Ok(self.build(store))
     }
 
@@ -166,17 +175,14 @@ impl LockerBuilder {
             ));
         }
         for seed in &seeds {
-            redis::Client::open(seed.as_str()).map_err(|e| {
+            crate::store::redis::client(seed, &self.tls_roots).map_err(|e| {
                 LockError::config(
                     "redis cluster urls",
-                    format!(
-                        "holds `{}`, which is not a Redis URL ({e}); write `redis://host:7000`",
-                        RedactedUrl::new(seed)
-                    ),
+                    format!("holds {}", url_message(seed, &e)),
                 )
             })?;
         }
-        let store = Cluster::open(&seeds).map_err(|e| {
+        let store = Cluster::open(&seeds, &self.tls_roots).map_err(|e| {
             LockError::config("redis cluster urls", format!("are not usable ({e})"))
         })?;
         Ok(self.build(store))
@@ -201,7 +207,7 @@ impl LockerBuilder {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let store = RedlockStore::open(&url_list(masters))
+        let store = RedlockStore::open(&url_list(masters), &self.tls_roots)
             .map_err(|message| LockError::config("redlock urls", message))?;
         Ok(self.build(store))
     }
@@ -225,6 +231,7 @@ impl Locker {
         LockerBuilder {
             prefix: DEFAULT_PREFIX.to_owned(),
             defaults: LockOptions::default(),
+            tls_roots: TlsRoots::default(),
         }
     }
 
@@ -618,4 +625,21 @@ where
         .map(|u| u.as_ref().trim().to_owned())
         .filter(|u| !u.is_empty())
         .collect()
+}
+
+/// A URL the client refused, as a `Config` error.
+fn url_error(url: &str, e: &redis::RedisError) -> LockError {
+    LockError::config("redis url", format!("is {}", url_message(url, e)))
+}
+
+/// What is wrong with a URL, and what to write (credentials redacted).
+fn url_message(url: &str, e: &redis::RedisError) -> String {
+    let shown = RedactedUrl::new(url);
+    if url.starts_with("rediss://") && !cfg!(feature = "tls") {
+        return format!(
+            "`{shown}`, a TLS URL, but `locked` was built without TLS ({e}); enable its `tls` \
+             feature"
+        );
+    }
+    format!("`{shown}`, which is not a Redis URL ({e}); write `redis://host:6379/0`")
 }

@@ -17,6 +17,7 @@ pub struct RedisServer {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -24,15 +25,51 @@ impl RedisServer {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let child = spawn(port, &dir);
-        let server = Self { child, port, dir };
+        let child = spawn(port, &dir, &[]);
+        let server = Self {
+            child,
+            port,
+            dir,
+            extra: Vec::new(),
+        };
         server.wait_ready();
         server
     }
 
+    /// Starts a server that also serves TLS on the returned port, with this certificate
+    /// and key (PEM); the plain port stays for the test's own inspection.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> (Self, u16) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, cert_pem).unwrap();
+        std::fs::write(&key, key_pem).unwrap();
+        let (port, tls_port) = (free_port(), free_port());
+        let extra: Vec<String> = vec![
+            "--tls-port".into(),
+            tls_port.to_string(),
+            "--tls-cert-file".into(),
+            cert.display().to_string(),
+            "--tls-key-file".into(),
+            key.display().to_string(),
+            "--tls-ca-cert-file".into(),
+            cert.display().to_string(),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        let child = spawn(port, &dir, &extra);
+        let server = Self {
+            child,
+            port,
+            dir,
+            extra,
+        };
+        server.wait_ready();
+        (server, tls_port)
+    }
+
     /// Starts a server on the same port again (after `stop`).
     pub fn restart(&mut self) {
-        self.child = spawn(self.port, &self.dir);
+        self.child = spawn(self.port, &self.dir, &self.extra);
         self.wait_ready();
     }
 
@@ -113,9 +150,10 @@ impl Drop for RedisServer {
     }
 }
 
-fn spawn(port: u16, dir: &tempfile::TempDir) -> Child {
+fn spawn(port: u16, dir: &tempfile::TempDir, extra: &[String]) -> Child {
     Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(extra)
         .arg("--dir")
         .arg(dir.path())
         .arg("--logfile")

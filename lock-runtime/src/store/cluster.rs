@@ -15,6 +15,7 @@ use tokio::sync::{OnceCell, mpsc};
 
 use super::feed::{Event, Feed, Sink, Source};
 use super::node::{Deployment, Node, NodeConn, NodeError, Redis, hash_tag, slot, wait_cmd};
+use super::redis::TlsRoots;
 use super::{Caps, Replicas};
 use crate::error::BoxError;
 use crate::url::RedactedUrl;
@@ -52,14 +53,20 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     /// Checks the seed URLs (no I/O).
-    pub(crate) fn open(urls: &[String]) -> Result<ClusterStore, redis::RedisError> {
-        let client = builder(urls).build()?;
+    pub(crate) fn open(
+        urls: &[String],
+        roots: &TlsRoots,
+    ) -> Result<ClusterStore, redis::RedisError> {
+        let client = builder(urls, roots).build()?;
         let seeds = urls.to_vec();
         Ok(Redis(Self {
             client,
             urls: urls.iter().map(|u| RedactedUrl::new(u)).collect(),
             conn: OnceCell::new(),
-            feed: Feed::new(Shards { seeds }),
+            feed: Feed::new(Shards {
+                seeds,
+                roots: roots.clone(),
+            }),
         }))
     }
 
@@ -75,13 +82,22 @@ impl Cluster {
 }
 
 /// The client settings every cluster connection of this store shares.
-fn builder(urls: &[String]) -> ClusterClientBuilder {
-    ClusterClientBuilder::new(urls.to_vec())
+fn builder(urls: &[String], roots: &TlsRoots) -> ClusterClientBuilder {
+    let builder = ClusterClientBuilder::new(urls.to_vec())
         .connection_timeout(CONNECT_TIMEOUT)
         .response_timeout(RESPONSE_TIMEOUT)
         .retries(RETRIES)
         .min_retry_wait(MIN_RETRY_WAIT_MS)
-        .max_retry_wait(MAX_RETRY_WAIT_MS)
+        .max_retry_wait(MAX_RETRY_WAIT_MS);
+    #[cfg(feature = "tls")]
+    if let Some(pem) = &roots.0 {
+        return builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        });
+    }
+    let _ = roots;
+    builder
 }
 
 impl Deployment for Cluster {
@@ -179,6 +195,7 @@ impl NodeConn for ClusterConnection {
 /// channel. The client itself re-subscribes after reconnects and slot moves.
 pub(crate) struct Shards {
     seeds: Vec<String>,
+    roots: TlsRoots,
 }
 
 impl Source for Shards {
@@ -186,7 +203,7 @@ impl Source for Shards {
 
     async fn connect(&self) -> Result<(ClusterConnection, BoxStream<'static, Event>), BoxError> {
         let (tx, rx) = mpsc::unbounded_channel::<PushInfo>();
-        let client = builder(&self.seeds)
+        let client = builder(&self.seeds, &self.roots)
             .use_protocol(redis::ProtocolVersion::RESP3)
             .push_sender(tx)
             .build()?;

@@ -36,10 +36,29 @@ pub(crate) struct Single {
     feed: Feed<PubSub>,
 }
 
+/// The roots a `rediss://` connection trusts, when not the system's (PEM).
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) struct TlsRoots(pub(crate) Option<Vec<u8>>);
+
+/// A client for `url`, trusting `roots` for TLS when given.
+pub(crate) fn client(url: &str, roots: &TlsRoots) -> Result<Client, redis::RedisError> {
+    #[cfg(feature = "tls")]
+    if let Some(pem) = &roots.0 {
+        let certs = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        };
+        return Client::build_with_tls(url, certs);
+    }
+    let _ = roots;
+    Client::open(url)
+}
+
 impl Single {
     /// Parses the URL (no I/O).
-    pub(crate) fn open(url: &str) -> Result<RedisStore, redis::RedisError> {
-        let server = Server::open(url)?;
+    pub(crate) fn open(url: &str, roots: &TlsRoots) -> Result<RedisStore, redis::RedisError> {
+        let server = Server::open(url, roots)?;
         Ok(Redis(Self {
             feed: Feed::new(server.pubsub()),
             server,
@@ -60,9 +79,9 @@ pub(crate) struct Server {
 
 impl Server {
     /// Parses the URL (no I/O).
-    pub(crate) fn open(url: &str) -> Result<Self, redis::RedisError> {
+    pub(crate) fn open(url: &str, roots: &TlsRoots) -> Result<Self, redis::RedisError> {
         Ok(Self {
-            client: Client::open(url)?,
+            client: client(url, roots)?,
             url: RedactedUrl::new(url),
             conn: OnceCell::new(),
             connect_timeout: CONNECT_TIMEOUT,
@@ -72,11 +91,15 @@ impl Server {
 
     /// As [`Server::open`], for one of several servers where the others can stand in
     /// (Redlock): connecting and every command are bounded by `limit`.
-    pub(crate) fn open_fail_fast(url: &str, limit: Duration) -> Result<Self, redis::RedisError> {
+    pub(crate) fn open_fail_fast(
+        url: &str,
+        roots: &TlsRoots,
+        limit: Duration,
+    ) -> Result<Self, redis::RedisError> {
         Ok(Self {
             connect_timeout: limit,
             response_timeout: limit,
-            ..Self::open(url)?
+            ..Self::open(url, roots)?
         })
     }
 

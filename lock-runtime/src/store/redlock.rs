@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use super::feed::Feed;
 use super::node::{Node, NodeError};
-use super::redis::{PubSub, Server};
+use super::redis::{PubSub, Server, TlsRoots};
 use super::{Attempt, Caps, Release, Replicas, Request, Store, WakeTarget};
 use crate::error::BoxError;
 
@@ -57,13 +57,13 @@ type Shared = Arc<[String]>;
 
 impl RedlockStore {
     /// Checks the URLs (no I/O): at least one, each a Redis URL, no duplicates, an odd count.
-    pub(crate) fn open(urls: &[String]) -> Result<Self, String> {
+    pub(crate) fn open(urls: &[String], roots: &TlsRoots) -> Result<Self, String> {
         if urls.is_empty() {
             return Err("is empty; give an odd number of independent masters, e.g. 3".into());
         }
         let mut masters = Vec::with_capacity(urls.len());
         for (i, url) in urls.iter().enumerate() {
-            let server = Server::open_fail_fast(url, MASTER_LIMIT).map_err(|e| {
+            let server = Server::open_fail_fast(url, roots, MASTER_LIMIT).map_err(|e| {
                 format!(
                     "holds `{}`, which is not a Redis URL ({e}); write `redis://host:6379`",
                     crate::url::RedactedUrl::new(url)
@@ -431,7 +431,11 @@ mod tests {
 
     #[test]
     fn open_refuses_empty_malformed_duplicate_and_even() {
-        let err = |l: &[&str]| RedlockStore::open(&urls(l)).err().unwrap_or_default();
+        let err = |l: &[&str]| {
+            RedlockStore::open(&urls(l), &TlsRoots::default())
+                .err()
+                .unwrap_or_default()
+        };
         assert!(err(&[]).contains("empty"));
         assert!(
             err(&["redis://a:1", "http://u:secret@b", "redis://c:1"]).contains("not a Redis URL")
@@ -439,12 +443,18 @@ mod tests {
         assert!(!err(&["redis://a:1", "http://u:secret@b", "redis://c:1"]).contains("secret"));
         assert!(err(&["redis://a:1", "redis://a:1", "redis://c:1"]).contains("twice"));
         assert!(err(&["redis://a:1", "redis://b:1"]).contains("odd"));
-        assert!(RedlockStore::open(&urls(&["redis://a:1", "redis://b:1", "redis://c:1"])).is_ok());
+        assert!(
+            RedlockStore::open(
+                &urls(&["redis://a:1", "redis://b:1", "redis://c:1"]),
+                &TlsRoots::default()
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn validity_takes_off_the_drift_allowance() {
-        let store = RedlockStore::open(&urls(&["redis://a:1"])).unwrap();
+        let store = RedlockStore::open(&urls(&["redis://a:1"]), &TlsRoots::default()).unwrap();
         assert_eq!(
             store.validity(Duration::from_secs(10)),
             Duration::from_millis(9_898)
