@@ -116,6 +116,15 @@ async fn majority_down_fails_clearly_runs_no_body_and_leaves_nothing() {
     );
     assert!(msg.contains("quorum is 2"), "{msg}");
     assert_eq!(ran.load(Ordering::SeqCst), 0, "a body ran without its lock");
+    // Retried at `retry_interval` (100 ms), not in a loop that hammers the live master
+    // (undoing a failed try must not announce a release that wakes the caller itself).
+    let attempts: u32 = msg
+        .split(" attempt")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u32::MAX);
+    assert!(attempts < 40, "{attempts} attempts in 1 s: {msg}");
     assert!(took < Duration::from_secs(4), "took {took:?}");
     // No partial lock on the live master: the failed tries were undone.
     assert!(

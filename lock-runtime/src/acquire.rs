@@ -282,7 +282,7 @@ impl Ask<'_> {
             self.deadline
                 .saturating_duration_since(sent)
                 .max(Duration::from_millis(50))
-                .max(replicas.saturating_add(Duration::from_millis(100)))
+                .max(replicas.saturating_add(CALL_LIMIT / 5))
         };
         let core = self.core;
         let request = Request {

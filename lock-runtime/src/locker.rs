@@ -8,6 +8,7 @@ use crate::acquire::lock;
 use crate::core::{CALL_LIMIT, Core};
 use crate::error::LockError;
 use crate::guard::LockGuard;
+use crate::info::LockInfo;
 use crate::keys::{DEFAULT_PREFIX, full_key};
 use crate::options::LockOptions;
 use crate::renew;
@@ -581,6 +582,75 @@ impl Locker {
         self.inner
             .call(&key, CALL_LIMIT, self.inner.store.exists(&key))
             .await
+    }
+
+    /// What the store has of one lock now: held or not, the time left (from the store's
+    /// clock), a short prefix of the holder's token, the fence counter, and how many
+    /// connections wait for its release; on Redlock, each master's view too.
+    ///
+    /// # Errors
+    /// [`LockError::InvalidKey`], [`LockError::Backend`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// let locker = locked::Locker::memory();
+    /// assert!(!locker.inspect("report").await?.held);
+    /// let _guard = locker.acquire("report", locker.options()).await?;
+    /// let info = locker.inspect("report").await?;
+    /// assert!(info.held && info.holder.is_some());
+    /// # Ok(()) }
+    /// ```
+    pub async fn inspect(&self, key: &str) -> Result<LockInfo, LockError> {
+        let key = self.full_key(key)?;
+        self.inner
+            .call(&key, CALL_LIMIT, self.inner.store.inspect(&key))
+            .await
+    }
+
+    /// Every lock whose key matches `pattern` (a Redis glob, under this locker's prefix:
+    /// `"order:*"` lists `lock:order:*`; `"*"` lists them all), found with `SCAN`, never
+    /// `KEYS` (on a Cluster, on every master), each as [`Locker::inspect`] sees it.
+    ///
+    /// # Errors
+    /// [`LockError::Backend`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// let locker = locked::Locker::memory();
+    /// let _a = locker.acquire("order:1", locker.options()).await?;
+    /// let _b = locker.acquire("order:2", locker.options()).await?;
+    /// let _c = locker.acquire("cron:daily", locker.options()).await?;
+    /// let orders = locker.list("order:*").await?;
+    /// assert_eq!(orders.len(), 2);
+    /// assert_eq!(orders[0].key, "lock:order:1");
+    /// # Ok(()) }
+    /// ```
+    pub async fn list(&self, pattern: &str) -> Result<Vec<LockInfo>, LockError> {
+        let pattern = if pattern.starts_with(&self.inner.prefix) {
+            pattern.to_owned()
+        } else {
+            format!("{}{pattern}", self.inner.prefix)
+        };
+        let keys = self
+            .inner
+            .call(&pattern, CALL_LIMIT, self.inner.store.scan(&pattern))
+            .await?;
+        let mut infos = Vec::with_capacity(keys.len());
+        for key in keys {
+            let info = self
+                .inner
+                .call(&key, CALL_LIMIT, self.inner.store.inspect(&key))
+                .await?;
+            // Expired between the scan and the look.
+            if info.held {
+                infos.push(info);
+            }
+        }
+        Ok(infos)
     }
 
     /// Deletes the lock whoever holds it, and logs a warning. Use with care: the holder's

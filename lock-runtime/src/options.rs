@@ -167,7 +167,7 @@ impl LockOptions {
     ///
     /// If fewer acknowledge in time, the lock is released again and the attempt fails
     /// with [`LockError::Backend`](crate::LockError::Backend) naming the replica count
-    /// (retried until `timeout` in wait mode; the last try may end up to `within` after
+    /// (retried until `timeout` in wait mode; the last try may end up to `within` + 1 s after
     /// `timeout`); a renewal that too few acknowledge does not count, so the body is
     /// stopped with `Lost` before the lock could lapse.
     ///

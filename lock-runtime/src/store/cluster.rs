@@ -177,6 +177,63 @@ impl Deployment for Cluster {
     fn feed(&self) -> &Feed<Shards> {
         &self.feed
     }
+
+    /// `SCAN` on every master, found with `CLUSTER SLOTS`.
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
+        let mut conn = self.conn().await?;
+        let slots = conn
+            .route_command(
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await?;
+        let mut masters: Vec<(String, u16)> = Vec::new();
+        if let Value::Array(ranges) = slots {
+            for range in ranges {
+                let Value::Array(parts) = range else { continue };
+                let Some(Value::Array(master)) = parts.get(2) else {
+                    continue;
+                };
+                let host = master
+                    .first()
+                    .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok());
+                let port = master
+                    .get(1)
+                    .and_then(|v| redis::from_redis_value::<u16>(v.clone()).ok());
+                if let (Some(host), Some(port)) = (host, port)
+                    && !masters.contains(&(host.clone(), port))
+                {
+                    masters.push((host, port));
+                }
+            }
+        }
+        let mut keys = Vec::new();
+        for (host, port) in masters {
+            let mut cursor = 0u64;
+            loop {
+                let mut cmd = redis::cmd("SCAN");
+                cmd.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(500);
+                let at = SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port,
+                };
+                let reply = conn.route_command(cmd, RoutingInfo::SingleNode(at)).await?;
+                let (next, batch): (u64, Vec<String>) = redis::from_redis_value(reply)?;
+                keys.extend(batch.into_iter().filter(|k| !k.ends_with(":fence")));
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
 }
 
 impl NodeConn for ClusterConnection {

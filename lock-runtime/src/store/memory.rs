@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::{Attempt, Caps, Release, Replicas, Request, Store, WakeTarget};
 use crate::error::BoxError;
+use crate::info::{LockInfo, token_prefix};
 use crate::options::later;
 
 struct Entry {
@@ -214,6 +215,32 @@ impl Store for MemoryStore {
 
     async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
         Ok(self.force_release_now(key))
+    }
+
+    async fn inspect(&self, key: &str) -> Result<LockInfo, BoxError> {
+        Ok(self.with(|s, now| match s.entries.get(key) {
+            Some(e) if e.expires > now => LockInfo {
+                held: true,
+                remaining: Some(e.expires - now),
+                holder: Some(token_prefix(&e.token)),
+                ..LockInfo::free(key)
+            },
+            _ => LockInfo::free(key),
+        }))
+    }
+
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
+        let pattern = glob::Pattern::new(pattern)?;
+        Ok(self.with(|s, now| {
+            let mut keys: Vec<String> = s
+                .entries
+                .iter()
+                .filter(|(k, e)| e.expires > now && pattern.matches(k))
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.sort_unstable();
+            keys
+        }))
     }
 
     fn attach(&self, _target: Weak<dyn WakeTarget>) {}

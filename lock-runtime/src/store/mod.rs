@@ -30,6 +30,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::error::BoxError;
+use crate::info::LockInfo;
 
 /// The outcome of one acquisition attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +155,13 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// Deletes the key whoever owns it and announces it; true when there was one.
     fn force_release(&self, key: &str) -> impl Future<Output = Result<bool, BoxError>> + Send;
 
+    /// What the store has of `key` now, for operators.
+    fn inspect(&self, key: &str) -> impl Future<Output = Result<LockInfo, BoxError>> + Send;
+
+    /// The stored lock keys matching a Redis glob `pattern` (companions left out), found
+    /// with `SCAN`, never `KEYS` (on a Cluster, on every master).
+    fn scan(&self, pattern: &str) -> impl Future<Output = Result<Vec<String>, BoxError>> + Send;
+
     /// Connects the store's wake-up feed to the `Locker`'s queues (once, at build).
     fn attach(&self, target: Weak<dyn WakeTarget>);
 
@@ -226,6 +234,12 @@ macro_rules! stores {
             }
             async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
                 match self { $(Self::$variant(s) => s.force_release(key).await),* }
+            }
+            async fn inspect(&self, key: &str) -> Result<LockInfo, BoxError> {
+                match self { $(Self::$variant(s) => s.inspect(key).await),* }
+            }
+            async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
+                match self { $(Self::$variant(s) => s.scan(pattern).await),* }
             }
             fn attach(&self, target: Weak<dyn WakeTarget>) {
                 match self { $(Self::$variant(s) => s.attach(target)),* }

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use super::feed::{Feed, Source};
 use super::{Attempt, Caps, Release, Replicas, Request, Store, WakeTarget};
 use crate::error::BoxError;
+use crate::info::{LockInfo, token_prefix};
 use crate::options::duration_ms;
 
 /// How long a fence counter lives after it starts, beyond the lock's ttl (see
@@ -136,6 +137,13 @@ impl Node {
     /// One Redis server (Redis 6 or later).
     pub(crate) const SINGLE: Node = Node {
         publish: "PUBLISH",
+        resent: false,
+        declare_channel: false,
+    };
+    /// One server, for releases that must not be announced (Redlock undoing a failed
+    /// try): the release scripts skip the publish when the command is empty.
+    pub(crate) const QUIET: Node = Node {
+        publish: "",
         resent: false,
         declare_channel: false,
     };
@@ -420,6 +428,72 @@ impl Node {
         Ok(n == 1)
     }
 
+    /// What this node has of `key`: holder, time left, fence counter, listeners.
+    pub(crate) async fn inspect<C: NodeConn>(
+        self,
+        conn: &mut C,
+        key: &str,
+    ) -> Result<LockInfo, BoxError> {
+        let numsub = if self.declare_channel {
+            "SHARDNUMSUB"
+        } else {
+            "NUMSUB"
+        };
+        let (holder, pttl, fence, listeners): (Option<String>, i64, Option<String>, Vec<Value>) =
+            redis::pipe()
+                .cmd("GET")
+                .arg(key)
+                .cmd("PTTL")
+                .arg(key)
+                .cmd("GET")
+                .arg(fence_key(key))
+                .cmd("PUBSUB")
+                .arg(numsub)
+                .arg(release_channel(key))
+                .query_async(conn)
+                .await?;
+        let waiters = match listeners.get(1) {
+            Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+            _ => 0,
+        };
+        Ok(LockInfo {
+            held: holder.is_some(),
+            remaining: u64::try_from(pttl).ok().map(Duration::from_millis),
+            holder: holder.as_deref().map(token_prefix),
+            fence: fence.and_then(|f| f.parse().ok()),
+            waiters,
+            ..LockInfo::free(key)
+        })
+    }
+
+    /// The lock keys on this node matching `pattern`, by `SCAN` (fence counters left out).
+    pub(crate) async fn scan<C: NodeConn>(
+        self,
+        conn: &mut C,
+        pattern: &str,
+    ) -> Result<Vec<String>, BoxError> {
+        let mut keys = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(conn)
+                .await?;
+            keys.extend(batch.into_iter().filter(|k| !k.ends_with(":fence")));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+
     /// Deletes the key whoever holds it, and announces the release.
     pub(crate) async fn force_release<C: NodeConn>(
         self,
@@ -458,6 +532,9 @@ pub(crate) trait Deployment: Send + Sync + 'static {
     /// The connection, opened on first use.
     fn conn(&self) -> impl Future<Output = Result<Self::Conn, BoxError>> + Send;
     fn feed(&self) -> &Feed<Self::Source>;
+
+    /// The lock keys matching `pattern` on every node that holds keys.
+    fn scan(&self, pattern: &str) -> impl Future<Output = Result<Vec<String>, BoxError>> + Send;
 }
 
 /// A [`Store`] on a Redis [`Deployment`]: every call is one node-layer primitive on the
@@ -545,6 +622,18 @@ impl<D: Deployment> Store for Redis<D> {
             .force_release(&mut conn, key)
             .await
             .map_err(|e| self.wrap(e))
+    }
+
+    async fn inspect(&self, key: &str) -> Result<LockInfo, BoxError> {
+        let mut conn = self.0.conn().await?;
+        D::NODE
+            .inspect(&mut conn, key)
+            .await
+            .map_err(|e| self.wrap(e))
+    }
+
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
+        self.0.scan(pattern).await.map_err(|e| self.wrap(e))
     }
 
     fn attach(&self, target: Weak<dyn WakeTarget>) {

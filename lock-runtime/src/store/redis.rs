@@ -186,6 +186,11 @@ impl Deployment for Single {
     fn feed(&self) -> &Feed<PubSub> {
         &self.feed
     }
+
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
+        let mut conn = self.server.conn().await?;
+        Self::NODE.scan(&mut conn, pattern).await
+    }
 }
 
 /// Classic pub/sub on one server: a dedicated connection, split in two.

@@ -27,6 +27,7 @@ use super::node::{Node, NodeError};
 use super::redis::{PubSub, Server, TlsRoots};
 use super::{Attempt, Caps, Release, Replicas, Request, Store, WakeTarget};
 use crate::error::BoxError;
+use crate::info::{LockInfo, MasterView};
 
 /// How long one master may take to answer one request: short, so that a hung master costs
 /// each call little, and far below any sensible ttl.
@@ -153,14 +154,15 @@ impl RedlockStore {
     }
 
     /// Releases on every master, whatever each answered before (also those that did not
-    /// answer: their `SET` may have landed).
+    /// answer: their `SET` may have landed), without announcing it: no one held the lock,
+    /// and an announcement would wake every waiter, this one too, into another try.
     async fn undo(&self, keys: &Shared, token: &Arc<str>) {
         let (keys, token) = (keys.clone(), token.clone());
         let _ = self
             .on_masters(
                 move |mut c| {
                     let (keys, token) = (keys.clone(), token.clone());
-                    async move { Node::SINGLE.release(&mut c, &keys, &token).await }
+                    async move { Node::QUIET.release(&mut c, &keys, &token).await }
                 },
                 |_| false,
             )
@@ -243,10 +245,11 @@ impl Store for RedlockStore {
                         Node::SINGLE.try_acquire(&mut c, &req).await
                     }
                 },
-                // Go on once a quorum took it, or once a quorum can no longer take it.
+                // Go on once a quorum took it. A failed try waits for every answer: it
+                // must undo on every master anyway, and its error counts them all.
                 move |answers| {
                     let won = count(answers, taken);
-                    won >= quorum || answers.len() - won > n - quorum
+                    won >= quorum
                 },
             )
             .await
@@ -282,7 +285,7 @@ impl Store for RedlockStore {
                 },
                 move |answers| {
                     let yes = count(answers, released);
-                    yes >= quorum || answers.len() - yes > n - quorum
+                    yes >= quorum
                 },
             )
             .await;
@@ -318,7 +321,7 @@ impl Store for RedlockStore {
                 },
                 move |answers| {
                     let yes = count(answers, |v| *v);
-                    yes >= quorum || answers.len() - yes > n - quorum
+                    yes >= quorum
                 },
             )
             .await;
@@ -391,6 +394,89 @@ impl Store for RedlockStore {
             return Err(self.no_quorum(&answers));
         }
         Ok(count(&answers, |v| *v) > 0)
+    }
+
+    async fn inspect(&self, key: &str) -> Result<LockInfo, BoxError> {
+        let owned: Arc<str> = key.into();
+        // Every master, in the configured order (not the order they answered).
+        let mut views = Vec::with_capacity(self.masters.len());
+        for master in &self.masters {
+            let owned = owned.clone();
+            let view = async {
+                let mut conn = master.conn().await?;
+                Node::SINGLE.inspect(&mut conn, &owned).await
+            };
+            let view = match tokio::time::timeout(MASTER_LIMIT, view).await {
+                Ok(view) => view,
+                Err(_) => Err(format!("no answer within {MASTER_LIMIT:?}").into()),
+            };
+            views.push((master.url().to_string(), view));
+        }
+        let answered = views.iter().filter(|(_, v)| v.is_ok()).count();
+        if answered < self.quorum() {
+            let causes: Vec<String> = views
+                .iter()
+                .filter_map(|(url, v)| v.as_ref().err().map(|e| format!("{url}: {e}")))
+                .collect();
+            return Err(format!(
+                "only {answered} of {} redlock masters answered, and a quorum is {}: {}",
+                self.masters.len(),
+                self.quorum(),
+                causes.join("; ")
+            )
+            .into());
+        }
+        let mut info = LockInfo::free(key);
+        let mut left: Vec<Duration> = Vec::new();
+        for (url, view) in views {
+            let mut master = MasterView {
+                url,
+                ..MasterView::default()
+            };
+            match view {
+                Ok(v) => {
+                    if v.held {
+                        left.extend(v.remaining);
+                        info.holder = info.holder.or(v.holder.clone());
+                    }
+                    info.waiters = info.waiters.max(v.waiters);
+                    (master.held, master.remaining, master.holder) =
+                        (v.held, v.remaining, v.holder);
+                }
+                Err(e) => master.error = Some(e.to_string()),
+            }
+            info.masters.push(master);
+        }
+        let holders = info.masters.iter().filter(|m| m.held).count();
+        info.held = holders >= self.quorum();
+        if info.held {
+            // The longest time a quorum still holds it.
+            left.sort_unstable_by(|a, b| b.cmp(a));
+            info.remaining = left.get(self.quorum() - 1).copied();
+        } else {
+            info.holder = None;
+        }
+        Ok(info)
+    }
+
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
+        let pattern: Arc<str> = pattern.into();
+        let answers = self
+            .on_masters(
+                move |mut c| {
+                    let pattern = pattern.clone();
+                    async move { Node::SINGLE.scan(&mut c, &pattern).await }
+                },
+                |_| false,
+            )
+            .await;
+        if answers.iter().filter(|a| a.is_ok()).count() < self.quorum() {
+            return Err(self.no_quorum(&answers));
+        }
+        let mut keys: Vec<String> = answers.into_iter().flatten().flatten().collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
     }
 
     fn attach(&self, target: Weak<dyn WakeTarget>) {

@@ -4,7 +4,7 @@
 -- made here by the same rule (`{K}:released`, or `K:released` when K holds a `{tag}`),
 -- which saves the client building it on every release.
 -- ARGV[1]: the token; ARGV[2]: the publish command, PUBLISH (one server) or SPUBLISH (a
--- cluster shard).
+-- cluster shard), or empty to release without announcing it.
 -- Returns 1 when deleted (and the release announced, so that waiters try again at once),
 -- 0 when another token holds the lock (left alone), -1 when there is no lock: it expired,
 -- was force-released, or an earlier send of this same release deleted it.
@@ -21,7 +21,9 @@ if holder == ARGV[1] then
       channel = '{' .. KEYS[1] .. '}:released'
     end
   end
-  redis.call(ARGV[2], channel, '')
+  if ARGV[2] ~= '' then
+    redis.call(ARGV[2], channel, '')
+  end
   return 1
 end
 if holder then
