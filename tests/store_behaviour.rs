@@ -28,6 +28,7 @@ on_stores!(
     extreme_durations_never_panic,
     acquisitions_dropped_at_random_points_leave_no_lock,
     replicas_are_waited_for_refused_or_missing_clearly,
+    inspect_and_list_show_what_the_store_holds,
 );
 
 async fn run_free_lock_returns_body_value_and_releases(s: Store) {
@@ -445,4 +446,69 @@ async fn replicas_are_waited_for_refused_or_missing_clearly(s: Store) {
         .await,
         "a lock was left behind"
     );
+}
+
+/// What an operator sees: `list` finds the held keys by pattern (SCAN; on a Cluster, on
+/// every master), `inspect` shows the holder, the time left, the fence and the waiters.
+async fn inspect_and_list_show_what_the_store_holds(s: Store) {
+    let ttl = Duration::from_secs(30);
+    let opts = LockOptions::default().ttl(ttl).fencing(s.fences());
+    let mut guards = Vec::new();
+    for i in 0..6 {
+        guards.push(
+            s.locker
+                .acquire(&format!("report:{i}"), opts)
+                .await
+                .unwrap(),
+        );
+    }
+    let _other = s.locker.acquire("cron:daily", opts).await.unwrap();
+    let listed = s.locker.list("report:*").await.unwrap();
+    let keys: Vec<&str> = listed.iter().map(|i| i.key.as_str()).collect();
+    let expected: Vec<String> = (0..6).map(|i| s.full(&format!("report:{i}"))).collect();
+    assert_eq!(keys, expected);
+    for info in &listed {
+        assert!(info.held);
+        assert!(
+            info.remaining.is_some_and(|r| r <= ttl && r > ttl / 2),
+            "{info:?}"
+        );
+        assert_eq!(info.holder.as_ref().map(String::len), Some(8), "{info:?}");
+        assert_eq!(
+            info.fence.is_some(),
+            s.fences() && !matches!(s.backend, support::Backend::Memory),
+            "{info:?}"
+        );
+    }
+    assert!(!s.locker.inspect("report:none").await.unwrap().held);
+    if let support::Backend::Redlock(_) = s.backend {
+        let info = s.locker.inspect("report:0").await.unwrap();
+        assert_eq!(info.masters.len(), 3);
+        assert!(info.masters.iter().all(|m| m.held), "{info:?}");
+    }
+    // A waiter listens for the release (on Redis stores, where it can be seen).
+    let waiter = {
+        let locker = s.other();
+        tokio::spawn(async move {
+            let opts = LockOptions::default().timeout(Duration::from_secs(20));
+            locker.run("report:0", opts, || async {}).await
+        })
+    };
+    if !matches!(s.backend, support::Backend::Memory) {
+        let locker = &s.locker;
+        assert!(
+            eventually(Duration::from_secs(5), async || locker
+                .inspect("report:0")
+                .await
+                .unwrap()
+                .waiters
+                >= 1)
+            .await,
+            "the waiter is not seen"
+        );
+    }
+    for guard in guards {
+        guard.release().await.unwrap();
+    }
+    waiter.await.unwrap().unwrap();
 }
