@@ -8,8 +8,8 @@
 
 pub use lock_runtime::{
     DEFAULT_PREFIX, DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_TTL, LOCK_PREFIX,
-    LOCK_REDIS_URL, LOCK_STORE, LockError, LockGuard, LockOptions, Locker, LockerBuilder,
-    MAX_KEY_LEN, REDIS_URL, TRACING_TARGET, fencing_token, global, init, operation_key,
+    LOCK_REDIS_URL, LOCK_STORE, LockError, LockGuard, LockInfo, LockOptions, Locker, LockerBuilder,
+    MAX_KEY_LEN, MasterView, REDIS_URL, TRACING_TARGET, fencing_token, global, init, operation_key,
     resource_key,
 };
 
