@@ -71,7 +71,7 @@ enum Command {
         #[arg(long, default_value = "10s", value_parser = duration)]
         timeout: Duration,
     },
-    /// A live view of the locks matching PATTERN, refreshed until Ctrl-C or `q` + Enter.
+    /// A live view of the locks matching PATTERN, refreshed until `q` or Ctrl-C.
     Watch {
         #[arg(default_value = "*")]
         pattern: String,
@@ -238,28 +238,61 @@ fn confirm(info: &LockInfo) -> Result<(), Failure> {
     }
 }
 
+/// A live view: redraws every `interval` until `q` or Ctrl-C. On a terminal the keys are
+/// read as typed (raw mode, restored on the way out); otherwise `q` + Enter on stdin.
 async fn watch(locker: &Locker, pattern: &str, interval: Duration) -> Result<(), Failure> {
     let (quit, mut quitting) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let raw = std::io::stdin().is_terminal() && crossterm::terminal::enable_raw_mode().is_ok();
     std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-            if line.trim() == "q" {
-                let _ = quit.send(());
-                return;
+        if raw {
+            use crossterm::event::{Event, KeyCode, KeyModifiers, read};
+            while let Ok(event) = read() {
+                if let Event::Key(key) = event {
+                    let ctrl_c = key.code == KeyCode::Char('c')
+                        && key.modifiers.contains(KeyModifiers::CONTROL);
+                    if key.code == KeyCode::Char('q') || key.code == KeyCode::Esc || ctrl_c {
+                        let _ = quit.send(());
+                        return;
+                    }
+                }
+            }
+        } else {
+            for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                if line.trim() == "q" {
+                    let _ = quit.send(());
+                    return;
+                }
             }
         }
     });
-    loop {
-        let infos = locker.list(pattern).await?;
-        print!("\x1b[2J\x1b[H");
-        println!("locked watch {pattern} (every {interval:?}; q + Enter or Ctrl-C to quit)\n");
-        print_table(&infos);
-        let _ = std::io::stdout().flush();
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = quitting.recv() => return Ok(()),
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+    let outcome = async {
+        loop {
+            let infos = locker.list(pattern).await?;
+            let mut screen = format!(
+                "\x1b[2J\x1b[Hlocked watch {pattern} (every {interval:?}; q or Ctrl-C to quit)\n\n"
+            );
+            screen.push_str(&table(&infos));
+            // Raw mode does not turn "\n" into a new line at the left margin.
+            let screen = if raw {
+                screen.replace('\n', "\r\n")
+            } else {
+                screen
+            };
+            print!("{screen}");
+            let _ = std::io::stdout().flush();
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = quitting.recv() => return Ok(()),
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            }
         }
     }
+    .await;
+    if raw {
+        let _ = crossterm::terminal::disable_raw_mode();
+        println!();
+    }
+    outcome
 }
 
 fn ttl(remaining: Option<Duration>) -> String {
@@ -267,24 +300,25 @@ fn ttl(remaining: Option<Duration>) -> String {
 }
 
 fn print_table(infos: &[LockInfo]) {
-    println!(
-        "{:<40} {:>9} {:<9} {:>20} {:>7}",
-        "KEY", "TTL", "HOLDER", "FENCE", "WAITERS"
-    );
+    print!("{}", table(infos));
+}
+
+fn table(infos: &[LockInfo]) -> String {
+    let row = |key: &str, ttl: &str, holder: &str, fence: &str, waiters: &str| {
+        format!("{key:<40} {ttl:>9} {holder:<9} {fence:>20} {waiters:>7}\n")
+    };
+    let mut out = row("KEY", "TTL", "HOLDER", "FENCE", "WAITERS");
     for i in infos {
-        println!(
-            "{:<40} {:>9} {:<9} {:>20} {:>7}",
-            i.key,
-            if i.held {
-                ttl(i.remaining)
-            } else {
-                "free".to_owned()
-            },
-            i.holder.as_deref().unwrap_or("-"),
-            i.fence.map_or_else(|| "-".to_owned(), |f| f.to_string()),
-            i.waiters
-        );
+        let left = if i.held {
+            ttl(i.remaining)
+        } else {
+            "free".to_owned()
+        };
+        let fence = i.fence.map_or_else(|| "-".to_owned(), |f| f.to_string());
+        let holder = i.holder.as_deref().unwrap_or("-");
+        out.push_str(&row(&i.key, &left, holder, &fence, &i.waiters.to_string()));
     }
+    out
 }
 
 fn to_json(i: &LockInfo) -> Value {
