@@ -34,6 +34,25 @@ const ACL: &[&str] = &[
     "+ping",
 ];
 
+/// A call on `locker` fails with `Backend`, in bounded time, naming `host`; the message.
+async fn fails_clearly(locker: &Locker, host: &str) -> String {
+    let start = Instant::now();
+    let err = locker
+        .run(
+            "unreachable",
+            LockOptions::default().timeout(Duration::from_secs(1)),
+            || async { unreachable!("ran without its lock") },
+        )
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    let msg = err.to_string();
+    assert!(matches!(err, LockError::Backend { .. }), "{err:?}");
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert!(msg.contains(host), "the host: {msg}");
+    msg
+}
+
 fn acl_user(server: &RedisServer) -> String {
     let _: () = redis::cmd("ACL")
         .arg("SETUSER")
@@ -109,23 +128,7 @@ async fn wrong_password_is_a_clear_backend_error_without_the_password() {
     );
     let locker = Locker::redis(&url).unwrap();
     assert!(!format!("{locker:?}").contains("not-the-password-42"));
-    let start = Instant::now();
-    let err = locker
-        .run(
-            "order:1",
-            LockOptions::default().timeout(Duration::from_secs(1)),
-            || async { unreachable!("ran without its lock") },
-        )
-        .await
-        .unwrap_err();
-    let took = start.elapsed();
-    let msg = err.to_string();
-    assert!(matches!(err, LockError::Backend { .. }), "{err:?}");
-    assert!(took < Duration::from_secs(4), "took {took:?}");
-    assert!(
-        msg.contains(&format!("127.0.0.1:{}", server.port())),
-        "the host: {msg}"
-    );
+    let msg = fails_clearly(&locker, &format!("127.0.0.1:{}", server.port())).await;
     assert!(
         msg.to_lowercase().contains("wrongpass") || msg.to_lowercase().contains("auth"),
         "the cause: {msg}"
@@ -198,23 +201,7 @@ async fn rediss_url_with_untrusted_certificate_is_a_clear_backend_error() {
         .tls_root_certificate(other_ca)
         .redis(&format!("rediss://127.0.0.1:{tls_port}/"))
         .unwrap();
-    let start = Instant::now();
-    let err = locker
-        .run(
-            "tls",
-            LockOptions::default().timeout(Duration::from_secs(1)),
-            || async { unreachable!("ran without its lock") },
-        )
-        .await
-        .unwrap_err();
-    let took = start.elapsed();
-    let msg = err.to_string();
-    assert!(matches!(err, LockError::Backend { .. }), "{err:?}");
-    assert!(took < Duration::from_secs(4), "took {took:?}");
-    assert!(
-        msg.contains(&format!("127.0.0.1:{tls_port}")),
-        "the host: {msg}"
-    );
+    let msg = fails_clearly(&locker, &format!("127.0.0.1:{tls_port}")).await;
     assert!(
         msg.to_lowercase().contains("certificate"),
         "the cause: {msg}"

@@ -14,7 +14,9 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{OnceCell, mpsc};
 
 use super::feed::{Event, Feed, Sink, Source};
-use super::node::{Deployment, Node, NodeConn, NodeError, Redis, hash_tag, slot, wait_cmd};
+use super::node::{
+    Deployment, Node, NodeConn, NodeError, Redis, hash_tag, scan_cmd, scan_reply, slot, wait_cmd,
+};
 use super::redis::TlsRoots;
 use super::{Caps, Replicas};
 use crate::error::BoxError;
@@ -211,23 +213,16 @@ impl Deployment for Cluster {
         for (host, port) in masters {
             let mut cursor = 0u64;
             loop {
-                let mut cmd = redis::cmd("SCAN");
-                cmd.arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(500);
                 let at = SingleNodeRoutingInfo::ByAddress {
                     host: host.clone(),
                     port,
                 };
+                let cmd = scan_cmd(cursor, pattern);
                 let reply = conn.route_command(cmd, RoutingInfo::SingleNode(at)).await?;
-                let (next, batch): (u64, Vec<String>) = redis::from_redis_value(reply)?;
-                keys.extend(batch.into_iter().filter(|k| !k.ends_with(":fence")));
-                if next == 0 {
-                    break;
+                match scan_reply(reply, &mut keys)? {
+                    Some(next) => cursor = next,
+                    None => break,
                 }
-                cursor = next;
             }
         }
         keys.sort_unstable();

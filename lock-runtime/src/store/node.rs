@@ -475,19 +475,11 @@ impl Node {
         let mut keys = Vec::new();
         let mut cursor = 0u64;
         loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(500)
-                .query_async(conn)
-                .await?;
-            keys.extend(batch.into_iter().filter(|k| !k.ends_with(":fence")));
-            if next == 0 {
-                break;
+            let reply: Value = scan_cmd(cursor, pattern).query_async(conn).await?;
+            match scan_reply(reply, &mut keys)? {
+                Some(next) => cursor = next,
+                None => break,
             }
-            cursor = next;
         }
         keys.sort_unstable();
         keys.dedup();
@@ -647,6 +639,25 @@ impl<D: Deployment> Store for Redis<D> {
     fn unwatch(&self, key: &str) {
         self.0.feed().unwatch(key);
     }
+}
+
+/// One `SCAN` step: `SCAN cursor MATCH pattern COUNT 500`.
+pub(crate) fn scan_cmd(cursor: u64, pattern: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("SCAN");
+    cmd.arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(500);
+    cmd
+}
+
+/// Takes one `SCAN` reply's keys into `keys` (fence counters left out); the next cursor,
+/// `None` when the scan is complete.
+pub(crate) fn scan_reply(reply: Value, keys: &mut Vec<String>) -> Result<Option<u64>, BoxError> {
+    let (next, batch): (u64, Vec<String>) = redis::from_redis_value(reply)?;
+    keys.extend(batch.into_iter().filter(|k| !k.ends_with(":fence")));
+    Ok((next != 0).then_some(next))
 }
 
 /// `WAIT count ms`.
