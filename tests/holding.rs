@@ -24,6 +24,7 @@ on_stores!(
     run_with_renewal_leaves_no_task_behind,
     guard_auto_renew_keeps_lock_past_ttl_until_released,
     guard_auto_renew_reports_loss_through_lost,
+    handoff_passes_the_lock_to_another_locker,
 );
 
 async fn run_body_three_times_ttl_keeps_lock_throughout(s: Store) {
@@ -537,4 +538,57 @@ async fn guard_auto_renew_reports_loss_through_lost(s: Store) {
     // Reported once, and again to anyone who asks later.
     assert!(guard.lost().await.is_lost());
     assert!(guard.release().await.unwrap_err().is_lost());
+}
+
+/// A held lock handed to another locker (another process, to Redis): it keeps the token and
+/// the fencing token, renews there, releases there; a stale hand-off is refused.
+async fn handoff_passes_the_lock_to_another_locker(s: Store) {
+    let ttl = Duration::from_millis(600);
+    let opts = LockOptions::default().ttl(ttl).fencing(s.fences());
+    let guard = s.locker.acquire("handed", opts).await.unwrap();
+    let fence = guard.fencing_token();
+    let handed = guard.handoff();
+    let other = s.other();
+    let restored = other
+        .restore(&handed, LockOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(restored.fencing_token(), fence);
+    // Renewed by its new holder, well past the ttl.
+    let until = Instant::now() + ttl * 3;
+    while Instant::now() < until {
+        let stolen = s.locker.try_acquire("handed", opts).await.unwrap();
+        assert!(stolen.is_none(), "taken while its new holder renewed it");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    restored.release().await.unwrap();
+    assert!(!s.locker.is_locked("handed").await.unwrap());
+    // Released: the hand-off is worthless now, never a silent re-acquire.
+    let stale = other
+        .restore(&handed, LockOptions::default())
+        .await
+        .unwrap_err();
+    assert!(stale.is_lost(), "{stale:?}");
+    assert!(!s.locker.is_locked("handed").await.unwrap());
+
+    // From inside a body: the lock outlives the body, for the other locker to finish.
+    let from_body = s
+        .locker
+        .run("handed-body", opts, || async { locked::handoff() })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(s.locker.is_locked("handed-body").await.unwrap());
+    let restored = other
+        .restore(&from_body, LockOptions::default())
+        .await
+        .unwrap();
+    restored.release().await.unwrap();
+    assert!(!s.locker.is_locked("handed-body").await.unwrap());
+    // Garbage is a clear configuration error.
+    let err = other
+        .restore("not a hand-off", LockOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LockError::Config { .. }), "{err:?}");
 }

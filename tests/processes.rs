@@ -120,6 +120,15 @@ fn worker() {
                     other => println!("RESULT {other:?}"),
                 }
             }
+            "restore" => {
+                let guard = locker
+                    .restore(&env("LOCKED_HANDOFF"), LockOptions::default())
+                    .await
+                    .unwrap();
+                println!("RESTORED {}", guard.key());
+                guard.release().await.unwrap();
+                println!("RELEASED");
+            }
             other => panic!("unknown worker role {other}"),
         }
     });
@@ -335,4 +344,31 @@ fn memory_fallback_warns_on_stderr_without_a_subscriber() {
         1,
         "warned once: {stderr}"
     );
+}
+
+/// The origin's hand-off: an HTTP handler takes the lock, a queue worker (another process)
+/// restores it, finishes the job and releases; the first then finds the key free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handoff_between_two_processes() {
+    let store = RedisServer::start();
+    let locker = store.locker();
+    let handed = locker
+        .acquire("held", LockOptions::default())
+        .await
+        .unwrap()
+        .handoff();
+    assert!(locker.is_locked("held").await.unwrap());
+    let worker = Worker::start(
+        "restore",
+        "redis",
+        &store.url(),
+        &store.url(),
+        &[("LOCKED_HANDOFF", handed.as_str())],
+    );
+    assert_eq!(
+        worker.expect("RESTORED", Duration::from_secs(20)),
+        "RESTORED lock:held"
+    );
+    worker.expect("RELEASED", Duration::from_secs(20));
+    assert!(!locker.is_locked("held").await.unwrap());
 }

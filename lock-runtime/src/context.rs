@@ -1,13 +1,33 @@
 //! The task-local context of a running body: the keys it holds (to refuse a nested
 //! acquisition of one of them) and its fencing token.
 
-use crate::guard::LockGuard;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// What the running body holds: its keys (to refuse nested acquisition) and fencing token.
+use crate::guard::LockGuard;
+use crate::ticket::Ticket;
+
+/// What the running body holds: its keys (to refuse nested acquisition), fencing token,
+/// and what a hand-off of its lock would carry.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HoldContext {
     keys: Vec<String>,
     fence: Option<u64>,
+    handoff: Option<Arc<Handoff>>,
+}
+
+/// The innermost lock of a body, as [`handoff`] hands it over.
+#[derive(Debug)]
+pub(crate) struct Handoff {
+    ticket: Ticket,
+    handed: AtomicBool,
+}
+
+impl Handoff {
+    /// Whether the body handed its lock off (so it must not be released).
+    pub(crate) fn handed(&self) -> bool {
+        self.handed.load(Ordering::SeqCst)
+    }
 }
 
 tokio::task_local! {
@@ -26,7 +46,16 @@ impl HoldContext {
         let mut ctx = CONTEXT.try_with(Clone::clone).unwrap_or_default();
         ctx.keys.extend(guard.keys().iter().cloned());
         ctx.fence = guard.fencing_token();
+        ctx.handoff = Some(Arc::new(Handoff {
+            ticket: guard.ticket(),
+            handed: AtomicBool::new(false),
+        }));
         ctx
+    }
+
+    /// The hand-off cell of this context's innermost lock.
+    pub(crate) fn handoff_cell(&self) -> Option<Arc<Handoff>> {
+        self.handoff.clone()
     }
 }
 
@@ -101,4 +130,41 @@ impl HoldContext {
 /// ```
 pub fn fencing_token() -> Option<u64> {
     CONTEXT.try_with(|ctx| ctx.fence).ok().flatten()
+}
+
+/// Hands the lock of the running body (`run` or `#[locked]`, the innermost one) to
+/// another process: returns the string for [`Locker::restore`](crate::Locker::restore), and
+/// the lock is then neither released when the body ends nor renewed after it: the process
+/// that restores it renews it and releases it. `None` outside a locked body.
+///
+/// Renewal goes on until the body ends, so hand off as the body's last step and end it
+/// soon after. The string is a secret: whoever has it can release or extend the lock.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+/// let locker = locked::Locker::memory();
+/// // An HTTP handler takes the lock and hands it to a queue worker.
+/// let handed = locker
+///     .run("import:42", locker.options(), || async { locked::handoff() })
+///     .await?
+///     .expect("inside a locked body");
+/// assert!(locker.is_locked("import:42").await?, "still held after the body ended");
+/// // The worker (another process, on the same store) finishes the job under it.
+/// let guard = locker.restore(&handed, locker.options()).await?;
+/// guard.release().await?;
+/// assert!(!locker.is_locked("import:42").await?);
+/// # Ok(()) }
+/// ```
+pub fn handoff() -> Option<String> {
+    CONTEXT
+        .try_with(|ctx| {
+            ctx.handoff.as_ref().map(|cell| {
+                cell.handed.store(true, Ordering::SeqCst);
+                cell.ticket.encode()
+            })
+        })
+        .ok()
+        .flatten()
 }

@@ -12,6 +12,7 @@ use crate::meter;
 use crate::options::{LockOptions, duration_ms};
 use crate::store::{Release, Store};
 use crate::telemetry;
+use crate::ticket::Ticket;
 
 /// A held lock. Release it with [`LockGuard::release`]; if the guard is dropped instead
 /// (an early return, a panic, a cancelled future), it is released in the background on
@@ -126,6 +127,24 @@ impl LockGuard {
             renewal: None,
             counted: false,
         }
+    }
+
+    /// What a hand-off carries of this lock.
+    pub(crate) fn ticket(&self) -> Ticket {
+        Ticket {
+            store: self.core.store.describe(),
+            keys: self.keys.clone(),
+            token: self.token.clone(),
+            fence: self.fence,
+            ttl_ms: self.opts.ttl_ms(),
+        }
+    }
+
+    /// The lock now belongs to whoever restores the hand-off: this guard neither renews
+    /// nor releases it any more.
+    pub(crate) fn handed_off(&mut self) {
+        self.renewal = None;
+        self.released = true;
     }
 
     /// The options the lock was taken with.

@@ -29,6 +29,7 @@ mod env;
 mod error;
 mod global;
 mod guard;
+mod handoff;
 mod info;
 mod keys;
 mod locker;
@@ -37,6 +38,7 @@ mod options;
 mod renew;
 mod store;
 mod telemetry;
+mod ticket;
 mod token;
 mod url;
 mod wait;
@@ -48,7 +50,7 @@ pub mod __private {
 }
 mod private;
 
-pub use context::fencing_token;
+pub use context::{fencing_token, handoff};
 pub use env::{LOCK_PREFIX, LOCK_REDIS_URL, LOCK_STORE, REDIS_URL};
 pub use error::LockError;
 pub use global::{global, init};

@@ -24,7 +24,9 @@ pub(crate) async fn hold<F: Future>(
     body: F,
 ) -> Result<F::Output, LockError> {
     let span = guard.span().clone();
-    let body = CONTEXT.scope(HoldContext::enter(&guard), body);
+    let context = HoldContext::enter(&guard);
+    let handoff = context.handoff_cell();
+    let body = CONTEXT.scope(context, body);
     let outcome = if opts.renew {
         tokio::select! {
             biased;
@@ -35,6 +37,12 @@ pub(crate) async fn hold<F: Future>(
         Ok(body.await)
     };
     match outcome {
+        Ok(out) if handoff.is_some_and(|h| h.handed()) => {
+            // Another process holds it now: neither release nor renew it here.
+            let mut guard = guard;
+            guard.handed_off();
+            Ok(out)
+        }
         Ok(out) => {
             guard.finish().instrument(span).await;
             Ok(out)
