@@ -146,7 +146,12 @@ mod tests {
     #[test]
     fn from_env_nothing_set_is_memory() {
         let locker = Locker::from_env_with(env(&[])).unwrap();
-        assert!(format!("{locker:?}").contains("memory"));
+        let shown = format!("{locker:?}");
+        assert!(shown.contains("memory"), "{shown}");
+        assert!(
+            shown.contains("fencing: true"),
+            "what the store can do: {shown}"
+        );
         assert_eq!(locker.prefix(), "lock:");
     }
 

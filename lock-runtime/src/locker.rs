@@ -55,6 +55,9 @@ impl fmt::Debug for Locker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Locker")
             .field("store", &self.inner.store.describe())
+            // What the store can do (fencing, multi-key in one slot, sharded wake-ups,
+            // replica acknowledgement), as the engine checks it.
+            .field("caps", &self.inner.store.caps())
             .field("prefix", &self.inner.prefix)
             .field("defaults", &self.inner.defaults)
             .finish()

@@ -169,9 +169,24 @@ impl RedlockStore {
             .await;
     }
 
+    /// Sends `op` to every master and waits for every answer; fewer than a quorum of
+    /// answers is the store's error.
+    async fn on_quorum<T, F, Fut>(&self, op: F) -> Result<Answers<T>, BoxError>
+    where
+        T: Send + 'static,
+        F: Fn(ConnectionManager) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, BoxError>> + Send + 'static,
+    {
+        let answers = self.on_masters(op, |_| false).await;
+        if answered(&answers) < self.quorum() {
+            return Err(self.no_quorum(&answers));
+        }
+        Ok(answers)
+    }
+
     /// The error when fewer than a quorum of masters answered.
     fn no_quorum<T>(&self, answers: &Answers<T>) -> BoxError {
-        let answered = answers.iter().filter(|a| a.is_ok()).count();
+        let answered = answered(answers);
         let causes: Vec<String> = answers
             .iter()
             .filter_map(|a| a.as_ref().err().map(ToString::to_string))
@@ -184,6 +199,16 @@ impl RedlockStore {
         )
         .into()
     }
+}
+
+/// How many masters answered.
+fn answered<T>(answers: &Answers<T>) -> usize {
+    answers.iter().filter(|a| a.is_ok()).count()
+}
+
+/// How many masters failed to answer.
+fn failed<T>(answers: &Answers<T>) -> usize {
+    answers.len() - answered(answers)
 }
 
 /// Ok answers satisfying `pred`.
@@ -260,7 +285,7 @@ impl Store for RedlockStore {
             return Ok(Attempt::Acquired { fence: None });
         }
         self.undo(&keys, &token).await;
-        if answers.iter().filter(|a| a.is_err()).count() > n - quorum {
+        if failed(&answers) > n - quorum {
             return Err(self.no_quorum(&answers));
         }
         let remaining = answers
@@ -291,7 +316,7 @@ impl Store for RedlockStore {
             .await;
         if count(&answers, released) >= quorum {
             Ok(Release::Released)
-        } else if answers.iter().filter(|a| a.is_err()).count() > n - quorum {
+        } else if failed(&answers) > n - quorum {
             Err(self.no_quorum(&answers))
         } else if count(&answers, |r| *r == Release::Foreign) > 0 {
             Ok(Release::Foreign)
@@ -327,7 +352,7 @@ impl Store for RedlockStore {
             .await;
         if count(&answers, |v| *v) >= quorum {
             Ok(true)
-        } else if answers.iter().filter(|a| a.is_err()).count() > n - quorum {
+        } else if failed(&answers) > n - quorum {
             Err(self.no_quorum(&answers))
         } else {
             Ok(false)
@@ -338,22 +363,16 @@ impl Store for RedlockStore {
         let quorum = self.quorum();
         let (keys, token): (Shared, Arc<str>) = (keys.into(), token.into());
         let answers = self
-            .on_masters(
-                move |mut c| {
-                    let (keys, token) = (keys.clone(), token.clone());
-                    async move { Node::SINGLE.remaining(&mut c, &keys, &token).await }
-                },
-                |_| false,
-            )
-            .await;
+            .on_quorum(move |mut c| {
+                let (keys, token) = (keys.clone(), token.clone());
+                async move { Node::SINGLE.remaining(&mut c, &keys, &token).await }
+            })
+            .await?;
         let mut left: Vec<Duration> = answers
             .iter()
             .filter_map(|a| a.as_ref().ok().copied().flatten())
             .collect();
         if left.len() < quorum {
-            if answers.iter().filter(|a| a.is_ok()).count() < quorum {
-                return Err(self.no_quorum(&answers));
-            }
             return Ok(None);
         }
         // The longest time a quorum still holds it.
@@ -365,34 +384,22 @@ impl Store for RedlockStore {
         let quorum = self.quorum();
         let key: Arc<str> = key.into();
         let answers = self
-            .on_masters(
-                move |mut c| {
-                    let key = key.clone();
-                    async move { Node::SINGLE.exists(&mut c, &key).await }
-                },
-                |_| false,
-            )
-            .await;
-        if answers.iter().filter(|a| a.is_ok()).count() < quorum {
-            return Err(self.no_quorum(&answers));
-        }
+            .on_quorum(move |mut c| {
+                let key = key.clone();
+                async move { Node::SINGLE.exists(&mut c, &key).await }
+            })
+            .await?;
         Ok(count(&answers, |v| *v) >= quorum)
     }
 
     async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
         let key: Arc<str> = key.into();
         let answers = self
-            .on_masters(
-                move |mut c| {
-                    let key = key.clone();
-                    async move { Node::SINGLE.force_release(&mut c, &key).await }
-                },
-                |_| false,
-            )
-            .await;
-        if answers.iter().filter(|a| a.is_ok()).count() < self.quorum() {
-            return Err(self.no_quorum(&answers));
-        }
+            .on_quorum(move |mut c| {
+                let key = key.clone();
+                async move { Node::SINGLE.force_release(&mut c, &key).await }
+            })
+            .await?;
         Ok(count(&answers, |v| *v) > 0)
     }
 
@@ -462,17 +469,11 @@ impl Store for RedlockStore {
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
         let pattern: Arc<str> = pattern.into();
         let answers = self
-            .on_masters(
-                move |mut c| {
-                    let pattern = pattern.clone();
-                    async move { Node::SINGLE.scan(&mut c, &pattern).await }
-                },
-                |_| false,
-            )
-            .await;
-        if answers.iter().filter(|a| a.is_ok()).count() < self.quorum() {
-            return Err(self.no_quorum(&answers));
-        }
+            .on_quorum(move |mut c| {
+                let pattern = pattern.clone();
+                async move { Node::SINGLE.scan(&mut c, &pattern).await }
+            })
+            .await?;
         let mut keys: Vec<String> = answers.into_iter().flatten().flatten().collect();
         keys.sort_unstable();
         keys.dedup();
