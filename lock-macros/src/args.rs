@@ -23,12 +23,23 @@ const NAMES: &[&str] = &[
     "logging",
     "renew",
     "fencing",
+    "permits",
+    "read",
+    "write",
     "crate",
 ];
 
 /// A duration argument: its value in ms and the literal, for spans.
 pub(crate) struct Millis {
     pub(crate) ms: u64,
+}
+
+/// What a call holds, when not an exclusive lock: `permits = N`, `read` or `write`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    Permits(u32),
+    Read,
+    Write,
 }
 
 /// The parsed `#[locked(...)]` arguments.
@@ -46,6 +57,8 @@ pub(crate) struct LockedArgs {
     pub(crate) logging: Option<bool>,
     pub(crate) renew: Option<bool>,
     pub(crate) fencing: Option<bool>,
+    /// `permits`, `read` or `write`, with the argument's span.
+    pub(crate) hold: Option<(Span, Hold)>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -66,6 +79,19 @@ impl Parse for LockedArgs {
             if let Some(prev) = seen.iter().find(|n| slot(n) == slot(&name)) {
                 let msg = if *prev == name {
                     format!("`{name}` set multiple times; keep one")
+                } else if slot(&name) == "hold" {
+                    let mut pair = [prev.as_str(), name.as_str()];
+                    pair.sort_unstable();
+                    match pair {
+                        ["read", "write"] => "`read` and `write` cannot both be set: a call \
+                            holds one side of a read/write lock; annotate the readers with \
+                            `read` and the writers with `write`"
+                            .to_owned(),
+                        [a, b] => format!(
+                            "`{a}` and `{b}` cannot both be set: a key is either a semaphore \
+                             (`permits = N`) or a read/write lock (`read` / `write`)"
+                        ),
+                    }
                 } else {
                     "`try_lock` and `mode` both set the mode; keep one".to_owned()
                 };
@@ -83,6 +109,26 @@ impl Parse for LockedArgs {
                 "`key` and `keys` cannot both be set; put every key in `keys = [...]`",
             ));
         }
+        if let (Some((span, hold)), Some(_)) = (&args.hold, &args.keys) {
+            errors.push(syn::Error::new(
+                *span,
+                format!(
+                    "`{}` takes one key: a semaphore or read/write lock is on a single `key`, \
+                     not `keys = [...]`",
+                    hold_name(*hold)
+                ),
+            ));
+        }
+        if let (Some((span, hold)), Some(true)) = (&args.hold, args.fencing) {
+            errors.push(syn::Error::new(
+                *span,
+                format!(
+                    "`{}` cannot be fenced: its holders are concurrent, so no one token can \
+                     fence them; drop `fencing`",
+                    hold_name(*hold)
+                ),
+            ));
+        }
         if args.key.is_none() && args.keys.is_none() && errors.is_empty() {
             errors.push(syn::Error::new(
                 Span::call_site(),
@@ -98,7 +144,20 @@ impl Parse for LockedArgs {
 
 /// Arguments that set the same thing share a slot.
 fn slot(name: &str) -> &str {
-    if name == "mode" { "try_lock" } else { name }
+    match name {
+        "mode" => "try_lock",
+        "permits" | "read" | "write" => "hold",
+        other => other,
+    }
+}
+
+/// The argument that asked for `hold`.
+fn hold_name(hold: Hold) -> &'static str {
+    match hold {
+        Hold::Permits(_) => "permits",
+        Hold::Read => "read",
+        Hold::Write => "write",
+    }
 }
 
 impl LockedArgs {
@@ -138,6 +197,16 @@ impl LockedArgs {
                     Meta::Path(_) => true,
                     _ => boolean(name, meta)?,
                 })
+            }
+            "permits" => self.hold = Some((meta.path().span(), Hold::Permits(permits(meta)?))),
+            "read" | "write" => {
+                flag(name, meta)?;
+                let hold = if name == "read" {
+                    Hold::Read
+                } else {
+                    Hold::Write
+                };
+                self.hold = Some((meta.path().span(), hold));
             }
             "crate" => {
                 let lit = string(name, meta)?;
@@ -213,6 +282,29 @@ fn millis(name: &str, meta: &Meta) -> syn::Result<Millis> {
     Ok(Millis {
         ms: duration::parse_ms(name, &lit)?,
     })
+}
+
+fn permits(meta: &Meta) -> syn::Result<u32> {
+    const EXAMPLE: &str = "permits = 3";
+    match value("permits", meta, EXAMPLE)? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(n), ..
+        }) => match n.base10_parse::<u32>() {
+            Ok(0) => Err(syn::Error::new(
+                n.span(),
+                "`permits` must be at least 1: a semaphore of 0 permits admits no one",
+            )),
+            Ok(v) => Ok(v),
+            Err(_) => Err(syn::Error::new(
+                n.span(),
+                format!("`permits` must be a whole number from 1 to {}", u32::MAX),
+            )),
+        },
+        other => Err(syn::Error::new(
+            other.span(),
+            format!("`permits` takes an integer literal: write `{EXAMPLE}`"),
+        )),
+    }
 }
 
 fn boolean(name: &str, meta: &Meta) -> syn::Result<bool> {
@@ -350,6 +442,20 @@ mod tests {
             err(quote::quote!(key = "a", keys = ["b"]))
                 .starts_with("`key` and `keys` cannot both be set")
         );
+    }
+
+    #[test]
+    fn parse_permits_read_and_write() {
+        let args: LockedArgs = syn::parse_quote!(key = "a", permits = 3);
+        assert_eq!(args.hold.map(|h| h.1), Some(Hold::Permits(3)));
+        let args: LockedArgs = syn::parse_quote!(key = "a", read);
+        assert_eq!(args.hold.map(|h| h.1), Some(Hold::Read));
+        assert!(err(quote::quote!(key = "a", permits = 0)).contains("at least 1"));
+        assert!(err(quote::quote!(key = "a", permits = "3")).contains("integer literal"));
+        assert!(err(quote::quote!(key = "a", read, write)).starts_with("`read` and `write`"));
+        assert!(err(quote::quote!(key = "a", permits = 2, read)).contains("either a semaphore"));
+        assert!(err(quote::quote!(keys = ["a"], write)).contains("takes one key"));
+        assert!(err(quote::quote!(key = "a", read, fencing)).contains("cannot be fenced"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{AttrStyle, Ident, ItemFn, LitStr, ReturnType};
 
-use crate::args::{LockedArgs, Millis};
+use crate::args::{Hold, LockedArgs, Millis};
 use crate::key::{self, Template};
 use crate::signature::{self, Signature};
 
@@ -99,6 +99,12 @@ fn generate(
         quote!(#p::Mode::Wait)
     };
     let fn_name = item.sig.ident.to_string();
+    let hold = match args.hold.map(|(_, h)| h) {
+        None => quote!(#p::Hold::Lock),
+        Some(Hold::Permits(n)) => quote!(#p::Hold::Permits(#n)),
+        Some(Hold::Read) => quote!(#p::Hold::Read),
+        Some(Hold::Write) => quote!(#p::Hold::Write),
+    };
 
     let spec = Ident::new("__LOCKED_SPEC", Span::mixed_site());
     let key_var = Ident::new("__locked_key", Span::mixed_site());
@@ -226,6 +232,7 @@ fn generate(
                 renew: #renew,
                 logging: #logging,
                 fencing: #fencing,
+                hold: #hold,
             };
             let #key_var = #key_value;
             let #held = match #p::#acquire(&#spec, #locker, #key_var).await {

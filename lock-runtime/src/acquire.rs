@@ -13,21 +13,23 @@ use crate::core::{CALL_LIMIT, Core};
 use crate::error::{BoxError, LockError};
 use crate::guard::LockGuard;
 use crate::meter;
-use crate::options::{LockOptions, later};
-use crate::store::{Attempt, Request, Store};
+use crate::options::{LockOptions, duration_ms, later};
+use crate::store::{Attempt, Kind, Request, Store};
 use crate::telemetry;
 use crate::token::new_token;
 use crate::wait::jittered;
 
-/// Takes the lock on every key (sorted, deduplicated, prefixed): at once (`wait == false`)
+/// Takes `kind` of every key (sorted, deduplicated, prefixed): at once (`wait == false`)
 /// or retrying until `opts.timeout`.
 pub(crate) async fn lock(
     core: &Arc<Core>,
     keys: Vec<String>,
+    kind: Kind,
     opts: &LockOptions,
     wait: bool,
     site: &'static str,
 ) -> Result<LockGuard, LockError> {
+    let opts = &LockOptions { kind, ..*opts };
     let key = keys.join(", ");
     if let Some(held) = keys.iter().find(|k| HoldContext::holds(k)) {
         return Err(LockError::Nested { key: held.clone() });
@@ -52,6 +54,24 @@ fn refuse_unsupported(
 ) -> Result<(), LockError> {
     let caps = core.store.caps();
     let store = || core.store.describe();
+    if opts.kind != Kind::Lock {
+        if opts.fencing {
+            return Err(LockError::config(
+                "fencing",
+                format!(
+                    "is offered for exclusive locks only, and `{key}` is {}: its holders \
+                     are concurrent, so no single token can fence them; drop `fencing`",
+                    Kind::describe_tag(&opts.kind.tag())
+                ),
+            ));
+        }
+        if keys.len() != 1 {
+            return Err(LockError::InvalidKey {
+                key: key.to_owned(),
+                reason: "a semaphore or read/write lock takes exactly one key".to_owned(),
+            });
+        }
+    }
     if opts.fencing && !caps.fencing {
         return Err(LockError::config(
             "fencing",
@@ -89,6 +109,13 @@ async fn lock_in(
     span: tracing::Span,
 ) -> Result<LockGuard, LockError> {
     let token = new_token(&key)?;
+    // A writer that waits registers its intent, which keeps new readers out; if it gives
+    // up (or is dropped) without the lock, the intent is withdrawn at once.
+    let intent = (opts.kind == Kind::Write && wait).then(|| Intent {
+        core,
+        keys: keys.clone(),
+        token: token.clone(),
+    });
     let start = Instant::now();
     let mut ask = Ask {
         core,
@@ -109,19 +136,53 @@ async fn lock_in(
     let mut failure = None;
     if !wait || !ask.keys.iter().any(|k| waits.has_waiters(k)) {
         match ask.attempt(false, !wait).await {
-            Ok(Ok(guard)) => return Ok(guard),
+            Ok(Ok(guard)) => {
+                intent.map(Intent::fulfilled);
+                return Ok(guard);
+            }
             Ok(Err(_)) if !wait => {
                 telemetry::busy(opts.logging, &ask.key);
                 return Err(LockError::Busy { key: ask.key });
             }
-            Err(e) if !wait => return Err(e),
+            Err(e) if !wait || e.is_config() => return Err(e),
             Ok(Err(_)) => {}
             Err(e) => failure = Some(e),
         }
     }
     // The contended path lives in its own boxed future, so that the uncontended one
     // stays small (it is moved through a few layers on every call).
-    Box::pin(ask.wait_in_queue(failure)).await
+    let result = Box::pin(ask.wait_in_queue(failure)).await;
+    if result.is_ok() {
+        intent.map(Intent::fulfilled);
+    }
+    result
+}
+
+/// A waiting writer's intent: withdrawn in the background when dropped, unless the
+/// writer got the lock (its acquisition removed the intent already).
+struct Intent<'a> {
+    core: &'a Arc<Core>,
+    keys: Vec<String>,
+    token: String,
+}
+
+impl Intent<'_> {
+    fn fulfilled(mut self) {
+        self.keys.clear();
+    }
+}
+
+impl Drop for Intent<'_> {
+    fn drop(&mut self) {
+        if !self.keys.is_empty() {
+            let (keys, token) = (
+                std::mem::take(&mut self.keys),
+                std::mem::take(&mut self.token),
+            );
+            self.core
+                .release_in_background(None, keys, token, Kind::Write);
+        }
+    }
 }
 
 /// One call's attempts to take its lock.
@@ -144,12 +205,13 @@ struct InFlight<'a> {
     core: &'a Arc<Core>,
     keys: &'a [String],
     token: &'a str,
+    kind: Kind,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.core
-            .release_in_background(None, self.keys.to_vec(), self.token.to_owned());
+            .release_in_background(None, self.keys.to_vec(), self.token.to_owned(), self.kind);
     }
 }
 
@@ -236,6 +298,7 @@ impl Ask<'_> {
             }
             let (remaining, failure) = match ask.attempt(true, false).await {
                 Ok(Ok(guard)) => return Ok(guard),
+                Err(e) if e.is_config() => return Err(e),
                 Ok(Err(remaining)) => (remaining, None),
                 Err(e) => (None, Some(e)),
             };
@@ -292,6 +355,16 @@ impl Ask<'_> {
             fencing: self.opts.fencing,
             waiting,
             replicas: self.opts.replicas,
+            kind: self.opts.kind,
+            intent_ms: if self.opts.kind == Kind::Write && !once {
+                // Renewed by every try of the waiting writer; a writer that crashed
+                // while waiting keeps readers out no longer than a holder's ttl.
+                self.opts
+                    .ttl_ms()
+                    .max(duration_ms(self.opts.retry_interval).saturating_mul(3))
+            } else {
+                0
+            },
         };
         // Dropped while the request is out (a caller's timeout, a cancelled task), the
         // lock may be set without anyone to hold it: this frees it in the background.
@@ -299,6 +372,7 @@ impl Ask<'_> {
             core,
             keys: &self.keys,
             token: &self.token,
+            kind: self.opts.kind,
         };
         let outcome = core
             .call(&self.key, limit, core.store.try_acquire(&request))
@@ -328,13 +402,43 @@ impl Ask<'_> {
                 Ok(Ok(guard))
             }
             Ok(Attempt::Held { remaining }) => Ok(Err(remaining)),
+            Ok(Attempt::Conflict { held_as }) => Err(self.conflict(&held_as)),
             Err(e) => {
                 // The SET may have landed although its answer did not: free it, in the
                 // background, so a lost reply costs no one a whole ttl.
-                core.release_in_background(None, self.keys.clone(), self.token.clone());
+                core.release_in_background(
+                    None,
+                    self.keys.clone(),
+                    self.token.clone(),
+                    self.opts.kind,
+                );
                 Err(e)
             }
         }
+    }
+
+    /// The error when the key is held as something this call cannot share it with.
+    fn conflict(&self, held_as: &str) -> LockError {
+        let asked = self.opts.kind.tag();
+        let (setting, fix) = match (Kind::from_tag(held_as), self.opts.kind) {
+            (Some(Kind::Permit { .. }), Kind::Permit { .. }) => (
+                "permits",
+                "every caller of one semaphore must give the same `permits`",
+            ),
+            _ => (
+                "key",
+                "use one kind of lock per key, or give the other kind its own key",
+            ),
+        };
+        LockError::config(
+            setting,
+            format!(
+                "does not match how `{}` is held: it is {}, and this call asked for {}; {fix}",
+                self.key,
+                Kind::describe_tag(held_as),
+                Kind::describe_tag(&asked),
+            ),
+        )
     }
 
     /// The error when the deadline passes: the store's, if the last try failed (with how

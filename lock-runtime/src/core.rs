@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::error::{BoxError, LockError};
 use crate::keys::full_key;
 use crate::options::LockOptions;
-use crate::store::{AnyStore, Release, Store, WakeTarget};
+use crate::store::{AnyStore, Kind, Lease, Release, Store, WakeTarget};
 use crate::wait::Waits;
 
 /// How long one store call may take in try mode, or from a guard, when no wait deadline
@@ -89,13 +89,15 @@ impl Core {
         }
     }
 
-    /// Releases `token`'s hold on `keys` without waiting, on `runtime` or else the current
+    /// Releases `token`'s lease of `kind` on `keys` (or withdraws a waiting writer's
+    /// intent) without waiting, on `runtime` or else the current
     /// one. With no runtime at all, the lock expires after its ttl.
     pub(crate) fn release_in_background(
         self: &Arc<Self>,
         runtime: Option<&tokio::runtime::Handle>,
         keys: Vec<String>,
         token: String,
+        kind: Kind,
     ) {
         let handle = runtime
             .cloned()
@@ -104,7 +106,12 @@ impl Core {
             let core = self.clone();
             handle.spawn(async move {
                 let key = keys.join(", ");
-                let release = core.store.release(&keys, &token);
+                let lease = Lease {
+                    keys: &keys,
+                    token: &token,
+                    kind,
+                };
+                let release = core.store.release(lease);
                 if let Ok(Release::Released) = core.call(&key, CALL_LIMIT, release).await {
                     core.released(&keys);
                 }

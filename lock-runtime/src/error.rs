@@ -155,6 +155,11 @@ impl LockError {
     }
 
     /// The store's own error of a [`LockError::Backend`], as text.
+    /// A configuration error: retrying cannot help.
+    pub(crate) fn is_config(&self) -> bool {
+        matches!(self, Self::Config { .. })
+    }
+
     pub(crate) fn backend_cause(&self) -> Option<String> {
         match self {
             Self::Backend { source, .. } => Some(source.to_string()),

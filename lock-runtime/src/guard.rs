@@ -10,7 +10,7 @@ use crate::core::{CALL_LIMIT, Core};
 use crate::error::LockError;
 use crate::meter;
 use crate::options::{LockOptions, duration_ms};
-use crate::store::{Release, Store};
+use crate::store::{Lease, Release, Store};
 use crate::telemetry;
 use crate::ticket::Ticket;
 
@@ -137,6 +137,7 @@ impl LockGuard {
             token: self.token.clone(),
             fence: self.fence,
             ttl_ms: self.opts.ttl_ms(),
+            kind: self.opts.kind,
         }
     }
 
@@ -201,6 +202,15 @@ impl LockGuard {
         self.fence
     }
 
+    /// What the store knows this hold by.
+    pub(crate) fn lease(&self) -> Lease<'_> {
+        Lease {
+            keys: &self.keys,
+            token: &self.token,
+            kind: self.opts.kind,
+        }
+    }
+
     /// When the lock was taken (the moment the winning request was sent).
     pub(crate) fn acquired_at(&self) -> Instant {
         self.acquired_at
@@ -242,7 +252,7 @@ impl LockGuard {
             .call(
                 &self.key,
                 CALL_LIMIT,
-                store.extend(&self.keys, &self.token, ttl_ms, self.opts.replicas),
+                store.extend(self.lease(), ttl_ms, self.opts.replicas),
             )
             .await?
         {
@@ -270,11 +280,7 @@ impl LockGuard {
         let store = &self.core.store;
         match self
             .core
-            .call(
-                &self.key,
-                CALL_LIMIT,
-                store.remaining(&self.keys, &self.token),
-            )
+            .call(&self.key, CALL_LIMIT, store.remaining(self.lease()))
             .await?
         {
             Some(left) => Ok(left),
@@ -308,11 +314,7 @@ impl LockGuard {
         let held = self.acquired_at.elapsed();
         let outcome = self
             .core
-            .call(
-                &self.key,
-                CALL_LIMIT,
-                store.release(&self.keys, &self.token),
-            )
+            .call(&self.key, CALL_LIMIT, store.release(self.lease()))
             .await?;
         match outcome {
             Release::Released => {
@@ -356,7 +358,7 @@ impl LockGuard {
             .call(
                 &self.key,
                 limit,
-                store.extend(&self.keys, &self.token, ttl_ms, self.opts.replicas),
+                store.extend(self.lease(), ttl_ms, self.opts.replicas),
             )
             .await
     }
@@ -372,6 +374,7 @@ impl Drop for LockGuard {
                 self.runtime.as_ref(),
                 std::mem::take(&mut self.keys),
                 std::mem::take(&mut self.token),
+                self.opts.kind,
             );
         }
     }

@@ -8,7 +8,7 @@ use crate::error::LockError;
 use crate::guard::LockGuard;
 use crate::locker::Locker;
 use crate::options::{LockOptions, later};
-use crate::store::Store;
+use crate::store::{Lease, Store};
 use crate::telemetry;
 use crate::ticket::Ticket;
 
@@ -87,13 +87,23 @@ impl Locker {
             token,
             fence,
             ttl_ms,
+            kind,
             ..
         } = ticket;
         let key = keys.join(", ");
-        let opts = opts.ttl(std::time::Duration::from_millis(ttl_ms));
+        let mut opts = opts.ttl(std::time::Duration::from_millis(ttl_ms));
+        opts.kind = kind;
         let sent = Instant::now();
         let left = core
-            .call(&key, CALL_LIMIT, core.store.remaining(&keys, &token))
+            .call(
+                &key,
+                CALL_LIMIT,
+                core.store.remaining(Lease {
+                    keys: &keys,
+                    token: &token,
+                    kind,
+                }),
+            )
             .await?;
         let Some(left) = left else {
             return Err(LockError::Lost {

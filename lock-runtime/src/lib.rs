@@ -1,7 +1,9 @@
 //! The runtime of [`locked`](https://docs.rs/locked): all behaviour behind `#[locked]`.
 //!
 //! Use it through the `locked` facade crate, which re-exports everything here. The
-//! [`Locker`] takes, renews and releases locks on a store (in-process memory, one Redis server, or a Redis Cluster);
+//! [`Locker`] takes, renews and releases locks on a store (in-process memory, one Redis
+//! server, a Redis Cluster, or Redlock over several masters); [`Semaphore`] and [`RwLock`]
+//! are its handles for N holders and for readers and writers;
 //! [`LockGuard`] is a held lock; [`LockOptions`] say how; [`LockError`] says what failed.
 //!
 //! # Examples
@@ -36,7 +38,10 @@ mod locker;
 mod meter;
 mod options;
 mod renew;
+mod rwlock;
+mod semaphore;
 mod store;
+mod take;
 mod telemetry;
 mod ticket;
 mod token;
@@ -59,4 +64,6 @@ pub use info::{LockInfo, MasterView};
 pub use keys::{DEFAULT_PREFIX, MAX_KEY_LEN, operation_key, resource_key};
 pub use locker::{Locker, LockerBuilder};
 pub use options::{DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_TTL, LockOptions};
+pub use rwlock::RwLock;
+pub use semaphore::Semaphore;
 pub use telemetry::TARGET as TRACING_TARGET;

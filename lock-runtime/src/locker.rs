@@ -4,19 +4,18 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::acquire::lock;
 use crate::core::{CALL_LIMIT, Core};
 use crate::error::LockError;
 use crate::guard::LockGuard;
 use crate::info::LockInfo;
 use crate::keys::{DEFAULT_PREFIX, full_key};
 use crate::options::LockOptions;
-use crate::renew;
 use crate::store::cluster::Cluster;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::{Single, TlsRoots};
 use crate::store::redlock::RedlockStore;
-use crate::store::{AnyStore, Store};
+use crate::store::{AnyStore, Kind, Store};
+use crate::take::Take;
 use crate::telemetry;
 use crate::url::RedactedUrl;
 
@@ -373,15 +372,7 @@ impl Locker {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let guard = lock(
-            &self.inner,
-            self.inner.full_keys(&[key])?,
-            &opts,
-            true,
-            "Locker::run",
-        )
-        .await?;
-        renew::hold(guard, &opts, f()).await
+        self.take(&[key], "Locker::run")?.run(opts, f).await
     }
 
     /// Runs `f` under the lock if it is free now; `Ok(None)` at once if it is held.
@@ -412,19 +403,7 @@ impl Locker {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        match lock(
-            &self.inner,
-            self.inner.full_keys(&[key])?,
-            &opts,
-            false,
-            "Locker::try_run",
-        )
-        .await
-        {
-            Ok(guard) => renew::hold(guard, &opts, f()).await.map(Some),
-            Err(LockError::Busy { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.take(&[key], "Locker::try_run")?.try_run(opts, f).await
     }
 
     /// Waits up to `timeout` for the lock and returns a guard that holds it.
@@ -450,14 +429,7 @@ impl Locker {
     /// # Ok(()) }
     /// ```
     pub async fn acquire(&self, key: &str, opts: LockOptions) -> Result<LockGuard, LockError> {
-        lock(
-            &self.inner,
-            self.inner.full_keys(&[key])?,
-            &opts,
-            true,
-            "Locker::acquire",
-        )
-        .await
+        self.take(&[key], "Locker::acquire")?.acquire(opts).await
     }
 
     /// Takes the lock if it is free now; `Ok(None)` at once if it is held.
@@ -480,19 +452,9 @@ impl Locker {
         key: &str,
         opts: LockOptions,
     ) -> Result<Option<LockGuard>, LockError> {
-        match lock(
-            &self.inner,
-            self.inner.full_keys(&[key])?,
-            &opts,
-            false,
-            "Locker::try_acquire",
-        )
-        .await
-        {
-            Ok(guard) => Ok(Some(guard)),
-            Err(LockError::Busy { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.take(&[key], "Locker::try_acquire")?
+            .try_acquire(opts)
+            .await
     }
 
     /// Runs `f` holding every key in `keys`, taken all at once or not at all, so two
@@ -526,15 +488,7 @@ impl Locker {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let guard = lock(
-            &self.inner,
-            self.inner.full_keys(keys)?,
-            &opts,
-            true,
-            "Locker::run_all",
-        )
-        .await?;
-        renew::hold(guard, &opts, f()).await
+        self.take(keys, "Locker::run_all")?.run(opts, f).await
     }
 
     /// Waits up to `timeout` for every key in `keys`, taken all at once or not at all.
@@ -557,14 +511,17 @@ impl Locker {
         keys: &[S],
         opts: LockOptions,
     ) -> Result<LockGuard, LockError> {
-        lock(
-            &self.inner,
-            self.inner.full_keys(keys)?,
-            &opts,
-            true,
-            "Locker::acquire_all",
-        )
-        .await
+        self.take(keys, "Locker::acquire_all")?.acquire(opts).await
+    }
+
+    /// An exclusive hold of `keys`, to take.
+    fn take<S: AsRef<str>>(&self, keys: &[S], site: &'static str) -> Result<Take<'_>, LockError> {
+        Ok(Take {
+            core: &self.inner,
+            keys: self.inner.full_keys(keys)?,
+            kind: Kind::Lock,
+            site,
+        })
     }
 
     /// Whether anyone holds the lock now.

@@ -17,6 +17,7 @@ use crate::error::LockError;
 
 use crate::guard::LockGuard;
 use crate::options::LockOptions;
+use crate::store::Kind;
 
 /// What one `#[locked]` site asked for; `None` means "the locker's default".
 #[derive(Debug)]
@@ -32,6 +33,27 @@ pub struct Spec {
     pub renew: Option<bool>,
     pub logging: Option<bool>,
     pub fencing: Option<bool>,
+    pub hold: Hold,
+}
+
+/// What an annotated fn holds: `permits = N`, `read`, `write`, or by default the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    Lock,
+    Permits(u32),
+    Read,
+    Write,
+}
+
+impl Hold {
+    fn kind(self) -> Kind {
+        match self {
+            Hold::Lock => Kind::Lock,
+            Hold::Permits(permits) => Kind::Permit { permits },
+            Hold::Read => Kind::Read,
+            Hold::Write => Kind::Write,
+        }
+    }
 }
 
 /// Wait up to `timeout`, or try once.
@@ -106,6 +128,7 @@ pub async fn acquire_all<const N: usize>(
     let guard = crate::acquire::lock(
         &locker.inner,
         keys,
+        spec.hold.kind(),
         &opts,
         spec.mode == Mode::Wait,
         spec.site,

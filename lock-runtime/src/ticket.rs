@@ -1,5 +1,7 @@
 //! `Ticket`: what a hand-off string carries (the store, the keys, the owner's token, the
-//! fencing token and the ttl), and its encoding.
+//! fencing token, the ttl and what kind of hold it is), and its encoding.
+
+use crate::store::Kind;
 
 /// A held lock, as handed to another process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,9 +12,11 @@ pub(crate) struct Ticket {
     pub(crate) token: String,
     pub(crate) fence: Option<u64>,
     pub(crate) ttl_ms: u64,
+    /// A lock, a semaphore's permit, or a read/write lock's reader or writer.
+    pub(crate) kind: Kind,
 }
 
-const MAGIC: &str = "locked-handoff-v1.";
+const MAGIC: &str = "locked-handoff-v2.";
 
 impl Ticket {
     /// One line, opaque to a casual reader (hex), prefixed with its format.
@@ -20,7 +24,9 @@ impl Ticket {
         let fence = self.fence.map(|f| f.to_string()).unwrap_or_default();
         let mut fields = vec![self.store.as_str(), fence.as_str(), self.token.as_str()];
         let ttl = self.ttl_ms.to_string();
+        let kind = self.kind.tag();
         fields.push(&ttl);
+        fields.push(&kind);
         fields.extend(self.keys.iter().map(String::as_str));
         format!("{MAGIC}{}", hex::encode(fields.join("\n")))
     }
@@ -39,6 +45,7 @@ impl Ticket {
         };
         let token = fields.next().ok_or_else(bad)?.to_owned();
         let ttl_ms = fields.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        let kind = Kind::from_tag(fields.next().ok_or_else(bad)?).ok_or_else(bad)?;
         let keys: Vec<String> = fields.map(str::to_owned).collect();
         if keys.is_empty() || token.is_empty() {
             return Err(bad());
@@ -49,6 +56,7 @@ impl Ticket {
             token,
             fence,
             ttl_ms,
+            kind,
         })
     }
 }
@@ -65,15 +73,20 @@ mod tests {
             token: "0123456789abcdef".into(),
             fence: Some(42),
             ttl_ms: 30_000,
+            kind: Kind::Lock,
         };
         let text = t.encode();
-        assert!(text.starts_with("locked-handoff-v1."));
+        assert!(text.starts_with("locked-handoff-v2."));
         assert!(
             !text.contains("0123456789abcdef"),
             "the token is not in plain sight"
         );
         assert_eq!(Ticket::decode(&text).unwrap(), t);
-        for garbage in ["", "hello", "locked-handoff-v1.zz", "locked-handoff-v1.00"] {
+        for kind in [Kind::Permit { permits: 3 }, Kind::Read, Kind::Write] {
+            let t = Ticket { kind, ..t.clone() };
+            assert_eq!(Ticket::decode(&t.encode()).unwrap(), t);
+        }
+        for garbage in ["", "hello", "locked-handoff-v2.zz", "locked-handoff-v2.00"] {
             assert!(Ticket::decode(garbage).is_err(), "{garbage}");
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{Attempt, Caps, Release, Replicas, Request, Store, WakeTarget};
+use super::{Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget};
 use crate::error::BoxError;
 use crate::info::{LockInfo, token_prefix};
 use crate::options::later;
@@ -17,8 +17,34 @@ struct Entry {
     expires: Instant,
 }
 
+/// A key held by leases (a semaphore's permits, a read/write lock's readers or writer).
+#[derive(Default)]
+struct Shared {
+    /// Each lease (`tag:token`) and when it lapses.
+    leases: HashMap<String, Instant>,
+    /// The writers waiting, and when each one's intent lapses.
+    writers: HashMap<String, Instant>,
+}
+
+impl Shared {
+    fn trim(&mut self, now: Instant) {
+        self.leases.retain(|_, t| *t > now);
+        self.writers.retain(|_, t| *t > now);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.leases.is_empty() && self.writers.is_empty()
+    }
+}
+
+/// The tag of a lease's name (`s3` of `s3:token`).
+fn tag_of(member: &str) -> &str {
+    member.split(':').next().unwrap_or(member)
+}
+
 struct State {
     entries: HashMap<String, Entry>,
+    shared: HashMap<String, Shared>,
     /// One counter for every key: strictly increasing per key, and no memory per key.
     fence: u64,
     /// Expired entries are swept when the map grows past this.
@@ -37,6 +63,7 @@ impl MemoryStore {
         Self {
             state: Mutex::new(State {
                 entries: HashMap::new(),
+                shared: HashMap::new(),
                 fence: 0,
                 sweep_at: MIN_SWEEP,
             }),
@@ -59,6 +86,14 @@ impl MemoryStore {
         fencing: bool,
     ) -> Attempt {
         self.with(|s, now| {
+            let shared = keys.iter().find_map(|k| {
+                let sh = s.shared.get(k)?;
+                let member = sh.leases.iter().find(|(_, t)| **t > now)?.0;
+                Some(tag_of(member).to_owned())
+            });
+            if let Some(held_as) = shared {
+                return Attempt::Conflict { held_as };
+            }
             let held = keys
                 .iter()
                 .filter_map(|k| s.entries.get(k))
@@ -147,12 +182,125 @@ impl MemoryStore {
         })
     }
 
+    /// Takes a lease of a semaphore or read/write lock (see `shared.lua` for the rules).
+    pub(crate) fn acquire_shared(
+        &self,
+        key: &str,
+        token: &str,
+        kind: Kind,
+        ttl_ms: u64,
+        intent_ms: u64,
+    ) -> Attempt {
+        self.with(|s, now| {
+            if s.entries.get(key).is_some_and(|e| e.expires > now) {
+                return Attempt::Conflict {
+                    held_as: Kind::Lock.tag(),
+                };
+            }
+            if s.shared.len() >= s.sweep_at {
+                s.shared.retain(|_, sh| {
+                    sh.trim(now);
+                    !sh.is_empty()
+                });
+                s.sweep_at = (s.shared.len() * 2).max(s.sweep_at);
+            }
+            let member = kind.member(token);
+            let sh = s.shared.entry(key.to_owned()).or_default();
+            sh.trim(now);
+            let expires = later(now, Duration::from_millis(ttl_ms));
+            if let Some(t) = sh.leases.get_mut(&member) {
+                // A re-sent acquire that landed.
+                *t = expires;
+                return Attempt::Acquired { fence: None };
+            }
+            if let Some(other) = sh.leases.keys().next().map(|m| tag_of(m))
+                && !kind.agrees_with(other)
+            {
+                return Attempt::Conflict {
+                    held_as: other.to_owned(),
+                };
+            }
+            let free = match kind {
+                Kind::Write => sh.leases.is_empty(),
+                Kind::Read => sh.writers.is_empty() && !sh.leases.keys().any(|m| tag_of(m) == "w"),
+                _ => sh.leases.len() < kind.limit() as usize,
+            };
+            if free {
+                sh.writers.remove(&member);
+                sh.leases.insert(member, expires);
+                return Attempt::Acquired { fence: None };
+            }
+            if intent_ms > 0 {
+                sh.writers
+                    .insert(member, later(now, Duration::from_millis(intent_ms)));
+            }
+            Attempt::Held {
+                remaining: sh.leases.values().min().map(|t| *t - now),
+            }
+        })
+    }
+
+    /// Ends a lease and withdraws its intent; `Released` when the lease was live.
+    pub(crate) fn release_shared(&self, key: &str, member: &str) -> Release {
+        self.with(|s, now| {
+            let Some(sh) = s.shared.get_mut(key) else {
+                return Release::Gone;
+            };
+            sh.trim(now);
+            sh.writers.remove(member);
+            let live = sh.leases.remove(member).is_some();
+            if sh.is_empty() {
+                s.shared.remove(key);
+            }
+            if live {
+                Release::Released
+            } else {
+                Release::Gone
+            }
+        })
+    }
+
+    /// The live lease's expiry, after `update` changed it.
+    fn with_lease<R>(
+        &self,
+        key: &str,
+        member: &str,
+        update: impl FnOnce(&mut Instant, Instant) -> R,
+    ) -> Option<R> {
+        self.with(|s, now| {
+            let t = s.shared.get_mut(key)?.leases.get_mut(member)?;
+            (*t > now).then(|| update(t, now))
+        })
+    }
+
+    /// How many live leases `key` has (1 for a held lock).
+    pub(crate) fn holders_now(&self, key: &str) -> u64 {
+        self.with(|s, now| {
+            let lock = s.entries.get(key).is_some_and(|e| e.expires > now);
+            let leases = s
+                .shared
+                .get(key)
+                .map_or(0, |sh| sh.leases.values().filter(|t| **t > now).count());
+            u64::from(lock) + leases as u64
+        })
+    }
+
     pub(crate) fn exists_now(&self, key: &str) -> bool {
-        self.with(|s, now| s.entries.get(key).is_some_and(|e| e.expires > now))
+        self.holders_now(key) > 0
     }
 
     pub(crate) fn force_release_now(&self, key: &str) -> bool {
-        self.with(|s, now| s.entries.remove(key).is_some_and(|e| e.expires > now))
+        let held = self.exists_now(key);
+        self.with(|s, _| {
+            s.entries.remove(key);
+            if let Some(sh) = s.shared.get_mut(key) {
+                sh.leases.clear();
+                if sh.is_empty() {
+                    s.shared.remove(key);
+                }
+            }
+        });
+        held
     }
 }
 
@@ -188,29 +336,52 @@ impl Store for MemoryStore {
     }
 
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
-        Ok(self.acquire_now(req.keys, req.token, req.ttl_ms, req.fencing))
+        Ok(match (req.kind, req.keys) {
+            (Kind::Lock, keys) => self.acquire_now(keys, req.token, req.ttl_ms, req.fencing),
+            (kind, [key]) => self.acquire_shared(key, req.token, kind, req.ttl_ms, req.intent_ms),
+            (_, _) => return Err("a shared lease is taken on exactly one key".into()),
+        })
     }
 
-    async fn release(&self, keys: &[String], token: &str) -> Result<Release, BoxError> {
-        Ok(self.release_now(keys, token))
+    async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
+        Ok(match (lease.kind, lease.keys) {
+            (Kind::Lock, keys) => self.release_now(keys, lease.token),
+            (kind, [key]) => self.release_shared(key, &kind.member(lease.token)),
+            (_, _) => Release::Gone,
+        })
     }
 
     async fn extend(
         &self,
-        keys: &[String],
-        token: &str,
+        lease: Lease<'_>,
         ttl_ms: u64,
         _replicas: Option<Replicas>,
     ) -> Result<bool, BoxError> {
-        Ok(self.extend_now(keys, token, ttl_ms))
+        Ok(match (lease.kind, lease.keys) {
+            (Kind::Lock, keys) => self.extend_now(keys, lease.token, ttl_ms),
+            (kind, [key]) => self
+                .with_lease(key, &kind.member(lease.token), |t, now| {
+                    *t = later(now, Duration::from_millis(ttl_ms));
+                })
+                .is_some(),
+            (_, _) => false,
+        })
     }
 
-    async fn remaining(&self, keys: &[String], token: &str) -> Result<Option<Duration>, BoxError> {
-        Ok(self.remaining_now(keys, token))
+    async fn remaining(&self, lease: Lease<'_>) -> Result<Option<Duration>, BoxError> {
+        Ok(match (lease.kind, lease.keys) {
+            (Kind::Lock, keys) => self.remaining_now(keys, lease.token),
+            (kind, [key]) => self.with_lease(key, &kind.member(lease.token), |t, now| *t - now),
+            (_, _) => None,
+        })
     }
 
     async fn exists(&self, key: &str) -> Result<bool, BoxError> {
         Ok(self.exists_now(key))
+    }
+
+    async fn holders(&self, key: &str) -> Result<u64, BoxError> {
+        Ok(self.holders_now(key))
     }
 
     async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
@@ -225,18 +396,30 @@ impl Store for MemoryStore {
                 holder: Some(token_prefix(&e.token)),
                 ..LockInfo::free(key)
             },
-            _ => LockInfo::free(key),
+            _ => match s.shared.get(key).and_then(|sh| sh.leases.values().max()) {
+                Some(last) if *last > now => LockInfo {
+                    held: true,
+                    remaining: Some(*last - now),
+                    ..LockInfo::free(key)
+                },
+                _ => LockInfo::free(key),
+            },
         }))
     }
 
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
         let pattern = glob::Pattern::new(pattern)?;
         Ok(self.with(|s, now| {
-            let mut keys: Vec<String> = s
-                .entries
+            let locks = s.entries.iter().filter(|(_, e)| e.expires > now);
+            let shared = s
+                .shared
                 .iter()
-                .filter(|(k, e)| e.expires > now && pattern.matches(k))
-                .map(|(k, _)| k.clone())
+                .filter(|(_, sh)| sh.leases.values().any(|t| *t > now));
+            let mut keys: Vec<String> = locks
+                .map(|(k, _)| k)
+                .chain(shared.map(|(k, _)| k))
+                .filter(|k| pattern.matches(k))
+                .cloned()
                 .collect();
             keys.sort_unstable();
             keys

@@ -32,13 +32,98 @@ use tokio::sync::oneshot;
 use crate::error::BoxError;
 use crate::info::LockInfo;
 
-/// The outcome of one acquisition attempt.
+/// What a caller holds of a key: the whole of it, or a lease among several.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// An exclusive lock: the key holds its one owner's token.
+    Lock,
+    /// One of `permits` leases of a semaphore.
+    Permit { permits: u32 },
+    /// One reader's lease of a read/write lock.
+    Read,
+    /// The writer's lease of a read/write lock.
+    Write,
+}
+
+impl Kind {
+    /// The tag a lease of this kind carries in the store (`s3`, `r`, `w`), which tells a
+    /// semaphore of 3 permits from one of 5, or from a read/write lock.
+    pub(crate) fn tag(self) -> String {
+        match self {
+            Kind::Lock => "lock".to_owned(),
+            Kind::Permit { permits } => format!("s{permits}"),
+            Kind::Read => "r".to_owned(),
+            Kind::Write => "w".to_owned(),
+        }
+    }
+
+    /// The kind a tag names; `None` for a tag no kind writes.
+    pub(crate) fn from_tag(tag: &str) -> Option<Kind> {
+        match tag {
+            "lock" => Some(Kind::Lock),
+            "r" => Some(Kind::Read),
+            "w" => Some(Kind::Write),
+            t => {
+                let permits = t.strip_prefix('s')?.parse().ok()?;
+                (permits > 0).then_some(Kind::Permit { permits })
+            }
+        }
+    }
+
+    /// A lease's name in the store: its tag and its owner's token.
+    pub(crate) fn member(self, token: &str) -> String {
+        format!("{}:{token}", self.tag())
+    }
+
+    /// How many leases the key admits at once (0: no limit).
+    pub(crate) fn limit(self) -> u32 {
+        match self {
+            Kind::Lock | Kind::Write => 1,
+            Kind::Permit { permits } => permits,
+            Kind::Read => 0,
+        }
+    }
+
+    /// Whether a lease with `tag` can sit beside (or wait behind) leases of this kind.
+    pub(crate) fn agrees_with(self, tag: &str) -> bool {
+        match self {
+            Kind::Read | Kind::Write => tag == "r" || tag == "w",
+            other => other.tag() == tag,
+        }
+    }
+
+    /// What a key held with `tag` is, for errors: "a semaphore of 3 permits".
+    pub(crate) fn describe_tag(tag: &str) -> String {
+        match tag {
+            "r" | "w" => "a read/write lock".to_owned(),
+            "lock" => "an exclusive lock".to_owned(),
+            t => match t.strip_prefix('s') {
+                Some(n) => format!("a semaphore of {n} permits"),
+                None => format!("something else (`{t}`)"),
+            },
+        }
+    }
+}
+
+/// One holder's lease on its keys: what release, extend and remaining act on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lease<'a> {
+    /// Every key, sorted and deduplicated (one, except for `Kind::Lock`).
+    pub(crate) keys: &'a [String],
+    pub(crate) token: &'a str,
+    pub(crate) kind: Kind,
+}
+
+/// The outcome of one acquisition attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Attempt {
     /// The lock is ours, with a fencing token when one was asked for.
     Acquired { fence: Option<u64> },
     /// Someone else holds it, for this long when the store said.
     Held { remaining: Option<Duration> },
+    /// The key is held as something this request cannot share it with (a lock asked of a
+    /// semaphore, or another permit count): the holders' tag, see [`Kind::describe_tag`].
+    Conflict { held_as: String },
 }
 
 /// The outcome of a release.
@@ -71,6 +156,21 @@ pub(crate) struct Request<'a> {
     /// A queued waiter's try: a refusal should say how long the holder has left.
     pub(crate) waiting: bool,
     pub(crate) replicas: Option<Replicas>,
+    pub(crate) kind: Kind,
+    /// A writer that will wait: when refused, it registers its intent for this long, so
+    /// that new readers queue behind it (0: no intent, e.g. try mode).
+    pub(crate) intent_ms: u64,
+}
+
+impl<'a> Request<'a> {
+    /// The lease this request asks for.
+    pub(crate) fn lease(&self) -> Lease<'a> {
+        Lease {
+            keys: self.keys,
+            token: self.token,
+            kind: self.kind,
+        }
+    }
 }
 
 /// What a store can do; the engine refuses what it cannot before sending anything.
@@ -126,31 +226,29 @@ pub(crate) trait Store: Send + Sync + 'static {
         req: &Request<'_>,
     ) -> impl Future<Output = Result<Attempt, BoxError>> + Send;
 
-    /// Deletes the keys `token` owns, and announces the release.
-    fn release(
-        &self,
-        keys: &[String],
-        token: &str,
-    ) -> impl Future<Output = Result<Release, BoxError>> + Send;
+    /// Ends the lease (and a waiting writer's intent), and announces the release.
+    fn release(&self, lease: Lease<'_>) -> impl Future<Output = Result<Release, BoxError>> + Send;
 
-    /// Resets the keys' expiry to `ttl_ms` if `token` owns them all; false otherwise.
+    /// Resets the lease's expiry to `ttl_ms` if it is still held; false otherwise.
     fn extend(
         &self,
-        keys: &[String],
-        token: &str,
+        lease: Lease<'_>,
         ttl_ms: u64,
         replicas: Option<Replicas>,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send;
 
-    /// The least time left on the keys if `token` owns them all.
+    /// The least time left on the lease if it is still held.
     fn remaining(
         &self,
-        keys: &[String],
-        token: &str,
+        lease: Lease<'_>,
     ) -> impl Future<Output = Result<Option<Duration>, BoxError>> + Send;
 
     /// Whether anyone holds `key` now.
     fn exists(&self, key: &str) -> impl Future<Output = Result<bool, BoxError>> + Send;
+
+    /// How many leases `key` has now (0 or 1 for a lock; on Redlock, the most any
+    /// master counts, so `permits - holders` never overstates what is free).
+    fn holders(&self, key: &str) -> impl Future<Output = Result<u64, BoxError>> + Send;
 
     /// Deletes the key whoever owns it and announces it; true when there was one.
     fn force_release(&self, key: &str) -> impl Future<Output = Result<bool, BoxError>> + Send;
@@ -210,27 +308,25 @@ macro_rules! stores {
             async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
                 match self { $(Self::$variant(s) => s.try_acquire(req).await),* }
             }
-            async fn release(&self, keys: &[String], token: &str) -> Result<Release, BoxError> {
-                match self { $(Self::$variant(s) => s.release(keys, token).await),* }
+            async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
+                match self { $(Self::$variant(s) => s.release(lease).await),* }
             }
             async fn extend(
                 &self,
-                keys: &[String],
-                token: &str,
+                lease: Lease<'_>,
                 ttl_ms: u64,
                 replicas: Option<Replicas>,
             ) -> Result<bool, BoxError> {
-                match self { $(Self::$variant(s) => s.extend(keys, token, ttl_ms, replicas).await),* }
+                match self { $(Self::$variant(s) => s.extend(lease, ttl_ms, replicas).await),* }
             }
-            async fn remaining(
-                &self,
-                keys: &[String],
-                token: &str,
-            ) -> Result<Option<Duration>, BoxError> {
-                match self { $(Self::$variant(s) => s.remaining(keys, token).await),* }
+            async fn remaining(&self, lease: Lease<'_>) -> Result<Option<Duration>, BoxError> {
+                match self { $(Self::$variant(s) => s.remaining(lease).await),* }
             }
             async fn exists(&self, key: &str) -> Result<bool, BoxError> {
                 match self { $(Self::$variant(s) => s.exists(key).await),* }
+            }
+            async fn holders(&self, key: &str) -> Result<u64, BoxError> {
+                match self { $(Self::$variant(s) => s.holders(key).await),* }
             }
             async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
                 match self { $(Self::$variant(s) => s.force_release(key).await),* }

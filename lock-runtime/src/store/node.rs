@@ -12,7 +12,7 @@ use redis::{Script, Value};
 use tokio::sync::oneshot;
 
 use super::feed::{Feed, Source};
-use super::{Attempt, Caps, Release, Replicas, Request, Store, WakeTarget};
+use super::{Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget};
 use crate::error::BoxError;
 use crate::info::{LockInfo, token_prefix};
 use crate::options::duration_ms;
@@ -34,6 +34,7 @@ struct Scripts {
     remaining: Script,
     acquire: Script,
     seed_fence: Script,
+    shared: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -43,7 +44,30 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     remaining: Script::new(include_str!("scripts/remaining.lua")),
     acquire: Script::new(include_str!("scripts/acquire.lua")),
     seed_fence: Script::new(include_str!("scripts/seed_fence.lua")),
+    shared: Script::new(include_str!("scripts/shared.lua")),
 });
+
+/// One `shared.lua` operation (see the script for what each answers).
+#[derive(Debug, Clone, Copy)]
+struct SharedOp<'a> {
+    op: &'static str,
+    member: &'a str,
+    ttl_ms: u64,
+    limit: u32,
+    intent_ms: u64,
+}
+
+impl<'a> SharedOp<'a> {
+    fn new(op: &'static str, member: &'a str) -> Self {
+        Self {
+            op,
+            member,
+            ttl_ms: 0,
+            limit: 0,
+            intent_ms: 0,
+        }
+    }
+}
 
 /// A connection the node layer can drive: any `redis` async connection, plus a way to
 /// wait for the replicas of the node that owns `key`.
@@ -162,6 +186,9 @@ impl Node {
         conn: &mut C,
         req: &Request<'_>,
     ) -> Result<Attempt, BoxError> {
+        if req.kind != Kind::Lock {
+            return Box::pin(self.try_acquire_shared(conn, req)).await;
+        }
         if let ([key], false, false, None) = (req.keys, req.fencing, req.waiting, req.replicas) {
             let set: Option<String> = self
                 .set_nx(key, req.token, req.ttl_ms)
@@ -211,6 +238,7 @@ impl Node {
             fencing,
             waiting,
             replicas,
+            ..
         } = *req;
         let attempt = if let [key] = keys {
             let mut pipe = redis::pipe();
@@ -312,7 +340,7 @@ impl Node {
             return Ok(());
         }
         // Not durable enough: give it back now, so no one waits out its ttl.
-        let _ = self.release(conn, req.keys, req.token).await;
+        let _ = self.release(conn, req.lease()).await;
         Err(Box::new(TooFewReplicas {
             acked,
             wanted,
@@ -336,13 +364,78 @@ impl Node {
             .await?)
     }
 
-    /// Deletes the keys the token owns and announces each release on its channel.
+    /// A lease of a semaphore or read/write lock: one `shared.lua` call, then `WAIT` when
+    /// asked.
+    async fn try_acquire_shared<C: NodeConn>(
+        self,
+        conn: &mut C,
+        req: &Request<'_>,
+    ) -> Result<Attempt, BoxError> {
+        let key = one(req.keys)?;
+        let member = req.kind.member(req.token);
+        let op = SharedOp {
+            ttl_ms: req.ttl_ms,
+            limit: req.kind.limit(),
+            intent_ms: req.intent_ms,
+            ..SharedOp::new("acquire", &member)
+        };
+        let (code, value) = self.shared(conn, key, op).await?;
+        Ok(match code {
+            1 => {
+                if let Some(r) = req.replicas {
+                    let acked = conn.wait_replicas(key, r).await?;
+                    self.replicated(conn, req, Some(r), Some(acked)).await?;
+                }
+                Attempt::Acquired { fence: None }
+            }
+            0 => Attempt::Held {
+                remaining: value.parse().ok().map(Duration::from_millis),
+            },
+            _ => Attempt::Conflict { held_as: value },
+        })
+    }
+
+    /// One `shared.lua` call on `key`: its reply's code and value.
+    async fn shared<C: NodeConn>(
+        self,
+        conn: &mut C,
+        key: &str,
+        op: SharedOp<'_>,
+    ) -> Result<(i64, String), BoxError> {
+        Ok(SCRIPTS
+            .shared
+            .key(key)
+            .key(writers_key(key))
+            .key(release_channel(key))
+            .arg(op.op)
+            .arg(op.member)
+            .arg(op.ttl_ms)
+            .arg(op.limit)
+            .arg(op.intent_ms)
+            .arg(self.publish)
+            .invoke_async(conn)
+            .await?)
+    }
+
+    /// Ends the lease (deletes the keys the token owns) and announces each release on
+    /// its channel.
     pub(crate) async fn release<C: NodeConn>(
         self,
         conn: &mut C,
-        keys: &[String],
-        token: &str,
+        lease: Lease<'_>,
     ) -> Result<Release, BoxError> {
+        let Lease { keys, token, kind } = lease;
+        if kind != Kind::Lock {
+            let member = kind.member(token);
+            let (code, _) = self
+                .shared(conn, one(keys)?, SharedOp::new("release", &member))
+                .await?;
+            return Ok(if code == 1 {
+                Release::Released
+            } else {
+                Release::Gone
+            });
+        }
         if let [key] = keys {
             let mut call = SCRIPTS.release_one.key(key);
             if self.declare_channel {
@@ -373,22 +466,52 @@ impl Node {
         })
     }
 
+    /// Takes back a lease that won no quorum (Redlock), announcing nothing: a lock is
+    /// released quietly, a shared lease removed while a waiting writer's intent stays.
+    pub(crate) async fn undo<C: NodeConn>(
+        self,
+        conn: &mut C,
+        lease: Lease<'_>,
+    ) -> Result<Release, BoxError> {
+        if lease.kind == Kind::Lock {
+            return Node::QUIET.release(conn, lease).await;
+        }
+        let member = lease.kind.member(lease.token);
+        let (code, _) = self
+            .shared(conn, one(lease.keys)?, SharedOp::new("undo", &member))
+            .await?;
+        Ok(if code == 1 {
+            Release::Released
+        } else {
+            Release::Gone
+        })
+    }
+
     /// Resets the keys' expiry if the token owns them all; with `replicas`, only counts
     /// when enough replicas acknowledged it.
     pub(crate) async fn extend<C: NodeConn>(
         self,
         conn: &mut C,
-        keys: &[String],
-        token: &str,
+        lease: Lease<'_>,
         ttl_ms: u64,
         replicas: Option<Replicas>,
     ) -> Result<bool, BoxError> {
-        let mut call = SCRIPTS.extend.prepare_invoke();
-        for key in keys {
-            call.key(key);
-        }
-        call.arg(token).arg(ttl_ms);
-        let extended: i64 = call.invoke_async(conn).await?;
+        let Lease { keys, token, kind } = lease;
+        let extended: i64 = if kind == Kind::Lock {
+            let mut call = SCRIPTS.extend.prepare_invoke();
+            for key in keys {
+                call.key(key);
+            }
+            call.arg(token).arg(ttl_ms);
+            call.invoke_async(conn).await?
+        } else {
+            let member = kind.member(token);
+            let op = SharedOp {
+                ttl_ms,
+                ..SharedOp::new("extend", &member)
+            };
+            self.shared(conn, one(keys)?, op).await?.0
+        };
         if let (1, Some(wanted), Some(first)) = (extended, replicas, keys.first()) {
             let acked = conn.wait_replicas(first, wanted).await?;
             if acked < i64::from(wanted.count) {
@@ -406,9 +529,15 @@ impl Node {
     pub(crate) async fn remaining<C: NodeConn>(
         self,
         conn: &mut C,
-        keys: &[String],
-        token: &str,
+        lease: Lease<'_>,
     ) -> Result<Option<Duration>, BoxError> {
+        let Lease { keys, token, kind } = lease;
+        if kind != Kind::Lock {
+            let member = kind.member(token);
+            let op = SharedOp::new("remaining", &member);
+            let (pttl, _) = self.shared(conn, one(keys)?, op).await?;
+            return Ok(u64::try_from(pttl).ok().map(Duration::from_millis));
+        }
         let mut call = SCRIPTS.remaining.prepare_invoke();
         for key in keys {
             call.key(key);
@@ -428,6 +557,16 @@ impl Node {
         Ok(n == 1)
     }
 
+    /// How many leases `key` has (1 for a held lock).
+    pub(crate) async fn holders<C: NodeConn>(
+        self,
+        conn: &mut C,
+        key: &str,
+    ) -> Result<u64, BoxError> {
+        let (n, _) = self.shared(conn, key, SharedOp::new("holders", "")).await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// What this node has of `key`: holder, time left, fence counter, listeners.
     pub(crate) async fn inspect<C: NodeConn>(
         self,
@@ -439,9 +578,14 @@ impl Node {
         } else {
             "NUMSUB"
         };
-        let (holder, pttl, fence, listeners): (Option<String>, i64, Option<String>, Vec<Value>) =
+        // A lock's holder, or a semaphore's or read/write lock's number of leases.
+        const HOLDER: &str = "if redis.call('TYPE', KEYS[1])['ok'] == 'zset' then \
+            return redis.call('ZCARD', KEYS[1]) end return redis.call('GET', KEYS[1])";
+        let (holder, pttl, fence, listeners): (Value, i64, Option<String>, Vec<Value>) =
             redis::pipe()
-                .cmd("GET")
+                .cmd("EVAL")
+                .arg(HOLDER)
+                .arg(1)
                 .arg(key)
                 .cmd("PTTL")
                 .arg(key)
@@ -456,10 +600,17 @@ impl Node {
             Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
             _ => 0,
         };
+        let (held, holder) = match holder {
+            Value::Int(leases) => (leases > 0 && pttl != -2, None),
+            other => match redis::from_redis_value::<Option<String>>(other)? {
+                Some(token) => (true, Some(token_prefix(&token))),
+                None => (false, None),
+            },
+        };
         Ok(LockInfo {
-            held: holder.is_some(),
+            held,
             remaining: u64::try_from(pttl).ok().map(Duration::from_millis),
-            holder: holder.as_deref().map(token_prefix),
+            holder,
             fence: fence.and_then(|f| f.parse().ok()),
             waiters,
             ..LockInfo::free(key)
@@ -570,32 +721,39 @@ impl<D: Deployment> Store for Redis<D> {
             .map_err(|e| self.wrap(e))
     }
 
-    async fn release(&self, keys: &[String], token: &str) -> Result<Release, BoxError> {
+    async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
         let mut conn = self.0.conn().await?;
         D::NODE
-            .release(&mut conn, keys, token)
+            .release(&mut conn, lease)
             .await
             .map_err(|e| self.wrap(e))
     }
 
     async fn extend(
         &self,
-        keys: &[String],
-        token: &str,
+        lease: Lease<'_>,
         ttl_ms: u64,
         replicas: Option<Replicas>,
     ) -> Result<bool, BoxError> {
         let mut conn = self.0.conn().await?;
         D::NODE
-            .extend(&mut conn, keys, token, ttl_ms, replicas)
+            .extend(&mut conn, lease, ttl_ms, replicas)
             .await
             .map_err(|e| self.wrap(e))
     }
 
-    async fn remaining(&self, keys: &[String], token: &str) -> Result<Option<Duration>, BoxError> {
+    async fn remaining(&self, lease: Lease<'_>) -> Result<Option<Duration>, BoxError> {
         let mut conn = self.0.conn().await?;
         D::NODE
-            .remaining(&mut conn, keys, token)
+            .remaining(&mut conn, lease)
+            .await
+            .map_err(|e| self.wrap(e))
+    }
+
+    async fn holders(&self, key: &str) -> Result<u64, BoxError> {
+        let mut conn = self.0.conn().await?;
+        D::NODE
+            .holders(&mut conn, key)
             .await
             .map_err(|e| self.wrap(e))
     }
@@ -652,11 +810,15 @@ pub(crate) fn scan_cmd(cursor: u64, pattern: &str) -> redis::Cmd {
     cmd
 }
 
-/// Takes one `SCAN` reply's keys into `keys` (fence counters left out); the next cursor,
+/// Takes one `SCAN` reply's keys into `keys` (fence counters and waiting writers left out); the next cursor,
 /// `None` when the scan is complete.
 pub(crate) fn scan_reply(reply: Value, keys: &mut Vec<String>) -> Result<Option<u64>, BoxError> {
     let (next, batch): (u64, Vec<String>) = redis::from_redis_value(reply)?;
-    keys.extend(batch.into_iter().filter(|k| !k.ends_with(":fence")));
+    keys.extend(
+        batch
+            .into_iter()
+            .filter(|k| !k.ends_with(":fence") && !k.ends_with(":writers")),
+    );
     Ok((next != 0).then_some(next))
 }
 
@@ -695,6 +857,19 @@ fn companion(key: &str, suffix: &str) -> String {
 /// The fence counter of a lock key.
 pub(crate) fn fence_key(key: &str) -> String {
     companion(key, "fence")
+}
+
+/// The writers waiting for a read/write lock (their intents).
+pub(crate) fn writers_key(key: &str) -> String {
+    companion(key, "writers")
+}
+
+/// The one key of a shared lease.
+fn one(keys: &[String]) -> Result<&str, BoxError> {
+    match keys {
+        [key] => Ok(key),
+        _ => Err("a semaphore or read/write lease is on exactly one key".into()),
+    }
 }
 
 /// The channel a release of `key` is announced on.

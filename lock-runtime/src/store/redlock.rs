@@ -10,6 +10,13 @@
 //!   the same rate. A holder paused past its validity (a GC pause, a stalled VM), a master
 //!   whose clock jumps forward, or a master restarted without persistence (it forgets the
 //!   locks it held, so another majority can form) can let two holders in.
+//! - A semaphore of P permits needs more than a majority: each master admits at most P
+//!   leases, and P + 1 holders that each won a bare majority can share the masters out
+//!   between them (3 masters, 2 permits: A+B, B+C, A+C). A permit is granted by
+//!   `N*P/(P+1) + 1` masters, more than P + 1 holders can find among N masters admitting
+//!   P each. For one permit (and for read/write locks, whose conflicts are pairwise) that
+//!   is the usual majority; with more permits it is every master or nearly, so a
+//!   semaphore on Redlock tolerates fewer failed masters than a lock does.
 //! - Fencing tokens cannot be made strictly increasing across independent masters, so
 //!   Redlock offers none: asking for one is a `Config` error. Where a stale holder must be
 //!   made harmless, use single Redis or a Cluster with fencing.
@@ -25,7 +32,7 @@ use tokio::sync::oneshot;
 use super::feed::Feed;
 use super::node::{Node, NodeError};
 use super::redis::{PubSub, Server, TlsRoots};
-use super::{Attempt, Caps, Release, Replicas, Request, Store, WakeTarget};
+use super::{Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget};
 use crate::error::BoxError;
 use crate::info::{LockInfo, MasterView};
 
@@ -94,7 +101,21 @@ impl RedlockStore {
     }
 
     fn quorum(&self) -> usize {
-        self.masters.len() / 2 + 1
+        self.quorum_for(Kind::Lock)
+    }
+
+    /// How many masters must grant a lease of `kind` (see the module doc): a majority,
+    /// or for a semaphore of P > 1 permits, `N*P/(P+1) + 1`, so that P + 1 holders
+    /// cannot each find that many masters among N that admit P each.
+    fn quorum_for(&self, kind: Kind) -> usize {
+        let n = self.masters.len();
+        match kind {
+            Kind::Permit { permits } if permits > 1 => {
+                let p = permits as usize;
+                (n.saturating_mul(p) / (p + 1) + 1).min(n)
+            }
+            _ => n / 2 + 1,
+        }
     }
 
     fn hosts(&self) -> String {
@@ -156,45 +177,51 @@ impl RedlockStore {
     /// Releases on every master, whatever each answered before (also those that did not
     /// answer: their `SET` may have landed), without announcing it: no one held the lock,
     /// and an announcement would wake every waiter, this one too, into another try.
-    async fn undo(&self, keys: &Shared, token: &Arc<str>) {
+    async fn undo(&self, keys: &Shared, token: &Arc<str>, kind: Kind) {
         let (keys, token) = (keys.clone(), token.clone());
         let _ = self
             .on_masters(
                 move |mut c| {
                     let (keys, token) = (keys.clone(), token.clone());
-                    async move { Node::QUIET.release(&mut c, &keys, &token).await }
+                    async move {
+                        let lease = Lease {
+                            keys: &keys,
+                            token: &token,
+                            kind,
+                        };
+                        Node::QUIET.undo(&mut c, lease).await
+                    }
                 },
                 |_| false,
             )
             .await;
     }
 
-    /// Sends `op` to every master and waits for every answer; fewer than a quorum of
+    /// Sends `op` to every master and waits for every answer; fewer than `quorum`
     /// answers is the store's error.
-    async fn on_quorum<T, F, Fut>(&self, op: F) -> Result<Answers<T>, BoxError>
+    async fn on_quorum<T, F, Fut>(&self, quorum: usize, op: F) -> Result<Answers<T>, BoxError>
     where
         T: Send + 'static,
         F: Fn(ConnectionManager) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T, BoxError>> + Send + 'static,
     {
         let answers = self.on_masters(op, |_| false).await;
-        if answered(&answers) < self.quorum() {
-            return Err(self.no_quorum(&answers));
+        if answered(&answers) < quorum {
+            return Err(self.no_quorum(&answers, quorum));
         }
         Ok(answers)
     }
 
-    /// The error when fewer than a quorum of masters answered.
-    fn no_quorum<T>(&self, answers: &Answers<T>) -> BoxError {
+    /// The error when fewer than `quorum` masters answered.
+    fn no_quorum<T>(&self, answers: &Answers<T>, quorum: usize) -> BoxError {
         let answered = answered(answers);
         let causes: Vec<String> = answers
             .iter()
             .filter_map(|a| a.as_ref().err().map(ToString::to_string))
             .collect();
         format!(
-            "only {answered} of {} redlock masters answered, and a quorum is {}: {}",
+            "only {answered} of {} redlock masters answered, and a quorum is {quorum}: {}",
             self.masters.len(),
-            self.quorum(),
             causes.join("; ")
         )
         .into()
@@ -248,10 +275,10 @@ impl Store for RedlockStore {
     }
 
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
-        let (n, quorum) = (self.masters.len(), self.quorum());
+        let (n, quorum) = (self.masters.len(), self.quorum_for(req.kind));
         let sent = tokio::time::Instant::now();
         let (keys, token): (Shared, Arc<str>) = (req.keys.into(), req.token.into());
-        let (ttl_ms, waiting) = (req.ttl_ms, req.waiting);
+        let (ttl_ms, waiting, kind, intent_ms) = (req.ttl_ms, req.waiting, req.kind, req.intent_ms);
         let taken = |a: &Attempt| matches!(a, Attempt::Acquired { .. });
         let answers = {
             let (keys, token) = (keys.clone(), token.clone());
@@ -266,6 +293,8 @@ impl Store for RedlockStore {
                             fencing: false,
                             waiting,
                             replicas: None,
+                            kind,
+                            intent_ms,
                         };
                         Node::SINGLE.try_acquire(&mut c, &req).await
                     }
@@ -284,9 +313,15 @@ impl Store for RedlockStore {
         if won >= quorum && sent.elapsed() < self.validity(ttl) {
             return Ok(Attempt::Acquired { fence: None });
         }
-        self.undo(&keys, &token).await;
+        self.undo(&keys, &token, kind).await;
+        if let Some(held_as) = answers.iter().find_map(|a| match a {
+            Ok(Attempt::Conflict { held_as }) => Some(held_as.clone()),
+            _ => None,
+        }) {
+            return Ok(Attempt::Conflict { held_as });
+        }
         if failed(&answers) > n - quorum {
-            return Err(self.no_quorum(&answers));
+            return Err(self.no_quorum(&answers, quorum));
         }
         let remaining = answers
             .iter()
@@ -298,15 +333,23 @@ impl Store for RedlockStore {
         Ok(Attempt::Held { remaining })
     }
 
-    async fn release(&self, keys: &[String], token: &str) -> Result<Release, BoxError> {
-        let (n, quorum) = (self.masters.len(), self.quorum());
-        let (keys, token): (Shared, Arc<str>) = (keys.into(), token.into());
+    async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
+        let (n, quorum) = (self.masters.len(), self.quorum_for(lease.kind));
+        let (keys, token, kind): (Shared, Arc<str>, Kind) =
+            (lease.keys.into(), lease.token.into(), lease.kind);
         let released = |r: &Release| *r == Release::Released;
         let answers = self
             .on_masters(
                 move |mut c| {
                     let (keys, token) = (keys.clone(), token.clone());
-                    async move { Node::SINGLE.release(&mut c, &keys, &token).await }
+                    async move {
+                        let lease = Lease {
+                            keys: &keys,
+                            token: &token,
+                            kind,
+                        };
+                        Node::SINGLE.release(&mut c, lease).await
+                    }
                 },
                 move |answers| {
                     let yes = count(answers, released);
@@ -317,7 +360,7 @@ impl Store for RedlockStore {
         if count(&answers, released) >= quorum {
             Ok(Release::Released)
         } else if failed(&answers) > n - quorum {
-            Err(self.no_quorum(&answers))
+            Err(self.no_quorum(&answers, quorum))
         } else if count(&answers, |r| *r == Release::Foreign) > 0 {
             Ok(Release::Foreign)
         } else {
@@ -327,21 +370,24 @@ impl Store for RedlockStore {
 
     async fn extend(
         &self,
-        keys: &[String],
-        token: &str,
+        lease: Lease<'_>,
         ttl_ms: u64,
         _replicas: Option<Replicas>,
     ) -> Result<bool, BoxError> {
-        let (n, quorum) = (self.masters.len(), self.quorum());
-        let (keys, token): (Shared, Arc<str>) = (keys.into(), token.into());
+        let (n, quorum) = (self.masters.len(), self.quorum_for(lease.kind));
+        let (keys, token, kind): (Shared, Arc<str>, Kind) =
+            (lease.keys.into(), lease.token.into(), lease.kind);
         let answers = self
             .on_masters(
                 move |mut c| {
                     let (keys, token) = (keys.clone(), token.clone());
                     async move {
-                        Node::SINGLE
-                            .extend(&mut c, &keys, &token, ttl_ms, None)
-                            .await
+                        let lease = Lease {
+                            keys: &keys,
+                            token: &token,
+                            kind,
+                        };
+                        Node::SINGLE.extend(&mut c, lease, ttl_ms, None).await
                     }
                 },
                 move |answers| {
@@ -353,19 +399,27 @@ impl Store for RedlockStore {
         if count(&answers, |v| *v) >= quorum {
             Ok(true)
         } else if failed(&answers) > n - quorum {
-            Err(self.no_quorum(&answers))
+            Err(self.no_quorum(&answers, quorum))
         } else {
             Ok(false)
         }
     }
 
-    async fn remaining(&self, keys: &[String], token: &str) -> Result<Option<Duration>, BoxError> {
-        let quorum = self.quorum();
-        let (keys, token): (Shared, Arc<str>) = (keys.into(), token.into());
+    async fn remaining(&self, lease: Lease<'_>) -> Result<Option<Duration>, BoxError> {
+        let quorum = self.quorum_for(lease.kind);
+        let (keys, token, kind): (Shared, Arc<str>, Kind) =
+            (lease.keys.into(), lease.token.into(), lease.kind);
         let answers = self
-            .on_quorum(move |mut c| {
+            .on_quorum(quorum, move |mut c| {
                 let (keys, token) = (keys.clone(), token.clone());
-                async move { Node::SINGLE.remaining(&mut c, &keys, &token).await }
+                async move {
+                    let lease = Lease {
+                        keys: &keys,
+                        token: &token,
+                        kind,
+                    };
+                    Node::SINGLE.remaining(&mut c, lease).await
+                }
             })
             .await?;
         let mut left: Vec<Duration> = answers
@@ -384,7 +438,7 @@ impl Store for RedlockStore {
         let quorum = self.quorum();
         let key: Arc<str> = key.into();
         let answers = self
-            .on_quorum(move |mut c| {
+            .on_quorum(quorum, move |mut c| {
                 let key = key.clone();
                 async move { Node::SINGLE.exists(&mut c, &key).await }
             })
@@ -392,10 +446,21 @@ impl Store for RedlockStore {
         Ok(count(&answers, |v| *v) >= quorum)
     }
 
+    async fn holders(&self, key: &str) -> Result<u64, BoxError> {
+        let key: Arc<str> = key.into();
+        let answers = self
+            .on_quorum(self.quorum(), move |mut c| {
+                let key = key.clone();
+                async move { Node::SINGLE.holders(&mut c, &key).await }
+            })
+            .await?;
+        Ok(answers.into_iter().flatten().max().unwrap_or(0))
+    }
+
     async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
         let key: Arc<str> = key.into();
         let answers = self
-            .on_quorum(move |mut c| {
+            .on_quorum(self.quorum(), move |mut c| {
                 let key = key.clone();
                 async move { Node::SINGLE.force_release(&mut c, &key).await }
             })
@@ -469,7 +534,7 @@ impl Store for RedlockStore {
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
         let pattern: Arc<str> = pattern.into();
         let answers = self
-            .on_quorum(move |mut c| {
+            .on_quorum(self.quorum(), move |mut c| {
                 let pattern = pattern.clone();
                 async move { Node::SINGLE.scan(&mut c, &pattern).await }
             })
