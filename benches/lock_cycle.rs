@@ -1,6 +1,7 @@
 //! `locked` against the floor of raw Redis round trips, measured in one process.
 //!
 //! `cargo bench --bench lock_cycle -- --json target/bench.json [--seconds N]`
+//! (`-- --semaphore` for the semaphore's W2 and W3 alone)
 //!
 //! Starts its own `redis-server` on a free port. Every ratio is measured by alternating
 //! short blocks of the floor and the library and taking the median of per-block ratios,
@@ -57,6 +58,40 @@ impl<C: ConnectionLike + Send> Floor<C> {
             .await
             .unwrap();
     }
+}
+
+/// The semaphore floor: what a hand-rolled Redis semaphore costs, with the same client.
+/// Acquire is one script (trim the lapsed leases, count, add), release one `ZREM`: two
+/// round trips per cycle, as the library's.
+const SEM_ACQUIRE: &str = "local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now + 30000, ARGV[1])
+  return 1
+end
+return 0";
+
+async fn sem_floor_cycle<C: ConnectionLike + Send>(
+    conn: &mut C,
+    acquire: &redis::Script,
+    key: &str,
+) {
+    let token = "0123456789abcdef0123456789abcdef";
+    let taken: i64 = acquire
+        .key(key)
+        .arg(token)
+        .arg(3)
+        .invoke_async(conn)
+        .await
+        .unwrap();
+    assert_eq!(taken, 1);
+    let _: i64 = redis::cmd("ZREM")
+        .arg(key)
+        .arg(token)
+        .query_async(conn)
+        .await
+        .unwrap();
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -178,20 +213,31 @@ async fn concurrent<C: ConnectionLike + Clone + Send + Sync + 'static>(
         let count = count.clone();
         let locker = locker.clone();
         // The floor shares one multiplexed connection, as the library does.
+        let sem_conn = (kind == "semfloor").then(|| conn.clone());
         let conn = (kind == "floor").then(|| conn.clone());
         tasks.push(tokio::spawn(async move {
             let mut floor = conn.map(|conn| Floor {
                 conn,
                 release: redis::Script::new(RELEASE),
             });
+            let mut sem_floor = sem_conn.map(|c| (c, redis::Script::new(SEM_ACQUIRE)));
             let opts = locker.options().logging(false).fencing(fencing);
             let mut i = 0u64;
             while Instant::now() < end {
                 i += 1;
                 let key = format!("w2:{kind}:{t}:{}", i % 16);
-                match &mut floor {
-                    Some(f) => f.cycle(&key, "0123456789abcdef0123456789abcdef").await,
-                    None => locker
+                match (&mut floor, &mut sem_floor) {
+                    (Some(f), _) => f.cycle(&key, "0123456789abcdef0123456789abcdef").await,
+                    (_, Some((c, acquire))) => sem_floor_cycle(c, acquire, &key).await,
+                    _ if kind == "sem" => locker
+                        .semaphore(&key, 3)
+                        .acquire(opts)
+                        .await
+                        .unwrap()
+                        .release()
+                        .await
+                        .unwrap(),
+                    _ => locker
                         .acquire(&key, opts)
                         .await
                         .unwrap()
@@ -213,12 +259,14 @@ async fn concurrent<C: ConnectionLike + Clone + Send + Sync + 'static>(
 const RELEASE: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
-/// 8 tasks contending for one key, ~1 ms critical sections, for `dur`.
+/// 8 tasks contending for one key, ~1 ms critical sections, for `dur`: a lock, or with
+/// `permits > 1` a semaphore of that many permits.
 async fn w3(
     locker: &Locker,
     dur: Duration,
     cycle: Duration,
     redis: Option<&mut ConnectionManager>,
+    permits: u32,
 ) -> Value {
     const TASKS: usize = 8;
     let counter = Arc::new(AtomicUsize::new(0)); // non-atomic read-await-write
@@ -247,15 +295,25 @@ async fn w3(
             let (mut waits, mut holds) = (Vec::new(), Vec::new());
             while Instant::now() < end {
                 let asked = Instant::now();
-                let guard = locker.acquire("w3:hot", opts).await.unwrap();
+                let guard = if permits == 1 {
+                    locker.acquire("w3:hot", opts).await.unwrap()
+                } else {
+                    locker
+                        .semaphore("w3:sem", permits)
+                        .acquire(opts)
+                        .await
+                        .unwrap()
+                };
                 let got = Instant::now();
                 waits.push(got - asked);
-                if inside.fetch_add(1, Ordering::SeqCst) != 0 {
+                if inside.fetch_add(1, Ordering::SeqCst) >= permits as usize {
                     overlaps.fetch_add(1, Ordering::SeqCst);
                 }
                 let read = counter.load(Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(1)).await;
-                counter.store(read + 1, Ordering::SeqCst);
+                if permits == 1 {
+                    counter.store(read + 1, Ordering::SeqCst);
+                }
                 inside.fetch_sub(1, Ordering::SeqCst);
                 holds.push(got.elapsed());
                 guard.release().await.unwrap();
@@ -280,8 +338,10 @@ async fn w3(
     };
     waits.sort();
     let hold = holds.iter().sum::<Duration>() / holds.len().max(1) as u32;
-    let ideal_wait = (hold + cycle) * (TASKS as u32 - 1);
-    let max_rate = 1.0 / (hold + cycle).as_secs_f64();
+    // FCFS with `permits` servers: a waiter has TASKS - permits ahead of it, served
+    // `permits` at a time.
+    let ideal_wait = (hold + cycle) * (TASKS as u32 - permits) / permits;
+    let max_rate = f64::from(permits) / (hold + cycle).as_secs_f64();
     let rate = sections as f64 / elapsed.as_secs_f64();
     let mean = sections as f64 / TASKS as f64;
     json!({
@@ -301,7 +361,7 @@ async fn w3(
         "max_share_over_mean": *per_task.iter().max().unwrap_or(&0) as f64 / mean,
         "min_share_over_mean": *per_task.iter().min().unwrap_or(&0) as f64 / mean,
         "redis_commands_per_section": cmds,
-        "lost_updates": sections - counter.load(Ordering::SeqCst),
+        "lost_updates": (permits == 1).then(|| sections - counter.load(Ordering::SeqCst)),
         "overlaps": overlaps.load(Ordering::SeqCst),
     })
 }
@@ -351,7 +411,7 @@ async fn cluster_section(
         bounded_rates.push(b);
         lib_rates.push(l);
     }
-    let w3v = w3(&locker, Duration::from_secs_f64(seconds), cycle, None).await;
+    let w3v = w3(&locker, Duration::from_secs_f64(seconds), cycle, None, 1).await;
     json!({
         "w1_sequential": w1v,
         "w2_64_tasks_own_keys": {
@@ -517,6 +577,7 @@ fn main() {
     let (blocks, per_block) = if quick { (2, 20) } else { (15, 300) };
     let w2_ratio_only = args.iter().any(|a| a == "--w2-ratio");
     let redlock_only = args.iter().any(|a| a == "--redlock");
+    let semaphore_only = args.iter().any(|a| a == "--semaphore");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -543,6 +604,15 @@ fn main() {
         if redlock_only {
             // Only the Redlock comparison with rslock.
             let r = redlock_section(blocks, per_block / 3, 10, Duration::from_millis(300)).await;
+            println!("{}", serde_json::to_string_pretty(&r).unwrap());
+            return;
+        }
+        if semaphore_only {
+            // Only the semaphore's W2 and W3.
+            let w1v = w1(&mut floor, &locker, 3, 200, true).await;
+            let cycle = Duration::from_secs_f64(w1v["acquire_release"]["p50_us"].as_f64().unwrap() / 1e6);
+            let block = Duration::from_secs_f64((seconds / 6.0).max(0.1));
+            let r = semaphore_section(&conn, &locker, 10, block, seconds, cycle).await;
             println!("{}", serde_json::to_string_pretty(&r).unwrap());
             return;
         }
@@ -582,13 +652,15 @@ fn main() {
             "fencing_ratio_median": median(fenced_ratio),
         });
 
+        let semaphore = semaphore_section(&conn, &locker, rounds, block, seconds, cycle).await;
+
         let uncontended = uncontended_commands(&locker, &mut conn).await;
-        let w3v = w3(&locker, Duration::from_secs_f64(seconds), cycle, Some(&mut conn)).await;
+        let w3v = w3(&locker, Duration::from_secs_f64(seconds), cycle, Some(&mut conn), 1).await;
 
         let mem_w1 = memory_w1(seconds).await;
         let mem_locker = Locker::memory();
         let mem_cycle = Duration::from_secs_f64(1.0 / mem_w1["cycles_per_s"].as_f64().unwrap());
-        let mem_w3 = w3(&mem_locker, Duration::from_secs_f64(seconds), mem_cycle, None).await;
+        let mem_w3 = w3(&mem_locker, Duration::from_secs_f64(seconds), mem_cycle, None, 1).await;
 
         let cluster = cluster_section(blocks, per_block, rounds, block, seconds).await;
         let redlock = redlock_section(blocks, per_block / 3, rounds, block).await;
@@ -597,6 +669,7 @@ fn main() {
             "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
             "cluster": cluster,
             "redlock": redlock,
+            "semaphore": semaphore,
             "seconds_per_workload": seconds,
             "redis": {
                 "w1_sequential": w1v,
@@ -614,6 +687,35 @@ fn main() {
         }
         drop(server);
     });
+}
+
+/// A semaphore of 3 permits on one server: W2 against its floor in alternating blocks,
+/// and W3 (8 tasks, one key).
+async fn semaphore_section(
+    conn: &ConnectionManager,
+    locker: &Locker,
+    rounds: usize,
+    block: Duration,
+    seconds: f64,
+    cycle: Duration,
+) -> Value {
+    let (mut ratio, mut floor_rates, mut sem_rates) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let f = concurrent("semfloor", conn, locker, false, block).await;
+        let l = concurrent("sem", conn, locker, false, block).await;
+        ratio.push(l / f);
+        floor_rates.push(f);
+        sem_rates.push(l);
+    }
+    let w3v = w3(locker, Duration::from_secs_f64(seconds), cycle, None, 3).await;
+    json!({
+        "w2_64_tasks_own_keys": {
+            "floor_cycles_per_s": median(floor_rates),
+            "semaphore_cycles_per_s": median(sem_rates),
+            "ratio_median": median(ratio),
+        },
+        "w3_8_tasks_3_permits": w3v,
+    })
 }
 
 fn print_table(r: &Value) {
@@ -731,10 +833,21 @@ fn print_table(r: &Value) {
         ),
         ">= 0.8x".into(),
     );
+    row(
+        "Semaphore W2 / floor, 64 tasks, 3 permits",
+        format!(
+            "{:.3}x (semaphore {:.0}/s, floor {:.0}/s)",
+            g("/semaphore/w2_64_tasks_own_keys/ratio_median"),
+            g("/semaphore/w2_64_tasks_own_keys/semaphore_cycles_per_s"),
+            g("/semaphore/w2_64_tasks_own_keys/floor_cycles_per_s")
+        ),
+        ">= 0.9x".into(),
+    );
     for (store, base) in [
         ("redis", "/redis/w3_8_tasks_one_key"),
         ("cluster", "/cluster/w3_8_tasks_one_key"),
         ("memory", "/memory/w3_8_tasks_one_key"),
+        ("semaphore(3)", "/semaphore/w3_8_tasks_3_permits"),
     ] {
         row(
             &format!("W3 {store}: sections/s"),

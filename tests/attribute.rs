@@ -302,3 +302,65 @@ async fn escaped(id: u32) -> Result<bool, LockError> {
 async fn locked_escaped_braces_are_literal() {
     assert!(escaped(4).await.unwrap());
 }
+
+static EXPORTS_INSIDE: AtomicUsize = AtomicUsize::new(0);
+static EXPORTS_MAX: AtomicUsize = AtomicUsize::new(0);
+
+/// `permits = 2`: two calls at once, never three.
+#[locked(key = "export:{tenant}", permits = 2, timeout = "30s", locker = LOCKER)]
+async fn export(tenant: u32) -> Result<u32, LockError> {
+    let now = EXPORTS_INSIDE.fetch_add(1, Ordering::SeqCst) + 1;
+    EXPORTS_MAX.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    EXPORTS_INSIDE.fetch_sub(1, Ordering::SeqCst);
+    Ok(tenant)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_permits_admits_that_many_calls_at_once() {
+    let calls: Vec<_> = (0..6).map(|_| tokio::spawn(export(9))).collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap().unwrap(), 9);
+    }
+    assert_eq!(EXPORTS_MAX.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        LOCKER.semaphore("export:9", 2).available().await.unwrap(),
+        2
+    );
+}
+
+#[locked(key = "doc:{id}", read, try_lock, locker = LOCKER)]
+async fn view_doc(id: u64) -> Result<u64, LockError> {
+    Ok(id)
+}
+
+#[locked(key = "doc:{id}", write, timeout = "100ms", locker = LOCKER)]
+async fn edit_doc(id: u64) -> Result<u64, LockError> {
+    Ok(id)
+}
+
+#[tokio::test]
+async fn locked_read_and_write_share_one_read_write_lock() {
+    let reader = LOCKER
+        .rw("doc:77")
+        .acquire_read(LockOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(view_doc(77).await.unwrap(), 77, "readers share the key");
+    assert!(
+        edit_doc(77).await.unwrap_err().is_timeout(),
+        "the writer waits for the reader"
+    );
+    reader.release().await.unwrap();
+    let writer = LOCKER
+        .rw("doc:77")
+        .acquire_write(LockOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        view_doc(77).await.unwrap_err().is_busy(),
+        "no reader beside the writer"
+    );
+    writer.release().await.unwrap();
+    assert_eq!(edit_doc(77).await.unwrap(), 77);
+}

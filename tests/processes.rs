@@ -19,6 +19,12 @@ use tokio::time::Instant;
 
 /// A non-atomic increment: read, pause, write.
 const INCREMENTS: u32 = 40;
+/// Calls each process makes under a semaphore permit.
+const PERMIT_CALLS: u32 = 10;
+/// Counts a holder in (`KEYS[1]`, now inside) and keeps the most ever inside (`KEYS[2]`).
+const ENTER: &str = "local n = redis.call('INCR', KEYS[1])
+if n > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], n) end
+return n";
 /// A write that only a token at least as new as the last one may make.
 const FENCED_WRITE: &str = "local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 if tonumber(ARGV[1]) < last then return 0 end
@@ -86,6 +92,26 @@ fn worker() {
                         })
                         .await
                         .unwrap();
+                }
+                println!("DONE");
+            }
+            "permit" => {
+                let sem = locker.semaphore("exports", 3);
+                let opts = LockOptions::default().timeout(Duration::from_secs(60));
+                for _ in 0..PERMIT_CALLS {
+                    sem.run(opts, || async {
+                        let mut db = data(&data_url);
+                        let _: i64 = redis::Script::new(ENTER)
+                            .key("inside")
+                            .key("most")
+                            .invoke(&mut db)
+                            .unwrap();
+                        tokio::time::sleep(Duration::from_millis(40)).await;
+                        let _: i64 = redis::cmd("DECR").arg("inside").query(&mut db).unwrap();
+                        let _: i64 = redis::cmd("INCR").arg("served").query(&mut db).unwrap();
+                    })
+                    .await
+                    .unwrap();
                 }
                 println!("DONE");
             }
@@ -217,6 +243,53 @@ fn counter_stays_exact(store: &str, urls: &str, data: &RedisServer) {
         start.elapsed()
     );
     assert_eq!(n, 4 * u64::from(INCREMENTS), "lost updates on {store}");
+}
+
+/// 4 processes share a semaphore of 3 permits: never more than 3 inside at once, more
+/// than one at a time (the permits are shared, not a lock), and every call served.
+fn permits_are_never_exceeded(store: &str, urls: &str, data: &RedisServer) {
+    let workers: Vec<Worker> = (0..4)
+        .map(|_| Worker::start("permit", store, urls, &data.url(), &[]))
+        .collect();
+    for w in &workers {
+        w.expect("DONE", Duration::from_secs(120));
+    }
+    let (most, served): (u64, u64) = redis::pipe()
+        .cmd("GET")
+        .arg("most")
+        .cmd("GET")
+        .arg("served")
+        .query(&mut data.client())
+        .unwrap();
+    println!("{store}: 4 processes, 3 permits: at most {most} inside, {served} calls served");
+    assert!(most <= 3, "{most} holders of 3 permits at once on {store}");
+    assert!(most >= 2, "the permits were never shared on {store}");
+    assert_eq!(
+        served,
+        4 * u64::from(PERMIT_CALLS),
+        "calls not served on {store}"
+    );
+}
+
+/// Every store that reaches across processes, by name and URLs, with its servers kept
+/// alive by the caller.
+fn each_shared_store(check: impl Fn(&str, &str, &RedisServer)) {
+    let single = RedisServer::start();
+    let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let redlock: Vec<String> = masters.iter().map(RedisServer::url).collect();
+    let stores = [
+        ("redis", single.url()),
+        ("cluster", shared_cluster().urls().join(",")),
+        ("redlock", redlock.join(",")),
+    ];
+    for (store, urls) in stores {
+        check(store, &urls, &RedisServer::start());
+    }
+}
+
+#[test]
+fn four_processes_share_three_permits_on_every_store() {
+    each_shared_store(permits_are_never_exceeded);
 }
 
 #[test]

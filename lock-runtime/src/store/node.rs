@@ -893,7 +893,13 @@ mod tests {
             fencing: false,
             waiting: false,
             replicas: None,
+            kind: Kind::Lock,
+            intent_ms: 0,
         }
+    }
+
+    fn lease<'a>(keys: &'a [String], token: &'a str, kind: Kind) -> Lease<'a> {
+        Lease { keys, token, kind }
     }
 
     /// What the cluster client does after an I/O error: the same command again. Each
@@ -906,8 +912,19 @@ mod tests {
         let mut conn = redis::aio::ConnectionManager::new(client).await.unwrap();
         let one = ["lock:resend:one".to_owned()];
         let two = ["lock:{resend}:a".to_owned(), "lock:{resend}:b".to_owned()];
-        for keys in [&one[..], &two[..]] {
-            let mine = request(keys, "token-1");
+        let permit = ["lock:resend:permit".to_owned()];
+        let write = ["lock:resend:write".to_owned()];
+        let cases = [
+            (&one[..], Kind::Lock),
+            (&two[..], Kind::Lock),
+            (&permit[..], Kind::Permit { permits: 1 }),
+            (&write[..], Kind::Write),
+        ];
+        for (keys, kind) in cases {
+            let mine = Request {
+                kind,
+                ..request(keys, "token-1")
+            };
             for send in 0..2 {
                 assert_eq!(
                     Node::SHARD.try_acquire(&mut conn, &mine).await.unwrap(),
@@ -915,24 +932,22 @@ mod tests {
                     "{keys:?}, send {send}"
                 );
             }
-            let theirs = request(keys, "token-2");
+            let theirs = Request {
+                kind,
+                ..request(keys, "token-2")
+            };
             assert!(matches!(
                 Node::SHARD.try_acquire(&mut conn, &theirs).await.unwrap(),
                 Attempt::Held { .. }
             ));
+            let mine = lease(keys, "token-1", kind);
             for send in 0..2 {
-                let extended = Node::SHARD.extend(&mut conn, keys, "token-1", 20_000, None);
+                let extended = Node::SHARD.extend(&mut conn, mine, 20_000, None);
                 assert!(extended.await.unwrap(), "{keys:?}, extend send {send}");
             }
-            let released = Node::SHARD
-                .release(&mut conn, keys, "token-1")
-                .await
-                .unwrap();
+            let released = Node::SHARD.release(&mut conn, mine).await.unwrap();
             assert_eq!(released, Release::Released);
-            let again = Node::SHARD
-                .release(&mut conn, keys, "token-1")
-                .await
-                .unwrap();
+            let again = Node::SHARD.release(&mut conn, mine).await.unwrap();
             assert_eq!(again, Release::Gone);
         }
     }
@@ -953,9 +968,11 @@ mod tests {
                 .try_acquire(&mut conn, &request(&keys, "a"))
                 .await;
             assert_eq!(taken.unwrap(), Attempt::Acquired { fence: None });
-            let foreign = Node::SINGLE.release(&mut conn, &keys, "b").await.unwrap();
+            let theirs = lease(&keys, "b", Kind::Lock);
+            let foreign = Node::SINGLE.release(&mut conn, theirs).await.unwrap();
             assert_eq!(foreign, Release::Foreign);
-            let mine = Node::SINGLE.release(&mut conn, &keys, "a").await.unwrap();
+            let mine = lease(&keys, "a", Kind::Lock);
+            let mine = Node::SINGLE.release(&mut conn, mine).await.unwrap();
             assert_eq!(mine, Release::Released);
             let mut messages = pubsub.on_message();
             let msg = tokio::time::timeout(
@@ -967,6 +984,49 @@ mod tests {
             .unwrap();
             assert_eq!(msg.get_channel_name(), release_channel(key));
         }
+    }
+
+    /// A semaphore's leases each lapse on their own, and the key itself goes with the
+    /// last of them: nothing is left behind by a crashed holder.
+    #[tokio::test]
+    async fn shared_leases_lapse_one_by_one_and_take_the_key_with_them() {
+        let server = super::support::RedisServer::start();
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+        let keys = ["lock:lapse".to_owned()];
+        let kind = Kind::Permit { permits: 2 };
+        for (token, ttl_ms) in [("short", 300), ("long", 900)] {
+            let req = Request {
+                kind,
+                ttl_ms,
+                ..request(&keys, token)
+            };
+            let taken = Node::SINGLE.try_acquire(&mut conn, &req).await.unwrap();
+            assert_eq!(taken, Attempt::Acquired { fence: None });
+        }
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(&keys[0])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            pttl > 600 && pttl <= 900,
+            "the key lives as its last lease: {pttl}"
+        );
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert_eq!(Node::SINGLE.holders(&mut conn, &keys[0]).await.unwrap(), 1);
+        let short = lease(&keys, "short", kind);
+        assert_eq!(
+            Node::SINGLE.remaining(&mut conn, short).await.unwrap(),
+            None
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(&keys[0])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(exists, 0, "an expired semaphore left its key behind");
     }
 
     #[test]

@@ -613,4 +613,29 @@ mod tests {
         );
         assert_eq!(store.quorum(), 1);
     }
+
+    #[test]
+    fn semaphore_quorum_keeps_p_plus_one_holders_from_forming() {
+        let of = |n: usize| {
+            let list: Vec<String> = (0..n).map(|i| format!("redis://h{i}:1")).collect();
+            RedlockStore::open(&list, &TlsRoots::default()).unwrap()
+        };
+        let permits = |permits| Kind::Permit { permits };
+        for n in [1, 3, 5, 7] {
+            let store = of(n);
+            assert_eq!(store.quorum_for(Kind::Lock), n / 2 + 1);
+            assert_eq!(store.quorum_for(permits(1)), n / 2 + 1);
+            assert_eq!(store.quorum_for(Kind::Read), n / 2 + 1);
+            for p in 1..=10u32 {
+                let q = store.quorum_for(permits(p));
+                // P + 1 holders, each granted by q masters that admit P each: impossible
+                // when (P + 1) * q exceeds N * P.
+                assert!((p as usize + 1) * q > n * p as usize, "n={n} p={p} q={q}");
+                assert!(q <= n);
+            }
+        }
+        assert_eq!(of(3).quorum_for(permits(2)), 3);
+        assert_eq!(of(5).quorum_for(permits(2)), 4);
+        assert_eq!(of(5).quorum_for(permits(3)), 4);
+    }
 }
