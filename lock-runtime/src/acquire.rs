@@ -137,7 +137,7 @@ async fn lock_in(
     if !wait || !ask.keys.iter().any(|k| waits.has_waiters(k)) {
         match ask.attempt(false, !wait).await {
             Ok(Ok(guard)) => {
-                intent.map(Intent::fulfilled);
+                Intent::fulfilled(intent);
                 return Ok(guard);
             }
             Ok(Err(_)) if !wait => {
@@ -153,7 +153,7 @@ async fn lock_in(
     // stays small (it is moved through a few layers on every call).
     let result = Box::pin(ask.wait_in_queue(failure)).await;
     if result.is_ok() {
-        intent.map(Intent::fulfilled);
+        Intent::fulfilled(intent);
     }
     result
 }
@@ -167,8 +167,11 @@ struct Intent<'a> {
 }
 
 impl Intent<'_> {
-    fn fulfilled(mut self) {
-        self.keys.clear();
+    /// The writer got the lock: nothing to withdraw.
+    fn fulfilled(intent: Option<Self>) {
+        if let Some(mut intent) = intent {
+            intent.keys.clear();
+        }
     }
 }
 
