@@ -617,8 +617,15 @@ fn main() {
             return;
         }
         if let Some(kind) = flag("--profile-w2") {
-            // For `perf record`: one side alone under W2 load (`floor`, `lib` or `fenced`).
-            let kind: &'static str = match kind.as_str() { "floor" => "floor", "fenced" => "fenced", _ => "lib" };
+            // For `perf record`: one side alone under W2 load (`floor`, `lib`, `fenced`,
+            // `sem` or `semfloor`).
+            let kind: &'static str = match kind.as_str() {
+                "floor" => "floor",
+                "fenced" => "fenced",
+                "sem" => "sem",
+                "semfloor" => "semfloor",
+                _ => "lib",
+            };
             let r = concurrent(kind, &conn, &locker, kind == "fenced", Duration::from_secs_f64(seconds)).await;
             println!("W2 {kind} alone: {r:.0} cycles/s");
             return;

@@ -32,6 +32,15 @@ const ACL: &[&str] = &[
     "+eval",
     "+script|load",
     "+ping",
+    "+type",
+    "+pexpireat",
+    "+zadd",
+    "+zrem",
+    "+zrange",
+    "+zcard",
+    "+zcount",
+    "+zscore",
+    "+zremrangebyscore",
 ];
 
 /// A call on `locker` fails with `Backend`, in bounded time, naming `host`; the message.
@@ -116,6 +125,21 @@ async fn acl_user_with_least_privilege_can_do_everything() {
         .unwrap();
     assert!(locker.is_locked("stuck").await.unwrap());
     assert!(locker.force_release("stuck").await.unwrap());
+    // A semaphore and a read/write lock: acquire, count, renew, release, the writer's
+    // intent and its withdrawal.
+    let exports = locker.semaphore("exports", 2);
+    let permit = exports.acquire(LockOptions::default()).await.unwrap();
+    assert_eq!(exports.available().await.unwrap(), 1);
+    permit.extend(Duration::from_secs(60)).await.unwrap();
+    assert!(permit.remaining().await.unwrap() > Duration::from_secs(30));
+    assert!(locker.is_locked("exports").await.unwrap());
+    permit.release().await.unwrap();
+    let doc = locker.rw("doc");
+    let reader = doc.acquire_read(LockOptions::default()).await.unwrap();
+    let opts = LockOptions::default().timeout(Duration::from_millis(200));
+    assert!(other.rw("doc").write(opts, || async {}).await.unwrap_err().is_timeout());
+    reader.release().await.unwrap();
+    doc.write(LockOptions::default(), || async {}).await.unwrap();
 }
 
 #[tokio::test]

@@ -35,6 +35,7 @@ struct Scripts {
     acquire: Script,
     seed_fence: Script,
     shared: Script,
+    live: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -45,6 +46,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     acquire: Script::new(include_str!("scripts/acquire.lua")),
     seed_fence: Script::new(include_str!("scripts/seed_fence.lua")),
     shared: Script::new(include_str!("scripts/shared.lua")),
+    live: Script::new(include_str!("scripts/live.lua")),
 });
 
 /// One `shared.lua` operation (see the script for what each answers).
@@ -52,16 +54,19 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 struct SharedOp<'a> {
     op: &'static str,
     member: &'a str,
+    /// A read/write lock's lease: the waiting writers' set is passed too.
+    rw: bool,
     ttl_ms: u64,
     limit: u32,
     intent_ms: u64,
 }
 
 impl<'a> SharedOp<'a> {
-    fn new(op: &'static str, member: &'a str) -> Self {
+    fn new(op: &'static str, kind: Kind, member: &'a str) -> Self {
         Self {
             op,
             member,
+            rw: matches!(kind, Kind::Read | Kind::Write),
             ttl_ms: 0,
             limit: 0,
             intent_ms: 0,
@@ -377,7 +382,7 @@ impl Node {
             ttl_ms: req.ttl_ms,
             limit: req.kind.limit(),
             intent_ms: req.intent_ms,
-            ..SharedOp::new("acquire", &member)
+            ..SharedOp::new("acquire", req.kind, &member)
         };
         let (code, value) = self.shared(conn, key, op).await?;
         Ok(match code {
@@ -402,17 +407,16 @@ impl Node {
         key: &str,
         op: SharedOp<'_>,
     ) -> Result<(i64, String), BoxError> {
-        Ok(SCRIPTS
-            .shared
-            .key(key)
-            .key(writers_key(key))
-            .key(release_channel(key))
+        let mut call = SCRIPTS.shared.key(key);
+        if op.rw {
+            call.key(writers_key(key));
+        }
+        Ok(call
             .arg(op.op)
             .arg(op.member)
             .arg(op.ttl_ms)
             .arg(op.limit)
             .arg(op.intent_ms)
-            .arg(self.publish)
             .invoke_async(conn)
             .await?)
     }
@@ -426,15 +430,7 @@ impl Node {
     ) -> Result<Release, BoxError> {
         let Lease { keys, token, kind } = lease;
         if kind != Kind::Lock {
-            let member = kind.member(token);
-            let (code, _) = self
-                .shared(conn, one(keys)?, SharedOp::new("release", &member))
-                .await?;
-            return Ok(if code == 1 {
-                Release::Released
-            } else {
-                Release::Gone
-            });
+            return self.release_shared(conn, lease, true).await;
         }
         if let [key] = keys {
             let mut call = SCRIPTS.release_one.key(key);
@@ -476,15 +472,40 @@ impl Node {
         if lease.kind == Kind::Lock {
             return Node::QUIET.release(conn, lease).await;
         }
+        Node::QUIET.release_shared(conn, lease, false).await
+    }
+
+    /// Ends a shared lease: `ZREM` of the lease (its name holds the owner's token, so no
+    /// other owner's lease can be removed), the writer's intent withdrawn when `withdraw`,
+    /// and the release announced, in one pipeline without Lua. The key's expiry is left
+    /// as it is (see `shared.lua`).
+    async fn release_shared<C: NodeConn>(
+        self,
+        conn: &mut C,
+        lease: Lease<'_>,
+        withdraw: bool,
+    ) -> Result<Release, BoxError> {
+        let key = one(lease.keys)?;
         let member = lease.kind.member(lease.token);
-        let (code, _) = self
-            .shared(conn, one(lease.keys)?, SharedOp::new("undo", &member))
-            .await?;
-        Ok(if code == 1 {
-            Release::Released
-        } else {
-            Release::Gone
-        })
+        let withdraw = withdraw && matches!(lease.kind, Kind::Read | Kind::Write);
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREM").arg(key).arg(&member);
+        if withdraw {
+            pipe.cmd("ZREM").arg(writers_key(key)).arg(&member).ignore();
+        }
+        if !self.publish.is_empty() {
+            pipe.cmd(self.publish)
+                .arg(release_channel(key))
+                .arg("")
+                .ignore();
+        }
+        match pipe.query_async::<(i64,)>(conn).await {
+            Ok((1,)) => Ok(Release::Released),
+            Ok(_) => Ok(Release::Gone),
+            // The key holds an exclusive lock now: ours was force-released meanwhile.
+            Err(e) if e.code() == Some("WRONGTYPE") => Ok(Release::Gone),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Resets the keys' expiry if the token owns them all; with `replicas`, only counts
@@ -508,7 +529,7 @@ impl Node {
             let member = kind.member(token);
             let op = SharedOp {
                 ttl_ms,
-                ..SharedOp::new("extend", &member)
+                ..SharedOp::new("extend", kind, &member)
             };
             self.shared(conn, one(keys)?, op).await?.0
         };
@@ -534,7 +555,7 @@ impl Node {
         let Lease { keys, token, kind } = lease;
         if kind != Kind::Lock {
             let member = kind.member(token);
-            let op = SharedOp::new("remaining", &member);
+            let op = SharedOp::new("remaining", kind, &member);
             let (pttl, _) = self.shared(conn, one(keys)?, op).await?;
             return Ok(u64::try_from(pttl).ok().map(Duration::from_millis));
         }
@@ -553,18 +574,21 @@ impl Node {
         conn: &mut C,
         key: &str,
     ) -> Result<bool, BoxError> {
-        let n: i64 = redis::cmd("EXISTS").arg(key).query_async(conn).await?;
-        Ok(n == 1)
+        Ok(self.holders(conn, key).await? > 0)
     }
 
-    /// How many leases `key` has (1 for a held lock).
+    /// How many live leases `key` has (1 for a held lock).
     pub(crate) async fn holders<C: NodeConn>(
         self,
         conn: &mut C,
         key: &str,
     ) -> Result<u64, BoxError> {
-        let (n, _) = self.shared(conn, key, SharedOp::new("holders", "")).await?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        let live: Value = SCRIPTS.live.key(key).invoke_async(conn).await?;
+        Ok(match live {
+            Value::Int(n) => u64::try_from(n).unwrap_or(0),
+            Value::Nil => 0,
+            _ => 1,
+        })
     }
 
     /// What this node has of `key`: holder, time left, fence counter, listeners.
@@ -578,13 +602,11 @@ impl Node {
         } else {
             "NUMSUB"
         };
-        // A lock's holder, or a semaphore's or read/write lock's number of leases.
-        const HOLDER: &str = "if redis.call('TYPE', KEYS[1])['ok'] == 'zset' then \
-            return redis.call('ZCARD', KEYS[1]) end return redis.call('GET', KEYS[1])";
+        // A lock's holder, or a semaphore's or read/write lock's number of live leases.
         let (holder, pttl, fence, listeners): (Value, i64, Option<String>, Vec<Value>) =
             redis::pipe()
                 .cmd("EVAL")
-                .arg(HOLDER)
+                .arg(include_str!("scripts/live.lua"))
                 .arg(1)
                 .arg(key)
                 .cmd("PTTL")
@@ -601,7 +623,7 @@ impl Node {
             _ => 0,
         };
         let (held, holder) = match holder {
-            Value::Int(leases) => (leases > 0 && pttl != -2, None),
+            Value::Int(leases) => (leases > 0, None),
             other => match redis::from_redis_value::<Option<String>>(other)? {
                 Some(token) => (true, Some(token_prefix(&token))),
                 None => (false, None),
