@@ -5,13 +5,25 @@ use std::sync::Once;
 use crate::error::LockError;
 use crate::locker::Locker;
 
-/// The store: `redis`, `cluster`, `redlock` or `memory`.
+/// The store: `redis`, `cluster`, `redlock`, `postgres` or `memory`.
 ///
 /// ```
 /// let locker = locked::Locker::from_env_with(|v| (v == locked::LOCK_STORE).then(|| "memory".into()));
 /// assert!(locker.is_ok());
 /// ```
 pub const LOCK_STORE: &str = "LOCK_STORE";
+/// The PostgreSQL URL for `LOCK_STORE=postgres`; wins over [`DATABASE_URL`].
+///
+/// ```
+/// assert_eq!(locked::LOCK_DATABASE_URL, "LOCK_DATABASE_URL");
+/// ```
+pub const LOCK_DATABASE_URL: &str = "LOCK_DATABASE_URL";
+/// The PostgreSQL URL for `LOCK_STORE=postgres`, as most services already set it.
+///
+/// ```
+/// assert_eq!(locked::DATABASE_URL, "DATABASE_URL");
+/// ```
+pub const DATABASE_URL: &str = "DATABASE_URL";
 /// The Redis URL, read before [`REDIS_URL`].
 ///
 /// ```
@@ -101,6 +113,9 @@ impl Locker {
                 other => other,
             }
         };
+        if store.as_deref() == Some("postgres") {
+            return postgres_from_env(builder, &get);
+        }
         match (store.as_deref(), url) {
             (Some("memory"), _) => Ok(builder.memory()),
             (Some("redis") | None, Some((var, url))) => builder.redis(&url).map_err(named(var)),
@@ -120,7 +135,9 @@ impl Locker {
             )),
             (Some(other), _) => Err(LockError::config(
                 LOCK_STORE,
-                format!("is `{other}`; expected `redis`, `cluster`, `redlock` or `memory`"),
+                format!(
+                    "is `{other}`; expected `redis`, `cluster`, `redlock`, `postgres` or `memory`"
+                ),
             )),
             (None, None) => {
                 static WARNED: Once = Once::new();
@@ -128,6 +145,41 @@ impl Locker {
                 Ok(builder.memory())
             }
         }
+    }
+}
+
+/// `LOCK_STORE=postgres`: the URL from `LOCK_DATABASE_URL`, else `DATABASE_URL`.
+fn postgres_from_env(
+    builder: crate::LockerBuilder,
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Locker, LockError> {
+    let Some((var, url)) = get(LOCK_DATABASE_URL)
+        .map(|u| (LOCK_DATABASE_URL, u))
+        .or_else(|| get(DATABASE_URL).map(|u| (DATABASE_URL, u)))
+    else {
+        return Err(LockError::config(
+            LOCK_STORE,
+            "is `postgres` but no URL is set; set DATABASE_URL (or LOCK_DATABASE_URL) to e.g. \
+             `postgres://app:password@127.0.0.1:5432/app`",
+        ));
+    };
+    #[cfg(feature = "postgres")]
+    {
+        builder.postgres(&url).map_err(|e| match e {
+            LockError::Config { message, .. } => LockError::config(var, message),
+            other => other,
+        })
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = (builder, url);
+        Err(LockError::config(
+            LOCK_STORE,
+            format!(
+                "is `postgres` (with {var} set), but this build has no PostgreSQL store; \
+                 enable the `postgres` feature of `locked`"
+            ),
+        ))
     }
 }
 

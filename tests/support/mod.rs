@@ -7,6 +7,11 @@
     clippy::panic
 )]
 
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgServer, shared_postgres};
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -475,6 +480,9 @@ pub enum Backend {
     Cluster(&'static RedisCluster),
     /// Three independent masters of its own.
     Redlock(Vec<RedisServer>),
+    /// The shared PostgreSQL server, in a schema of its own.
+    #[cfg(feature = "postgres")]
+    Postgres(&'static PgServer, String),
 }
 
 /// The store of one test: the memory store, a Redis server of its own kept alive with it,
@@ -518,6 +526,18 @@ impl Store {
         }
     }
 
+    #[cfg(feature = "postgres")]
+    pub fn postgres() -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let server = shared_postgres();
+        let schema = format!("t{n}");
+        Self {
+            locker: server.locker(&schema),
+            backend: Backend::Postgres(server, schema),
+        }
+    }
+
     /// Whether the store hands out fencing tokens (Redlock refuses them).
     pub fn fences(&self) -> bool {
         !matches!(self.backend, Backend::Redlock(_))
@@ -535,6 +555,12 @@ impl Store {
             Backend::Redis(server) => server.locker(),
             Backend::Cluster(cluster) => cluster.locker(self.locker.prefix()),
             Backend::Redlock(masters) => redlock_locker(masters),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(server, schema) => locked::Locker::builder()
+                .prefix(self.locker.prefix())
+                .schema(schema.as_str())
+                .postgres(&server.url())
+                .expect("valid url"),
         }
     }
 
@@ -543,6 +569,8 @@ impl Store {
     pub fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
         match &self.backend {
             Backend::Memory | Backend::Redlock(_) => None,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(..) => None,
             Backend::Redis(server) => Some(cmd.query(&mut server.client()).unwrap()),
             Backend::Cluster(cluster) => Some(cmd.query(&mut cluster.client()).unwrap()),
         }
@@ -553,6 +581,8 @@ impl Store {
         let channel = companion(key, "released");
         match &self.backend {
             Backend::Memory => expected,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(..) => expected,
             Backend::Redis(server) => {
                 let (_, n): (String, i64) = redis::cmd("PUBSUB")
                     .arg("NUMSUB")
@@ -592,6 +622,8 @@ macro_rules! on_stores {
         on_stores!(@store redis, redis, $($name),*);
         on_stores!(@store cluster, cluster, $($name),*);
         on_stores!(@store redlock, redlock, $($name),*);
+        #[cfg(feature = "postgres")]
+        on_stores!(@store postgres, postgres, $($name),*);
     };
     (@store $module:ident, $ctor:ident, $($name:ident),*) => {
         mod $module {

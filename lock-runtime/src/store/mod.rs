@@ -20,6 +20,8 @@ pub(crate) mod cluster;
 pub(crate) mod feed;
 pub(crate) mod memory;
 pub(crate) mod node;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 pub(crate) mod redis;
 pub(crate) mod redlock;
 
@@ -275,15 +277,15 @@ pub(crate) trait Store: Send + Sync + 'static {
 /// The list of stores: one line per store generates the [`AnyStore`] enum, its `From`
 /// conversions and its delegating [`Store`] impl.
 macro_rules! stores {
-    ($($variant:ident($ty:ty)),* $(,)?) => {
+    ($($(#[$cfg:meta])* $variant:ident($ty:ty)),* $(,)?) => {
         /// The store a `Locker` was built with. It lives once per `Locker`, in an `Arc`,
         /// so the variants' size difference costs nothing worth a box.
         #[allow(clippy::large_enum_variant)]
         pub(crate) enum AnyStore {
-            $($variant($ty)),*
+            $($(#[$cfg])* $variant($ty)),*
         }
 
-        $(impl From<$ty> for AnyStore {
+        $($(#[$cfg])* impl From<$ty> for AnyStore {
             fn from(store: $ty) -> Self {
                 Self::$variant(store)
             }
@@ -291,25 +293,25 @@ macro_rules! stores {
 
         impl Store for AnyStore {
             fn describe(&self) -> String {
-                match self { $(Self::$variant(s) => s.describe()),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.describe()),* }
             }
             fn caps(&self) -> Caps {
-                match self { $(Self::$variant(s) => s.caps()),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.caps()),* }
             }
             fn validity(&self, ttl: Duration) -> Duration {
-                match self { $(Self::$variant(s) => s.validity(ttl)),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.validity(ttl)),* }
             }
             fn bounds_calls_within(&self, limit: Duration) -> bool {
-                match self { $(Self::$variant(s) => s.bounds_calls_within(limit)),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.bounds_calls_within(limit)),* }
             }
             fn check_keys(&self, keys: &[String]) -> Result<(), String> {
-                match self { $(Self::$variant(s) => s.check_keys(keys)),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.check_keys(keys)),* }
             }
             async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
-                match self { $(Self::$variant(s) => s.try_acquire(req).await),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.try_acquire(req).await),* }
             }
             async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
-                match self { $(Self::$variant(s) => s.release(lease).await),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.release(lease).await),* }
             }
             async fn extend(
                 &self,
@@ -317,34 +319,34 @@ macro_rules! stores {
                 ttl_ms: u64,
                 replicas: Option<Replicas>,
             ) -> Result<bool, BoxError> {
-                match self { $(Self::$variant(s) => s.extend(lease, ttl_ms, replicas).await),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.extend(lease, ttl_ms, replicas).await),* }
             }
             async fn remaining(&self, lease: Lease<'_>) -> Result<Option<Duration>, BoxError> {
-                match self { $(Self::$variant(s) => s.remaining(lease).await),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.remaining(lease).await),* }
             }
             async fn exists(&self, key: &str) -> Result<bool, BoxError> {
-                match self { $(Self::$variant(s) => s.exists(key).await),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.exists(key).await),* }
             }
             async fn holders(&self, key: &str) -> Result<u64, BoxError> {
-                match self { $(Self::$variant(s) => s.holders(key).await),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.holders(key).await),* }
             }
             async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
-                match self { $(Self::$variant(s) => s.force_release(key).await),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.force_release(key).await),* }
             }
             async fn inspect(&self, key: &str) -> Result<LockInfo, BoxError> {
-                match self { $(Self::$variant(s) => s.inspect(key).await),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.inspect(key).await),* }
             }
             async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
-                match self { $(Self::$variant(s) => s.scan(pattern).await),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.scan(pattern).await),* }
             }
             fn attach(&self, target: Weak<dyn WakeTarget>) {
-                match self { $(Self::$variant(s) => s.attach(target)),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.attach(target)),* }
             }
             fn watch(&self, key: &str) -> Option<oneshot::Receiver<()>> {
-                match self { $(Self::$variant(s) => s.watch(key)),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.watch(key)),* }
             }
             fn unwatch(&self, key: &str) {
-                match self { $(Self::$variant(s) => s.unwatch(key)),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => s.unwatch(key)),* }
             }
         }
     };
@@ -355,4 +357,6 @@ stores! {
     Redis(redis::RedisStore),
     Cluster(cluster::ClusterStore),
     Redlock(redlock::RedlockStore),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Postgres),
 }

@@ -1,0 +1,821 @@
+//! `PostgresStore`: locks in a lease table of the service's own PostgreSQL database.
+//!
+//! ## Why a lease table, not advisory locks
+//! Session advisory locks (`pg_advisory_lock`) live on one pooled connection: a cancelled
+//! future returns that connection to the pool still holding the lock, PgBouncer in
+//! transaction mode breaks them, and they give no fencing token. Here a lock is a row
+//! (`key`, `token`, `fence`, `expires_at`) that any connection can take, renew or delete
+//! by comparing tokens, that lapses by itself, and whose fence comes from a sequence.
+//!
+//! ## Behavior
+//! - The schema (default `locked`) is created on first use when missing: tables `locks`,
+//!   `leases` (semaphore permits, read/write leases), `writers` (waiting writers), the
+//!   sequence `fence` and the function `acquire_lease`. `schema.sql` is the same DDL, for
+//!   those who run migrations themselves.
+//! - Every time is the database server's (`clock_timestamp()`), never the client's.
+//! - Acquire is one statement (`INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE expired`);
+//!   several keys are one transaction, all or none. Release and extend compare tokens.
+//! - An acquisition dropped while its statement runs finishes in a task of its own, which
+//!   deletes the row it took: a cancelled caller leaves no row behind.
+//! - Releases are announced with `NOTIFY` on one channel per schema (the key as payload);
+//!   each `Locker` listens on one connection of its own, opened on first wait. Polling
+//!   stays the fallback, and a reconnect wakes every waiter.
+//! - The URL's password never appears in errors, logs or `Debug`.
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures_util::StreamExt;
+use tokio::sync::{OnceCell, oneshot};
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::{Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget};
+use crate::error::BoxError;
+use crate::info::{LockInfo, token_prefix};
+
+/// How long connecting (and taking a connection from the pool) may take.
+const CONNECT_LIMIT: Duration = Duration::from_secs(2);
+/// The pause before the listener connects again.
+const LISTEN_RETRY: Duration = Duration::from_millis(500);
+/// The pool's size: enough for a busy service's concurrent lock calls.
+const POOL_SIZE: usize = 16;
+
+/// The schema's DDL, `{schema}` standing for the schema's quoted name.
+const SCHEMA_SQL: &str = include_str!("postgres/schema.sql");
+
+/// The PostgreSQL store.
+pub(crate) struct PostgresStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    /// `host:port/db`, for errors and `Debug`: no user, no password.
+    host: String,
+    /// The schema's name, and the same quoted for SQL.
+    schema: String,
+    quoted: String,
+    /// The channel releases are announced on.
+    channel: String,
+    ready: OnceCell<()>,
+    sql: Statements,
+    listener: Listener,
+}
+
+/// The statements, with the schema written in.
+struct Statements {
+    acquire_one: String,
+    acquire_many: String,
+    release: String,
+    extend: String,
+    remaining: String,
+    lease_acquire: String,
+    lease_release: String,
+    lease_extend: String,
+    lease_remaining: String,
+    holders: String,
+    force_release: String,
+    inspect: String,
+    scan: String,
+}
+
+impl Statements {
+    fn new(s: &str) -> Self {
+        let live = "expires_at > clock_timestamp()";
+        let ms = "* interval '1 millisecond'";
+        Self {
+            acquire_one: format!(
+                "INSERT INTO {s}.locks AS l (key, token, fence, expires_at) \
+                 SELECT $1, $2, nextval('{s}.fence'), clock_timestamp() + $3::bigint {ms} \
+                 WHERE NOT EXISTS (SELECT 1 FROM {s}.leases WHERE key = $1 AND {live}) \
+                 ON CONFLICT (key) DO UPDATE SET token = excluded.token, \
+                 fence = excluded.fence, expires_at = excluded.expires_at \
+                 WHERE l.expires_at <= clock_timestamp() OR l.token = excluded.token \
+                 RETURNING fence"
+            ),
+            acquire_many: format!(
+                "INSERT INTO {s}.locks AS l (key, token, fence, expires_at) \
+                 SELECT k, $2, nextval('{s}.fence'), clock_timestamp() + $3::bigint {ms} \
+                 FROM unnest($1::text[]) AS k \
+                 WHERE NOT EXISTS (SELECT 1 FROM {s}.leases WHERE key = k AND {live}) \
+                 ON CONFLICT (key) DO UPDATE SET token = excluded.token, \
+                 fence = excluded.fence, expires_at = excluded.expires_at \
+                 WHERE l.expires_at <= clock_timestamp() OR l.token = excluded.token \
+                 RETURNING fence"
+            ),
+            release: format!(
+                "WITH d AS (DELETE FROM {s}.locks WHERE key = ANY($1::text[]) AND token = $2 \
+                 RETURNING key, {live} AS live), \
+                 n AS (SELECT pg_notify($3, key) FROM d WHERE live) \
+                 SELECT (SELECT count(*) FROM d WHERE live), (SELECT count(*) FROM n), \
+                 (SELECT count(*) FROM {s}.locks WHERE key = ANY($1::text[]) \
+                 AND token <> $2 AND {live})"
+            ),
+            extend: format!(
+                "UPDATE {s}.locks SET expires_at = clock_timestamp() + $3::bigint {ms} \
+                 WHERE key = ANY($1::text[]) AND token = $2 AND {live} \
+                 AND (SELECT count(*) FROM {s}.locks WHERE key = ANY($1::text[]) \
+                 AND token = $2 AND {live}) = cardinality($1::text[])"
+            ),
+            remaining: format!(
+                "SELECT count(*), \
+                 min((extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint) \
+                 FROM {s}.locks WHERE key = ANY($1::text[]) AND token = $2 AND {live}"
+            ),
+            lease_acquire: format!("SELECT {s}.acquire_lease($1, $2, $3, $4, $5)"),
+            lease_release: format!(
+                "WITH d AS (DELETE FROM {s}.leases WHERE key = $1 AND lease = $2 \
+                 RETURNING {live} AS live), \
+                 w AS (DELETE FROM {s}.writers WHERE key = $1 AND lease = $2 AND $4 \
+                 RETURNING 1) \
+                 SELECT (SELECT count(*) FROM d WHERE live), (SELECT count(*) FROM w), \
+                 pg_notify($3, $1)::text"
+            ),
+            lease_extend: format!(
+                "UPDATE {s}.leases SET expires_at = clock_timestamp() + $3::bigint {ms} \
+                 WHERE key = $1 AND lease = $2 AND {live}"
+            ),
+            lease_remaining: format!(
+                "SELECT (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint \
+                 FROM {s}.leases WHERE key = $1 AND lease = $2 AND {live}"
+            ),
+            holders: format!(
+                "SELECT (SELECT count(*) FROM {s}.locks WHERE key = $1 AND {live}) \
+                 + (SELECT count(*) FROM {s}.leases WHERE key = $1 AND {live})"
+            ),
+            force_release: format!(
+                "WITH a AS (DELETE FROM {s}.locks WHERE key = $1 RETURNING {live} AS live), \
+                 b AS (DELETE FROM {s}.leases WHERE key = $1 RETURNING {live} AS live) \
+                 SELECT (SELECT count(*) FROM a WHERE live) \
+                 + (SELECT count(*) FROM b WHERE live), pg_notify($2, $1)::text"
+            ),
+            inspect: format!(
+                "SELECT token, fence, \
+                 (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint, \
+                 (SELECT count(*) FROM pg_stat_activity WHERE query = $2) \
+                 FROM {s}.locks WHERE key = $1 AND {live} \
+                 UNION ALL SELECT NULL, NULL, \
+                 (extract(epoch FROM max(expires_at) - clock_timestamp()) * 1000)::bigint, \
+                 (SELECT count(*) FROM pg_stat_activity WHERE query = $2) \
+                 FROM {s}.leases WHERE key = $1 AND {live} HAVING count(*) > 0"
+            ),
+            scan: format!(
+                "SELECT key FROM {s}.locks WHERE key LIKE $1 AND {live} \
+                 UNION SELECT key FROM {s}.leases WHERE key LIKE $1 AND {live} ORDER BY 1"
+            ),
+        }
+    }
+}
+
+/// A PostgreSQL error with what the server said, not only "db error".
+fn pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => {
+            let mut msg = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                msg = format!("{msg}: {s}");
+                source = s.source();
+            }
+            msg
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Checks the URL and the schema name (no I/O).
+    pub(crate) fn open(url: &str, schema: &str) -> Result<Self, String> {
+        let redacted = crate::url::RedactedUrl::new(url);
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+            format!(
+                "holds `{redacted}`, which is not a PostgreSQL URL ({e}); write \
+                 `postgres://user:password@host:5432/database`"
+            )
+        })?;
+        if !valid_schema(schema) {
+            return Err(format!(
+                "gives the schema `{schema}`; use a plain name of letters, digits and `_` \
+                 (at most 48), e.g. `locked`"
+            ));
+        }
+        config.connect_timeout(CONNECT_LIMIT);
+        config.application_name("locked");
+        let host = describe(&config);
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(crate::core::CALL_LIMIT))
+            .create_timeout(Some(CONNECT_LIMIT))
+            .recycle_timeout(Some(CONNECT_LIMIT))
+            .build()
+            .map_err(|e| format!("cannot make a connection pool for `{redacted}`: {e}"))?;
+        let quoted = format!("\"{schema}\"");
+        Ok(Self {
+            pool,
+            config,
+            host,
+            sql: Statements::new(&quoted),
+            channel: format!("{schema}.released"),
+            schema: schema.to_owned(),
+            quoted,
+            ready: OnceCell::new(),
+            listener: Listener::default(),
+        })
+    }
+
+    /// A pooled connection, with the schema created on first use.
+    async fn client(&self) -> Result<deadpool_postgres::Object, BoxError> {
+        let client = self.pool.get().await.map_err(|e| self.pool_error(e))?;
+        self.ready
+            .get_or_try_init(|| async {
+                let ddl = SCHEMA_SQL.replace("{schema}", &self.quoted);
+                // One at a time across processes: concurrent `CREATE ... IF NOT EXISTS`
+                // of one table can still collide.
+                let sql = format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock(hashtext('locked schema ' || {})); \
+                     {ddl} COMMIT;",
+                    literal(&self.schema)
+                );
+                client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(|e| self.error(&format!("creating the schema `{}`", self.schema), &e))
+            })
+            .await?;
+        Ok(client)
+    }
+
+    /// The statement a `Locker` listens with.
+    fn listen_sql(&self) -> String {
+        format!("LISTEN \"{}\"", self.channel)
+    }
+
+    fn error(&self, what: &str, e: &tokio_postgres::Error) -> BoxError {
+        format!("postgres at {}: {what}: {}", self.host, pg_error(e)).into()
+    }
+
+    fn pool_error(&self, e: deadpool_postgres::PoolError) -> BoxError {
+        let cause = match &e {
+            deadpool_postgres::PoolError::Backend(e) => pg_error(e),
+            other => other.to_string(),
+        };
+        format!("postgres at {}: {cause}", self.host).into()
+    }
+
+    /// Takes every key for the token, or none (`Lock` kind).
+    async fn acquire_lock(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
+        let mut client = self.client().await?;
+        let ttl = i64::try_from(req.ttl_ms).unwrap_or(i64::MAX);
+        let fail = |e: tokio_postgres::Error| self.error("acquire", &e);
+        if let [key] = req.keys {
+            let rows = client
+                .query(&self.sql.acquire_one, &[key, &req.token, &ttl])
+                .await
+                .map_err(fail)?;
+            return Ok(match rows.first() {
+                Some(row) => Attempt::Acquired {
+                    fence: req.fencing.then(|| fence(row.get(0))),
+                },
+                None => Attempt::Held { remaining: None },
+            });
+        }
+        let tx = client.transaction().await.map_err(fail)?;
+        let rows = tx
+            .query(&self.sql.acquire_many, &[&req.keys, &req.token, &ttl])
+            .await
+            .map_err(fail)?;
+        if rows.len() < req.keys.len() {
+            tx.rollback().await.map_err(fail)?;
+            return Ok(Attempt::Held { remaining: None });
+        }
+        tx.commit().await.map_err(fail)?;
+        let top = rows.iter().map(|r| r.get::<_, i64>(0)).max().unwrap_or(0);
+        Ok(Attempt::Acquired {
+            fence: req.fencing.then(|| fence(top)),
+        })
+    }
+
+    /// Takes a semaphore permit or read/write lease (`acquire_lease` in the schema).
+    async fn acquire_lease(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
+        let [key] = req.keys else {
+            return Err("a semaphore or read/write lease is on exactly one key".into());
+        };
+        let client = self.client().await?;
+        let member = req.kind.member(req.token);
+        let ttl = i64::try_from(req.ttl_ms).unwrap_or(i64::MAX);
+        let limit = i32::try_from(req.kind.limit()).unwrap_or(i32::MAX);
+        let intent = i64::try_from(req.intent_ms).unwrap_or(i64::MAX);
+        let row = client
+            .query_one(
+                &self.sql.lease_acquire,
+                &[key, &member, &ttl, &limit, &intent],
+            )
+            .await
+            .map_err(|e| self.error("acquire", &e))?;
+        let outcome: String = row.get(0);
+        Ok(match outcome.as_str() {
+            "acquired" => Attempt::Acquired { fence: None },
+            "held" => Attempt::Held { remaining: None },
+            other => Attempt::Conflict {
+                held_as: other.trim_start_matches("conflict:").to_owned(),
+            },
+        })
+    }
+
+    /// An acquisition on a task of its own: if the caller goes away before the answer,
+    /// the task deletes what it took, after the statement (so never before it lands).
+    async fn acquire_detached(self: &Arc<Self>, req: &Request<'_>) -> Result<Attempt, BoxError> {
+        let (keys, token) = (req.keys.to_vec(), req.token.to_owned());
+        let req = Owned {
+            keys,
+            token,
+            ttl_ms: req.ttl_ms,
+            fencing: req.fencing,
+            kind: req.kind,
+            intent_ms: req.intent_ms,
+        };
+        let store = self.clone();
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let request = req.request();
+            let outcome = if req.kind == Kind::Lock {
+                store.acquire_lock(&request).await
+            } else {
+                store.acquire_lease(&request).await
+            };
+            let taken = matches!(outcome, Ok(Attempt::Acquired { .. }));
+            if tx.send(outcome).is_err() && taken {
+                let lease = Lease {
+                    keys: &req.keys,
+                    token: &req.token,
+                    kind: req.kind,
+                };
+                let _ = store.release(lease).await;
+            }
+        });
+        rx.await
+            .map_err(|_| format!("postgres at {}: the acquire task ended", self.host))?
+    }
+}
+
+/// A request's fields, owned, for the detached acquisition.
+struct Owned {
+    keys: Vec<String>,
+    token: String,
+    ttl_ms: u64,
+    fencing: bool,
+    kind: Kind,
+    intent_ms: u64,
+}
+
+impl Owned {
+    fn request(&self) -> Request<'_> {
+        Request {
+            keys: &self.keys,
+            token: &self.token,
+            ttl_ms: self.ttl_ms,
+            fencing: self.fencing,
+            waiting: false,
+            replicas: None,
+            kind: self.kind,
+            intent_ms: self.intent_ms,
+        }
+    }
+}
+
+fn fence(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn ms(value: Option<i64>) -> Option<Duration> {
+    value
+        .and_then(|v| u64::try_from(v).ok())
+        .map(Duration::from_millis)
+}
+
+/// A schema name that needs no escaping: letters, digits and `_`, not starting with a
+/// digit, short enough for its channel name (identifiers are at most 63 bytes).
+fn valid_schema(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 48
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// A string literal for SQL (single quotes doubled).
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// `host:port/db` of a config, without credentials.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(host, port)| match host {
+            tokio_postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
+            tokio_postgres::config::Host::Unix(p) => format!("{}:{port}", p.display()),
+        })
+        .collect();
+    format!(
+        "{}/{}",
+        hosts.join(","),
+        config.get_dbname().unwrap_or("postgres")
+    )
+}
+
+/// A glob (`*`, `?`) as a `LIKE` pattern.
+fn like(glob: &str) -> String {
+    let mut out = String::with_capacity(glob.len());
+    for c in glob.chars() {
+        match c {
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The store behind an `Arc`, so that an acquisition can outlive its caller.
+pub(crate) struct Postgres(Arc<PostgresStore>);
+
+impl Postgres {
+    pub(crate) fn new(store: PostgresStore) -> Self {
+        Self(Arc::new(store))
+    }
+}
+
+impl Store for Postgres {
+    fn describe(&self) -> String {
+        format!("postgres({}, schema {})", self.0.host, self.0.schema)
+    }
+
+    fn caps(&self) -> Caps {
+        Caps {
+            fencing: true,
+            multi_key_same_slot: false,
+            sharded_wakeups: false,
+            replica_sync: false,
+            announces_releases: true,
+        }
+    }
+
+    fn validity(&self, ttl: Duration) -> Duration {
+        // The server's clock counts from when it ran the statement, after the send.
+        ttl
+    }
+
+    fn bounds_calls_within(&self, _limit: Duration) -> bool {
+        // A statement on a hung server waits for ever: the engine bounds every call.
+        false
+    }
+
+    fn check_keys(&self, _keys: &[String]) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
+        self.0.acquire_detached(req).await
+    }
+
+    async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
+        self.0.release(lease).await
+    }
+
+    async fn extend(
+        &self,
+        lease: Lease<'_>,
+        ttl_ms: u64,
+        _replicas: Option<Replicas>,
+    ) -> Result<bool, BoxError> {
+        let s = &self.0;
+        let client = s.client().await?;
+        let ttl = i64::try_from(ttl_ms).unwrap_or(i64::MAX);
+        let fail = |e: tokio_postgres::Error| s.error("extend", &e);
+        if lease.kind == Kind::Lock {
+            let n = client
+                .execute(&s.sql.extend, &[&lease.keys, &lease.token, &ttl])
+                .await
+                .map_err(fail)?;
+            return Ok(n as usize == lease.keys.len());
+        }
+        let member = lease.kind.member(lease.token);
+        let n = client
+            .execute(&s.sql.lease_extend, &[&one(lease.keys)?, &member, &ttl])
+            .await
+            .map_err(fail)?;
+        Ok(n == 1)
+    }
+
+    async fn remaining(&self, lease: Lease<'_>) -> Result<Option<Duration>, BoxError> {
+        let s = &self.0;
+        let client = s.client().await?;
+        let fail = |e: tokio_postgres::Error| s.error("remaining", &e);
+        if lease.kind == Kind::Lock {
+            let row = client
+                .query_one(&s.sql.remaining, &[&lease.keys, &lease.token])
+                .await
+                .map_err(fail)?;
+            let owned: i64 = row.get(0);
+            return Ok(if owned as usize == lease.keys.len() {
+                ms(row.get(1))
+            } else {
+                None
+            });
+        }
+        let member = lease.kind.member(lease.token);
+        let row = client
+            .query_opt(&s.sql.lease_remaining, &[&one(lease.keys)?, &member])
+            .await
+            .map_err(fail)?;
+        Ok(row.and_then(|r| ms(r.get(0))))
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, BoxError> {
+        Ok(self.holders(key).await? > 0)
+    }
+
+    async fn holders(&self, key: &str) -> Result<u64, BoxError> {
+        let s = &self.0;
+        let row = s
+            .client()
+            .await?
+            .query_one(&s.sql.holders, &[&key])
+            .await
+            .map_err(|e| s.error("count", &e))?;
+        Ok(fence(row.get(0)))
+    }
+
+    async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
+        let s = &self.0;
+        let row = s
+            .client()
+            .await?
+            .query_one(&s.sql.force_release, &[&key, &s.channel])
+            .await
+            .map_err(|e| s.error("force release", &e))?;
+        Ok(row.get::<_, i64>(0) > 0)
+    }
+
+    async fn inspect(&self, key: &str) -> Result<LockInfo, BoxError> {
+        let s = &self.0;
+        let rows = s
+            .client()
+            .await?
+            .query(&s.sql.inspect, &[&key, &s.listen_sql()])
+            .await
+            .map_err(|e| s.error("inspect", &e))?;
+        Ok(match rows.first() {
+            Some(row) => LockInfo {
+                held: true,
+                holder: row.get::<_, Option<String>>(0).as_deref().map(token_prefix),
+                fence: row.get::<_, Option<i64>>(1).map(fence),
+                remaining: ms(row.get(2)),
+                // The `Locker`s listening for releases: idle sessions whose last
+                // statement was this schema's `LISTEN` (of this database role, or any
+                // with `pg_read_all_stats`).
+                waiters: fence(row.get(3)),
+                ..LockInfo::free(key)
+            },
+            None => LockInfo::free(key),
+        })
+    }
+
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
+        let s = &self.0;
+        let rows = s
+            .client()
+            .await?
+            .query(&s.sql.scan, &[&like(pattern)])
+            .await
+            .map_err(|e| s.error("scan", &e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn attach(&self, target: Weak<dyn WakeTarget>) {
+        self.0.listener.attach(target);
+    }
+
+    fn watch(&self, _key: &str) -> Option<oneshot::Receiver<()>> {
+        self.0.listener.start(&self.0)
+    }
+
+    fn unwatch(&self, _key: &str) {}
+}
+
+impl PostgresStore {
+    async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
+        let client = self.client().await?;
+        let fail = |e: tokio_postgres::Error| self.error("release", &e);
+        if lease.kind == Kind::Lock {
+            let row = client
+                .query_one(&self.sql.release, &[&lease.keys, &lease.token, &self.channel])
+                .await
+                .map_err(fail)?;
+            let (deleted, foreign): (i64, i64) = (row.get(0), row.get(2));
+            return Ok(if foreign > 0 {
+                Release::Foreign
+            } else if deleted as usize == lease.keys.len() {
+                Release::Released
+            } else {
+                Release::Gone
+            });
+        }
+        let member = lease.kind.member(lease.token);
+        let withdraw = matches!(lease.kind, Kind::Read | Kind::Write);
+        let row = client
+            .query_one(
+                &self.sql.lease_release,
+                &[&one(lease.keys)?, &member, &self.channel, &withdraw],
+            )
+            .await
+            .map_err(fail)?;
+        Ok(if row.get::<_, i64>(0) == 1 {
+            Release::Released
+        } else {
+            Release::Gone
+        })
+    }
+}
+
+/// The one key of a shared lease.
+fn one(keys: &[String]) -> Result<&String, BoxError> {
+    match keys {
+        [key] => Ok(key),
+        _ => Err("a semaphore or read/write lease is on exactly one key".into()),
+    }
+}
+
+/// The `LISTEN` connection of one `Locker`: started on the first wait, kept while the
+/// `Locker` lives, reconnected (waking every waiter) when it drops.
+#[derive(Default)]
+struct Listener {
+    state: Arc<Mutex<ListenState>>,
+    /// Dropped with the store: ends the task.
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+#[derive(Default)]
+struct ListenState {
+    target: Option<Weak<dyn WakeTarget>>,
+    started: bool,
+    listening: bool,
+    /// Waiters to tell once `LISTEN` is in place.
+    pending: Vec<oneshot::Sender<()>>,
+}
+
+fn lock(state: &Mutex<ListenState>) -> std::sync::MutexGuard<'_, ListenState> {
+    // Every critical section is a few field writes.
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Listener {
+    fn attach(&self, target: Weak<dyn WakeTarget>) {
+        lock(&self.state).target = Some(target);
+    }
+
+    /// Starts the task on first use; a receiver that resolves once `LISTEN` is in place,
+    /// or `None` when it is already.
+    fn start(&self, store: &PostgresStore) -> Option<oneshot::Receiver<()>> {
+        let mut state = lock(&self.state);
+        if state.listening {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        state.pending.push(tx);
+        if !state.started {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return Some(rx);
+            };
+            state.started = true;
+            let (stop, stopped) = oneshot::channel();
+            *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop);
+            let listen = store.listen_sql();
+            runtime.spawn(listen_loop(
+                store.config.clone(),
+                listen,
+                self.state.clone(),
+                stopped,
+            ));
+        }
+        Some(rx)
+    }
+}
+
+/// Listens until the store is dropped: connect, `LISTEN`, turn each notification into a
+/// wake-up of its key; on a lost connection, wake everyone (releases may have been
+/// missed) and connect again.
+async fn listen_loop(
+    config: tokio_postgres::Config,
+    listen: String,
+    state: Arc<Mutex<ListenState>>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    loop {
+        let session = listen_once(&config, &listen, &state);
+        tokio::select! {
+            _ = &mut stopped => return,
+            () = session => {}
+        }
+        let target = {
+            let mut s = lock(&state);
+            s.listening = false;
+            s.target.clone()
+        };
+        match target.and_then(|t| t.upgrade()) {
+            Some(t) => t.wake_all(),
+            None => return,
+        }
+        tokio::select! {
+            _ = &mut stopped => return,
+            () = tokio::time::sleep(LISTEN_RETRY) => {}
+        }
+    }
+}
+
+/// One listening connection, until it fails.
+async fn listen_once(config: &tokio_postgres::Config, listen: &str, state: &Mutex<ListenState>) {
+    let Ok((client, mut connection)) = config.connect(NoTls).await else {
+        return;
+    };
+    let (tx, mut keys) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let driver = async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    let _ = tx.send(n.payload().to_owned());
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    };
+    let work = async {
+        if client.batch_execute(listen).await.is_err() {
+            return;
+        }
+        let target = {
+            let mut s = lock(state);
+            s.listening = true;
+            for waiter in s.pending.drain(..) {
+                let _ = waiter.send(());
+            }
+            s.target.clone()
+        };
+        // A (re)connect may have missed releases: every waiter tries again.
+        if let Some(t) = target.as_ref().and_then(Weak::upgrade) {
+            t.wake_all();
+        }
+        while let Some(key) = keys.recv().await {
+            match target.as_ref().and_then(Weak::upgrade) {
+                Some(t) => t.wake(&key),
+                None => return,
+            }
+        }
+    };
+    tokio::select! {
+        () = driver => {}
+        () = work => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_checks_url_and_schema_and_hides_the_password() {
+        let err = PostgresStore::open("mysql://u:secret@h/db", "locked")
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("not a PostgreSQL URL"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+        let err = PostgresStore::open("postgres://u:secret@h/db", "no-dashes")
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("schema"), "{err}");
+        let store = PostgresStore::open("postgres://u:secret@h:6543/app", "locked").unwrap();
+        assert_eq!(store.host, "h:6543/app");
+        assert!(!Postgres::new(store).describe().contains("secret"));
+    }
+
+    #[test]
+    fn glob_becomes_like() {
+        assert_eq!(like("lock:order:*"), "lock:order:%");
+        assert_eq!(like("a?b_c%"), "a_b\\_c\\%");
+    }
+}
