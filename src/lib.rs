@@ -7,10 +7,10 @@
 )]
 
 pub use lock_runtime::{
-    DATABASE_URL, DEFAULT_PREFIX, LOCK_DATABASE_URL, DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_TTL, LOCK_PREFIX,
-    LOCK_REDIS_URL, LOCK_STORE, LockError, LockGuard, LockInfo, LockOptions, Locker, LockerBuilder,
-    MAX_KEY_LEN, MasterView, REDIS_URL, RwLock, Semaphore, TRACING_TARGET, fencing_token, global,
-    handoff, init, operation_key, resource_key,
+    DATABASE_URL, DEFAULT_PREFIX, DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_TTL,
+    LOCK_DATABASE_URL, LOCK_PREFIX, LOCK_REDIS_URL, LOCK_STORE, LockError, LockGuard, LockInfo,
+    LockOptions, Locker, LockerBuilder, MAX_KEY_LEN, MasterView, REDIS_URL, RwLock, Semaphore,
+    TRACING_TARGET, fencing_token, global, handoff, init, operation_key, resource_key,
 };
 
 #[doc(inline)]

@@ -137,9 +137,18 @@ async fn acl_user_with_least_privilege_can_do_everything() {
     let doc = locker.rw("doc");
     let reader = doc.acquire_read(LockOptions::default()).await.unwrap();
     let opts = LockOptions::default().timeout(Duration::from_millis(200));
-    assert!(other.rw("doc").write(opts, || async {}).await.unwrap_err().is_timeout());
+    assert!(
+        other
+            .rw("doc")
+            .write(opts, || async {})
+            .await
+            .unwrap_err()
+            .is_timeout()
+    );
     reader.release().await.unwrap();
-    doc.write(LockOptions::default(), || async {}).await.unwrap();
+    doc.write(LockOptions::default(), || async {})
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

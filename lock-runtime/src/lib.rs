@@ -56,7 +56,9 @@ pub mod __private {
 mod private;
 
 pub use context::{fencing_token, handoff};
-pub use env::{DATABASE_URL, LOCK_DATABASE_URL, LOCK_PREFIX, LOCK_REDIS_URL, LOCK_STORE, REDIS_URL};
+pub use env::{
+    DATABASE_URL, LOCK_DATABASE_URL, LOCK_PREFIX, LOCK_REDIS_URL, LOCK_STORE, REDIS_URL,
+};
 pub use error::LockError;
 pub use global::{global, init};
 pub use guard::LockGuard;

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 /// The directory of PostgreSQL's programs: the one holding `initdb` on `PATH`, else the
 /// newest `/usr/lib/postgresql/<version>/bin` (Debian does not put them on `PATH`).
 fn bindir() -> PathBuf {
-    if let Ok(out) = Command::new("sh").args(["-c", "command -v initdb"]).output()
+    if let Ok(out) = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
         && out.status.success()
     {
         let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
@@ -21,7 +23,10 @@ fn bindir() -> PathBuf {
         }
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path().join("bin"))).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort_by_key(|p| {
         p.parent()
@@ -105,7 +110,13 @@ kill -9 "$c" 2>/dev/null"#;
             .arg(self.data())
             .args(["-p", &self.port.to_string(), "-h", "127.0.0.1", "-k"])
             .arg(self.dir.path())
-            .args(["-F", "-c", "max_connections=200", "-c", "shared_buffers=16MB"])
+            .args([
+                "-F",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=16MB",
+            ])
             .env("PARENT", std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -135,7 +146,10 @@ kill -9 "$c" 2>/dev/null"#;
     }
 
     pub fn url(&self) -> String {
-        format!("postgres://postgres:secret-pw@127.0.0.1:{}/postgres", self.port)
+        format!(
+            "postgres://postgres:secret-pw@127.0.0.1:{}/postgres",
+            self.port
+        )
     }
 
     /// A locker on this server, in `schema`.
@@ -178,11 +192,22 @@ kill -9 "$c" 2>/dev/null"#;
     /// Runs SQL with `psql` (as the server's superuser); its output.
     pub fn psql(&self, sql: &str) -> String {
         let out = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
             .args(["-d", "postgres", "-At", "-c", sql])
             .output()
             .expect("psql");
-        assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }

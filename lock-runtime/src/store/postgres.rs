@@ -64,6 +64,8 @@ pub(crate) struct PostgresStore {
 /// The statements, with the schema written in.
 struct Statements {
     acquire_one: String,
+    /// `acquire_one` that also says how long the holder has left (for a queued waiter).
+    acquire_waiting: String,
     acquire_many: String,
     release: String,
     extend: String,
@@ -91,6 +93,17 @@ impl Statements {
                  fence = excluded.fence, expires_at = excluded.expires_at \
                  WHERE l.expires_at <= clock_timestamp() OR l.token = excluded.token \
                  RETURNING fence"
+            ),
+            acquire_waiting: format!(
+                "WITH taken AS (INSERT INTO {s}.locks AS l (key, token, fence, expires_at) \
+                 SELECT $1, $2, nextval('{s}.fence'), clock_timestamp() + $3::bigint {ms} \
+                 WHERE NOT EXISTS (SELECT 1 FROM {s}.leases WHERE key = $1 AND {live}) \
+                 ON CONFLICT (key) DO UPDATE SET token = excluded.token, \
+                 fence = excluded.fence, expires_at = excluded.expires_at \
+                 WHERE l.expires_at <= clock_timestamp() OR l.token = excluded.token \
+                 RETURNING fence) \
+                 SELECT (SELECT fence FROM taken), (SELECT greatest(0, (extract(epoch FROM \
+                 expires_at - clock_timestamp()) * 1000)::bigint) FROM {s}.locks WHERE key = $1)"
             ),
             acquire_many: format!(
                 "INSERT INTO {s}.locks AS l (key, token, fence, expires_at) \
@@ -274,6 +287,20 @@ impl PostgresStore {
         let mut client = self.client().await?;
         let ttl = i64::try_from(req.ttl_ms).unwrap_or(i64::MAX);
         let fail = |e: tokio_postgres::Error| self.error("acquire", &e);
+        if let ([key], true) = (req.keys, req.waiting) {
+            let row = client
+                .query_one(&self.sql.acquire_waiting, &[key, &req.token, &ttl])
+                .await
+                .map_err(fail)?;
+            return Ok(match row.get::<_, Option<i64>>(0) {
+                Some(f) => Attempt::Acquired {
+                    fence: req.fencing.then(|| fence(f)),
+                },
+                None => Attempt::Held {
+                    remaining: ms(row.get(1)),
+                },
+            });
+        }
         if let [key] = req.keys {
             let rows = client
                 .query(&self.sql.acquire_one, &[key, &req.token, &ttl])
@@ -320,11 +347,13 @@ impl PostgresStore {
             .await
             .map_err(|e| self.error("acquire", &e))?;
         let outcome: String = row.get(0);
-        Ok(match outcome.as_str() {
-            "acquired" => Attempt::Acquired { fence: None },
-            "held" => Attempt::Held { remaining: None },
-            other => Attempt::Conflict {
-                held_as: other.trim_start_matches("conflict:").to_owned(),
+        Ok(match outcome.split_once(':') {
+            None => Attempt::Acquired { fence: None },
+            Some(("held", left)) => Attempt::Held {
+                remaining: ms(left.parse().ok()),
+            },
+            Some((_, held_as)) => Attempt::Conflict {
+                held_as: held_as.to_owned(),
             },
         })
     }
@@ -338,6 +367,7 @@ impl PostgresStore {
             token,
             ttl_ms: req.ttl_ms,
             fencing: req.fencing,
+            waiting: req.waiting,
             kind: req.kind,
             intent_ms: req.intent_ms,
         };
@@ -371,6 +401,7 @@ struct Owned {
     token: String,
     ttl_ms: u64,
     fencing: bool,
+    waiting: bool,
     kind: Kind,
     intent_ms: u64,
 }
@@ -382,7 +413,7 @@ impl Owned {
             token: &self.token,
             ttl_ms: self.ttl_ms,
             fencing: self.fencing,
-            waiting: false,
+            waiting: self.waiting,
             replicas: None,
             kind: self.kind,
             intent_ms: self.intent_ms,
@@ -622,7 +653,10 @@ impl PostgresStore {
         let fail = |e: tokio_postgres::Error| self.error("release", &e);
         if lease.kind == Kind::Lock {
             let row = client
-                .query_one(&self.sql.release, &[&lease.keys, &lease.token, &self.channel])
+                .query_one(
+                    &self.sql.release,
+                    &[&lease.keys, &lease.token, &self.channel],
+                )
                 .await
                 .map_err(fail)?;
             let (deleted, foreign): (i64, i64) = (row.get(0), row.get(2));

@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS {schema}.writers (
 
 -- Takes a lease of key k, atomically (a transaction-scoped advisory lock serialises the
 -- leases of one key; it ends with the statement, so it cannot leak). Answers 'acquired',
--- 'held', or 'conflict:<tag>' when the key is held as another kind ('lock' for a lock).
+-- 'held:<ms until the soonest lease lapses>', or 'conflict:<tag>' when the key is held as
+-- another kind ('lock' for a lock).
 CREATE OR REPLACE FUNCTION {schema}.acquire_lease(
     k text, m text, ttl_ms bigint, lim integer, intent_ms bigint
 ) RETURNS text LANGUAGE plpgsql AS $$
@@ -80,6 +81,7 @@ BEGIN
         INSERT INTO {schema}.writers VALUES (k, m, at + intent_ms * interval '1 millisecond')
             ON CONFLICT (key, lease) DO UPDATE SET expires_at = excluded.expires_at;
     END IF;
-    RETURN 'held';
+    RETURN 'held:' || coalesce((SELECT greatest(0, (extract(epoch FROM min(expires_at) - at)
+        * 1000)::bigint) FROM {schema}.leases WHERE key = k), 0);
 END
 $$;
