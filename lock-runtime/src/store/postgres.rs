@@ -265,6 +265,19 @@ impl PostgresStore {
         Ok(client)
     }
 
+    /// `sql` prepared on this connection (once per connection: the pool keeps them), so a
+    /// call is one round trip, not a parse and an execute.
+    async fn prep(
+        &self,
+        client: &deadpool_postgres::Object,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement, BoxError> {
+        client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.error("prepare", &e))
+    }
+
     /// The statement a `Locker` listens with.
     fn listen_sql(&self) -> String {
         format!("LISTEN \"{}\"", self.channel)
@@ -289,7 +302,10 @@ impl PostgresStore {
         let fail = |e: tokio_postgres::Error| self.error("acquire", &e);
         if let ([key], true) = (req.keys, req.waiting) {
             let row = client
-                .query_one(&self.sql.acquire_waiting, &[key, &req.token, &ttl])
+                .query_one(
+                    &self.prep(&client, &self.sql.acquire_waiting).await?,
+                    &[key, &req.token, &ttl],
+                )
                 .await
                 .map_err(fail)?;
             return Ok(match row.get::<_, Option<i64>>(0) {
@@ -303,7 +319,10 @@ impl PostgresStore {
         }
         if let [key] = req.keys {
             let rows = client
-                .query(&self.sql.acquire_one, &[key, &req.token, &ttl])
+                .query(
+                    &self.prep(&client, &self.sql.acquire_one).await?,
+                    &[key, &req.token, &ttl],
+                )
                 .await
                 .map_err(fail)?;
             return Ok(match rows.first() {
@@ -313,9 +332,10 @@ impl PostgresStore {
                 None => Attempt::Held { remaining: None },
             });
         }
+        let many = self.prep(&client, &self.sql.acquire_many).await?;
         let tx = client.transaction().await.map_err(fail)?;
         let rows = tx
-            .query(&self.sql.acquire_many, &[&req.keys, &req.token, &ttl])
+            .query(&many, &[&req.keys, &req.token, &ttl])
             .await
             .map_err(fail)?;
         if rows.len() < req.keys.len() {
@@ -341,7 +361,7 @@ impl PostgresStore {
         let intent = i64::try_from(req.intent_ms).unwrap_or(i64::MAX);
         let row = client
             .query_one(
-                &self.sql.lease_acquire,
+                &self.prep(&client, &self.sql.lease_acquire).await?,
                 &[key, &member, &ttl, &limit, &intent],
             )
             .await
@@ -538,14 +558,20 @@ impl Store for Postgres {
         let fail = |e: tokio_postgres::Error| s.error("extend", &e);
         if lease.kind == Kind::Lock {
             let n = client
-                .execute(&s.sql.extend, &[&lease.keys, &lease.token, &ttl])
+                .execute(
+                    &s.prep(&client, &s.sql.extend).await?,
+                    &[&lease.keys, &lease.token, &ttl],
+                )
                 .await
                 .map_err(fail)?;
             return Ok(n as usize == lease.keys.len());
         }
         let member = lease.kind.member(lease.token);
         let n = client
-            .execute(&s.sql.lease_extend, &[&one(lease.keys)?, &member, &ttl])
+            .execute(
+                &s.prep(&client, &s.sql.lease_extend).await?,
+                &[&one(lease.keys)?, &member, &ttl],
+            )
             .await
             .map_err(fail)?;
         Ok(n == 1)
@@ -557,7 +583,10 @@ impl Store for Postgres {
         let fail = |e: tokio_postgres::Error| s.error("remaining", &e);
         if lease.kind == Kind::Lock {
             let row = client
-                .query_one(&s.sql.remaining, &[&lease.keys, &lease.token])
+                .query_one(
+                    &s.prep(&client, &s.sql.remaining).await?,
+                    &[&lease.keys, &lease.token],
+                )
                 .await
                 .map_err(fail)?;
             let owned: i64 = row.get(0);
@@ -569,7 +598,10 @@ impl Store for Postgres {
         }
         let member = lease.kind.member(lease.token);
         let row = client
-            .query_opt(&s.sql.lease_remaining, &[&one(lease.keys)?, &member])
+            .query_opt(
+                &s.prep(&client, &s.sql.lease_remaining).await?,
+                &[&one(lease.keys)?, &member],
+            )
             .await
             .map_err(fail)?;
         Ok(row.and_then(|r| ms(r.get(0))))
@@ -581,10 +613,9 @@ impl Store for Postgres {
 
     async fn holders(&self, key: &str) -> Result<u64, BoxError> {
         let s = &self.0;
-        let row = s
-            .client()
-            .await?
-            .query_one(&s.sql.holders, &[&key])
+        let client = s.client().await?;
+        let row = client
+            .query_one(&s.prep(&client, &s.sql.holders).await?, &[&key])
             .await
             .map_err(|e| s.error("count", &e))?;
         Ok(fence(row.get(0)))
@@ -592,10 +623,12 @@ impl Store for Postgres {
 
     async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
         let s = &self.0;
-        let row = s
-            .client()
-            .await?
-            .query_one(&s.sql.force_release, &[&key, &s.channel])
+        let client = s.client().await?;
+        let row = client
+            .query_one(
+                &s.prep(&client, &s.sql.force_release).await?,
+                &[&key, &s.channel],
+            )
             .await
             .map_err(|e| s.error("force release", &e))?;
         Ok(row.get::<_, i64>(0) > 0)
@@ -603,10 +636,12 @@ impl Store for Postgres {
 
     async fn inspect(&self, key: &str) -> Result<LockInfo, BoxError> {
         let s = &self.0;
-        let rows = s
-            .client()
-            .await?
-            .query(&s.sql.inspect, &[&key, &s.listen_sql()])
+        let client = s.client().await?;
+        let rows = client
+            .query(
+                &s.prep(&client, &s.sql.inspect).await?,
+                &[&key, &s.listen_sql()],
+            )
             .await
             .map_err(|e| s.error("inspect", &e))?;
         Ok(match rows.first() {
@@ -627,10 +662,9 @@ impl Store for Postgres {
 
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
         let s = &self.0;
-        let rows = s
-            .client()
-            .await?
-            .query(&s.sql.scan, &[&like(pattern)])
+        let client = s.client().await?;
+        let rows = client
+            .query(&s.prep(&client, &s.sql.scan).await?, &[&like(pattern)])
             .await
             .map_err(|e| s.error("scan", &e))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -654,7 +688,7 @@ impl PostgresStore {
         if lease.kind == Kind::Lock {
             let row = client
                 .query_one(
-                    &self.sql.release,
+                    &self.prep(&client, &self.sql.release).await?,
                     &[&lease.keys, &lease.token, &self.channel],
                 )
                 .await
@@ -672,7 +706,7 @@ impl PostgresStore {
         let withdraw = matches!(lease.kind, Kind::Read | Kind::Write);
         let row = client
             .query_one(
-                &self.sql.lease_release,
+                &self.prep(&client, &self.sql.lease_release).await?,
                 &[&one(lease.keys)?, &member, &self.channel, &withdraw],
             )
             .await
