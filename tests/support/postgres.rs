@@ -113,7 +113,7 @@ kill -9 "$c" 2>/dev/null"#;
             .args([
                 "-F",
                 "-c",
-                "max_connections=200",
+                "max_connections=800",
                 "-c",
                 "shared_buffers=16MB",
             ])

@@ -64,10 +64,15 @@ pub(crate) struct PostgresStore {
 /// The statements, with the schema written in.
 struct Statements {
     acquire_one: String,
-    /// `acquire_one` that also says how long the holder has left (for a queued waiter).
+    /// `acquire_one` for a queued waiter: refused, it marks the lock `contended` (so that
+    /// its release is announced) and says how long the holder has left.
     acquire_waiting: String,
+    /// After a queued waiter's refused multi-key try: mark the others' locks contended.
+    contend: String,
     acquire_many: String,
     release: String,
+    /// After a release that deleted less than every key: are the others someone else's?
+    foreign: String,
     extend: String,
     remaining: String,
     lease_acquire: String,
@@ -83,6 +88,8 @@ struct Statements {
 impl Statements {
     fn new(s: &str) -> Self {
         let live = "expires_at > clock_timestamp()";
+        // Whether an acquire may take the row it conflicts with: expired, or ours already.
+        let take = "(l.expires_at <= clock_timestamp() OR l.token = excluded.token)";
         let ms = "* interval '1 millisecond'";
         Self {
             acquire_one: format!(
@@ -95,15 +102,16 @@ impl Statements {
                  RETURNING fence"
             ),
             acquire_waiting: format!(
-                "WITH taken AS (INSERT INTO {s}.locks AS l (key, token, fence, expires_at) \
+                "INSERT INTO {s}.locks AS l (key, token, fence, expires_at) \
                  SELECT $1, $2, nextval('{s}.fence'), clock_timestamp() + $3::bigint {ms} \
                  WHERE NOT EXISTS (SELECT 1 FROM {s}.leases WHERE key = $1 AND {live}) \
-                 ON CONFLICT (key) DO UPDATE SET token = excluded.token, \
-                 fence = excluded.fence, expires_at = excluded.expires_at \
-                 WHERE l.expires_at <= clock_timestamp() OR l.token = excluded.token \
-                 RETURNING fence) \
-                 SELECT (SELECT fence FROM taken), (SELECT greatest(0, (extract(epoch FROM \
-                 expires_at - clock_timestamp()) * 1000)::bigint) FROM {s}.locks WHERE key = $1)"
+                 ON CONFLICT (key) DO UPDATE SET \
+                 token = CASE WHEN {take} THEN excluded.token ELSE l.token END, \
+                 fence = CASE WHEN {take} THEN excluded.fence ELSE l.fence END, \
+                 expires_at = CASE WHEN {take} THEN excluded.expires_at ELSE l.expires_at END, \
+                 contended = NOT ({take}) \
+                 RETURNING token = $2, fence, \
+                 greatest(0, (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint)"
             ),
             acquire_many: format!(
                 "INSERT INTO {s}.locks AS l (key, token, fence, expires_at) \
@@ -115,13 +123,21 @@ impl Statements {
                  WHERE l.expires_at <= clock_timestamp() OR l.token = excluded.token \
                  RETURNING fence"
             ),
+            contend: format!(
+                "UPDATE {s}.locks SET contended = true WHERE key = ANY($1::text[]) \
+                 AND token <> $2 AND {live}"
+            ),
+            // `NOTIFY` serialises committing transactions on a global lock: a release is
+            // announced only when a waiter marked the lock contended.
             release: format!(
                 "WITH d AS (DELETE FROM {s}.locks WHERE key = ANY($1::text[]) AND token = $2 \
-                 RETURNING key, {live} AS live), \
-                 n AS (SELECT pg_notify($3, key) FROM d WHERE live) \
-                 SELECT (SELECT count(*) FROM d WHERE live), (SELECT count(*) FROM n), \
-                 (SELECT count(*) FROM {s}.locks WHERE key = ANY($1::text[]) \
-                 AND token <> $2 AND {live})"
+                 RETURNING key, {live} AS live, contended) \
+                 SELECT live, CASE WHEN live AND contended THEN pg_notify($3, key)::text END \
+                 FROM d"
+            ),
+            foreign: format!(
+                "SELECT count(*) FROM {s}.locks WHERE key = ANY($1::text[]) AND token <> $2 \
+                 AND {live}"
             ),
             extend: format!(
                 "UPDATE {s}.locks SET expires_at = clock_timestamp() + $3::bigint {ms} \
@@ -301,19 +317,19 @@ impl PostgresStore {
         let ttl = i64::try_from(req.ttl_ms).unwrap_or(i64::MAX);
         let fail = |e: tokio_postgres::Error| self.error("acquire", &e);
         if let ([key], true) = (req.keys, req.waiting) {
-            let row = client
-                .query_one(
+            let rows = client
+                .query(
                     &self.prep(&client, &self.sql.acquire_waiting).await?,
                     &[key, &req.token, &ttl],
                 )
                 .await
                 .map_err(fail)?;
-            return Ok(match row.get::<_, Option<i64>>(0) {
-                Some(f) => Attempt::Acquired {
-                    fence: req.fencing.then(|| fence(f)),
+            return Ok(match rows.first() {
+                Some(row) if row.get::<_, bool>(0) => Attempt::Acquired {
+                    fence: req.fencing.then(|| fence(row.get(1))),
                 },
-                None => Attempt::Held {
-                    remaining: ms(row.get(1)),
+                row => Attempt::Held {
+                    remaining: row.and_then(|r| ms(r.get(2))),
                 },
             });
         }
@@ -340,6 +356,13 @@ impl PostgresStore {
             .map_err(fail)?;
         if rows.len() < req.keys.len() {
             tx.rollback().await.map_err(fail)?;
+            if req.waiting {
+                let contend = self.prep(&client, &self.sql.contend).await?;
+                client
+                    .execute(&contend, &[&req.keys, &req.token])
+                    .await
+                    .map_err(fail)?;
+            }
             return Ok(Attempt::Held { remaining: None });
         }
         tx.commit().await.map_err(fail)?;
@@ -686,18 +709,26 @@ impl PostgresStore {
         let client = self.client().await?;
         let fail = |e: tokio_postgres::Error| self.error("release", &e);
         if lease.kind == Kind::Lock {
-            let row = client
-                .query_one(
+            let rows = client
+                .query(
                     &self.prep(&client, &self.sql.release).await?,
                     &[&lease.keys, &lease.token, &self.channel],
                 )
                 .await
                 .map_err(fail)?;
-            let (deleted, foreign): (i64, i64) = (row.get(0), row.get(2));
-            return Ok(if foreign > 0 {
+            let live = rows.iter().filter(|r| r.get::<_, bool>(0)).count();
+            if live == lease.keys.len() {
+                return Ok(Release::Released);
+            }
+            let row = client
+                .query_one(
+                    &self.prep(&client, &self.sql.foreign).await?,
+                    &[&lease.keys, &lease.token],
+                )
+                .await
+                .map_err(fail)?;
+            return Ok(if row.get::<_, i64>(0) > 0 {
                 Release::Foreign
-            } else if deleted as usize == lease.keys.len() {
-                Release::Released
             } else {
                 Release::Gone
             });

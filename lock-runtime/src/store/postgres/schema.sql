@@ -4,11 +4,14 @@ CREATE SCHEMA IF NOT EXISTS {schema};
 
 -- One row per held lock. A row whose expires_at has passed is free: the next acquire
 -- takes it over (ON CONFLICT ... DO UPDATE ... WHERE expires_at <= clock_timestamp()).
+-- `contended`: a waiter was refused since the holder took it, so its release is announced
+-- (NOTIFY serialises commits; releases no one waits for skip it).
 CREATE TABLE IF NOT EXISTS {schema}.locks (
     key        text        PRIMARY KEY,
     token      text        NOT NULL,
     fence      bigint      NOT NULL,
-    expires_at timestamptz NOT NULL
+    expires_at timestamptz NOT NULL,
+    contended  boolean     NOT NULL DEFAULT false
 );
 
 -- Fencing tokens: every acquisition takes the next value, so they rise strictly per store.
