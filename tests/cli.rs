@@ -22,6 +22,8 @@ fn locked(args: &[&str]) -> Output {
         .env_remove("LOCK_REDIS_URL")
         .env_remove("REDIS_URL")
         .env_remove("LOCK_PREFIX")
+        .env_remove("LOCK_DATABASE_URL")
+        .env_remove("DATABASE_URL")
         .stdin(Stdio::null())
         .output()
         .unwrap()
@@ -250,4 +252,36 @@ fn env_says_which_store_the_environment_selects() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("LOCK_STORE"));
     let _ = Locker::memory();
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_lists_inspects_and_releases() {
+    let server = support::shared_postgres();
+    // The CLI uses the default schema, `locked`.
+    let locker = Locker::postgres(&server.url()).unwrap();
+    let _a = locker
+        .acquire("order:1", LockOptions::default().fencing(true))
+        .await
+        .unwrap();
+    let url = server.url();
+    let base = ["--store", "postgres", "--url", url.as_str()];
+    let list = json(&locked(
+        &[&base[..], &["list", "order:*", "--json"]].concat(),
+    ));
+    assert_eq!(list[0]["key"], "lock:order:1");
+    assert!(list[0]["fence"].as_u64().is_some());
+    let out = locked(&[&base[..], &["release", "order:1", "--yes"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!locker.is_locked("order:1").await.unwrap());
+    let env = locked(&[&base[..], &["env"]].concat());
+    let shown = String::from_utf8_lossy(&env.stdout);
+    assert!(
+        shown.contains("postgres(") && !shown.contains("secret-pw"),
+        "{shown}"
+    );
 }

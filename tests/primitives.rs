@@ -44,6 +44,25 @@ impl Inside {
     }
 }
 
+/// Asks `take` every 100 ms for 1.8 s (three ttls of 600 ms), from another task (the
+/// caller holds the key: its own asking would be a nested acquisition); every answer must
+/// be a refusal.
+async fn refused_for_three_ttls<F, Fut>(take: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Option<locked::LockGuard>, LockError>> + Send,
+{
+    tokio::spawn(async move {
+        let until = Instant::now() + Duration::from_millis(1800);
+        while Instant::now() < until {
+            assert!(take().await.unwrap().is_none(), "taken while held");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
 fn waiting() -> LockOptions {
     LockOptions::default()
         .timeout(Duration::from_secs(60))
@@ -243,23 +262,12 @@ async fn semaphore_permit_is_renewed_and_its_loss_stops_the_body(s: Store) {
     let other = s.other().semaphore("renewed", 1);
     let out = sem
         .run(opts, || async {
-            // Three ttls long: renewal keeps the permit. Another task asks (this one
-            // holds the key, so its own asking would be a nested acquisition).
-            tokio::spawn(async move {
-                let until = Instant::now() + Duration::from_millis(1800);
-                while Instant::now() < until {
-                    assert!(
-                        other
-                            .try_acquire(LockOptions::default())
-                            .await
-                            .unwrap()
-                            .is_none()
-                    );
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+            // Three ttls long: renewal keeps the permit.
+            refused_for_three_ttls(move || {
+                let other = other.clone();
+                async move { other.try_acquire(LockOptions::default()).await }
             })
-            .await
-            .unwrap();
+            .await;
             "done"
         })
         .await
@@ -493,21 +501,11 @@ async fn rw_crashed_writer_lapses_and_renewal_keeps_readers_out(s: Store) {
     // A renewed writer outlives its ttl, and readers stay out all along.
     let opts = LockOptions::default().ttl(Duration::from_millis(600));
     doc.write(opts, || async {
-        tokio::spawn(async move {
-            let until = Instant::now() + Duration::from_millis(1800);
-            while Instant::now() < until {
-                assert!(
-                    other
-                        .try_acquire_read(LockOptions::default())
-                        .await
-                        .unwrap()
-                        .is_none()
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        refused_for_three_ttls(move || {
+            let other = other.clone();
+            async move { other.try_acquire_read(LockOptions::default()).await }
         })
-        .await
-        .unwrap();
+        .await;
     })
     .await
     .unwrap();

@@ -12,18 +12,20 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use locked::{LOCK_PREFIX, LOCK_REDIS_URL, LOCK_STORE, LockInfo, Locker};
+use locked::{LOCK_DATABASE_URL, LOCK_PREFIX, LOCK_REDIS_URL, LOCK_STORE, LockInfo, Locker};
 use serde_json::{Value, json};
 
 /// Inspect and operate `locked` locks in Redis (single, Cluster or Redlock).
 #[derive(Parser)]
 #[command(name = "locked", version, about)]
 struct Cli {
-    /// The Redis URL (comma-separated nodes for `cluster` and `redlock`); default from
-    /// LOCK_REDIS_URL or REDIS_URL.
+    /// The store's URL: Redis (comma-separated nodes for `cluster` and `redlock`; default
+    /// from LOCK_REDIS_URL or REDIS_URL), or PostgreSQL for `postgres` (default from
+    /// LOCK_DATABASE_URL or DATABASE_URL).
     #[arg(long, global = true)]
     url: Option<String>,
-    /// The store: redis, cluster or redlock; default from LOCK_STORE.
+    /// The store: redis, cluster, redlock or postgres (with the `postgres` feature);
+    /// default from LOCK_STORE.
     #[arg(long, global = true)]
     store: Option<String>,
     /// The key prefix; default from LOCK_PREFIX, else `lock:`.
@@ -117,7 +119,9 @@ fn fail(Failure(code, message): Failure) -> ExitCode {
 
 fn locker(cli: &Cli) -> Result<Locker, Failure> {
     let lookup = |name: &str| match name {
-        n if n == LOCK_REDIS_URL && cli.url.is_some() => cli.url.clone(),
+        n if (n == LOCK_REDIS_URL || n == LOCK_DATABASE_URL) && cli.url.is_some() => {
+            cli.url.clone()
+        }
         n if n == LOCK_STORE && cli.store.is_some() => cli.store.clone(),
         n if n == LOCK_PREFIX && cli.prefix.is_some() => cli.prefix.clone(),
         n => std::env::var(n).ok(),

@@ -323,16 +323,8 @@ impl Store for MemoryStore {
         }
     }
 
-    fn validity(&self, ttl: Duration) -> Duration {
-        ttl
-    }
-
     fn bounds_calls_within(&self, _limit: Duration) -> bool {
         true
-    }
-
-    fn check_keys(&self, _keys: &[String]) -> Result<(), String> {
-        Ok(())
     }
 
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {

@@ -211,15 +211,21 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// How long a lock granted (or extended) for `ttl` stays valid, counted from when its
     /// request was sent, so the time the request took is already taken off. A store
     /// whose nodes' clocks may drift apart (Redlock) answers less than `ttl`. Renewal and
-    /// loss detection use this figure, never the raw ttl.
-    fn validity(&self, ttl: Duration) -> Duration;
+    /// loss detection use this figure, never the raw ttl. By default `ttl`: one clock
+    /// counts it from when the request arrived, after the send.
+    fn validity(&self, ttl: Duration) -> Duration {
+        ttl
+    }
 
     /// Whether every call ends (answer or error) within `limit` by itself, so the engine
     /// can skip its own timer.
     fn bounds_calls_within(&self, limit: Duration) -> bool;
 
     /// Whether `keys` can be taken together; the error says why not and how to fix it.
-    fn check_keys(&self, keys: &[String]) -> Result<(), String>;
+    /// By default any keys can.
+    fn check_keys(&self, _keys: &[String]) -> Result<(), String> {
+        Ok(())
+    }
 
     /// Takes every key for the token, or none of them. Idempotent: a re-sent attempt that
     /// finds the keys already held by the same token reports them acquired.

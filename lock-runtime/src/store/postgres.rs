@@ -547,18 +547,9 @@ impl Store for Postgres {
         }
     }
 
-    fn validity(&self, ttl: Duration) -> Duration {
-        // The server's clock counts from when it ran the statement, after the send.
-        ttl
-    }
-
     fn bounds_calls_within(&self, _limit: Duration) -> bool {
         // A statement on a hung server waits for ever: the engine bounds every call.
         false
-    }
-
-    fn check_keys(&self, _keys: &[String]) -> Result<(), String> {
-        Ok(())
     }
 
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {

@@ -270,10 +270,6 @@ impl Store for RedlockStore {
         limit >= MASTER_LIMIT
     }
 
-    fn check_keys(&self, _keys: &[String]) -> Result<(), String> {
-        Ok(())
-    }
-
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
         let (n, quorum) = (self.masters.len(), self.quorum_for(req.kind));
         let sent = tokio::time::Instant::now();
