@@ -272,10 +272,19 @@ impl PostgresStore {
                      {ddl} COMMIT;",
                     literal(&self.schema)
                 );
-                client
+                match client
                     .batch_execute(&sql)
                     .await
                     .map_err(|e| self.error(&format!("creating the schema `{}`", self.schema), &e))
+                {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        // The failed block (a read-only standby, missing rights) would
+                        // leave this pooled connection in an aborted transaction.
+                        let _ = client.batch_execute("ROLLBACK").await;
+                        Err(e)
+                    }
+                }
             })
             .await?;
         Ok(client)
