@@ -179,6 +179,16 @@ async fn semaphore_permit_count_disagreement_is_refused(s: Store) {
         .await;
     assert!(err.unwrap_err().to_string().contains("an exclusive lock"));
     lock.release().await.unwrap();
+    // A lock asked of the semaphore's key, waiting, is refused too, not left to time out.
+    let err = s
+        .other()
+        .run("pool", waiting(), || async {
+            unreachable!("ran beside a permit")
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LockError::Config { .. }), "{err:?}");
+    assert!(err.to_string().contains("semaphore"), "{err}");
     // Once every holder is gone, the next caller may start another count.
     held.release().await.unwrap();
     let five = s.other().semaphore("pool", 5);

@@ -99,6 +99,7 @@ impl Kind {
         match tag {
             "r" | "w" => "a read/write lock".to_owned(),
             "lock" => "an exclusive lock".to_owned(),
+            "shared" => "a semaphore or read/write lock".to_owned(),
             t => match t.strip_prefix('s') {
                 Some(n) => format!("a semaphore of {n} permits"),
                 None => format!("something else (`{t}`)"),

@@ -195,10 +195,14 @@ impl Node {
             return Box::pin(self.try_acquire_shared(conn, req)).await;
         }
         if let ([key], false, false, None) = (req.keys, req.fencing, req.waiting, req.replicas) {
-            let set: Option<String> = self
+            let set: Option<String> = match self
                 .set_nx(key, req.token, req.ttl_ms)
                 .query_async(conn)
-                .await?;
+                .await
+            {
+                Ok(set) => set,
+                Err(e) => return wrong_type(e),
+            };
             return Ok(if self.set_taken(set, req.token) {
                 Attempt::Acquired { fence: None }
             } else {
@@ -254,13 +258,19 @@ impl Node {
                 pipe.cmd("INCR").arg(fence_key(key));
             }
             if waiting {
+                // A queued waiter also learns what holds the key: a semaphore's or read/write
+                // lock's leases (a sorted set) would never let a lock in.
                 pipe.cmd("PTTL").arg(key);
+                pipe.cmd("TYPE").arg(key);
             }
             if let Some(r) = replicas {
                 // Same connection, same round trip: waits for the SET (and INCR) above.
                 pipe.add_command(wait_cmd(r));
             }
-            let replies: Vec<Value> = pipe.query_async(conn).await?;
+            let replies: Vec<Value> = match pipe.query_async(conn).await {
+                Ok(replies) => replies,
+                Err(e) => return wrong_type(e),
+            };
             let mut replies = replies.into_iter();
             let set =
                 redis::from_redis_value::<Option<String>>(replies.next().unwrap_or(Value::Nil))?;
@@ -270,6 +280,16 @@ impl Node {
             };
             let fence = if fencing { next()? } else { None };
             let pttl = if waiting { next()? } else { None };
+            let held_as = if waiting {
+                let value = replies.next().unwrap_or(Value::Nil);
+                redis::from_redis_value::<String>(value).ok()
+            } else {
+                None
+            };
+            let mut next = || -> Result<Option<i64>, BoxError> {
+                let value = replies.next().unwrap_or(Value::Nil);
+                Ok(redis::from_redis_value::<Option<i64>>(value)?)
+            };
             let acked = if replicas.is_some() { next()? } else { None };
             if self.set_taken(set, token) {
                 let fence = match fence {
@@ -290,6 +310,11 @@ impl Node {
                     .arg("NX")
                     .query_async(conn)
                     .await;
+            }
+            if held_as.as_deref() == Some("zset") {
+                return Ok(Attempt::Conflict {
+                    held_as: "shared".to_owned(),
+                });
             }
             Attempt::Held {
                 remaining: match pttl {
@@ -879,6 +904,19 @@ fn companion(key: &str, suffix: &str) -> String {
 /// The fence counter of a lock key.
 pub(crate) fn fence_key(key: &str) -> String {
     companion(key, "fence")
+}
+
+/// A lock's `SET ... GET` (or a lock script) refused with `WRONGTYPE`: the key holds a
+/// semaphore's or read/write lock's leases, which a lock can never join. Any other error
+/// is the store's.
+fn wrong_type(e: redis::RedisError) -> Result<Attempt, BoxError> {
+    if e.code() == Some("WRONGTYPE") {
+        Ok(Attempt::Conflict {
+            held_as: "shared".to_owned(),
+        })
+    } else {
+        Err(e.into())
+    }
 }
 
 /// The writers waiting for a read/write lock (their intents).

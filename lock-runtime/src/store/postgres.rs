@@ -102,7 +102,7 @@ impl Statements {
                  RETURNING fence"
             ),
             acquire_waiting: format!(
-                "INSERT INTO {s}.locks AS l (key, token, fence, expires_at) \
+                "WITH taken AS (INSERT INTO {s}.locks AS l (key, token, fence, expires_at) \
                  SELECT $1, $2, nextval('{s}.fence'), clock_timestamp() + $3::bigint {ms} \
                  WHERE NOT EXISTS (SELECT 1 FROM {s}.leases WHERE key = $1 AND {live}) \
                  ON CONFLICT (key) DO UPDATE SET \
@@ -110,8 +110,11 @@ impl Statements {
                  fence = CASE WHEN {take} THEN excluded.fence ELSE l.fence END, \
                  expires_at = CASE WHEN {take} THEN excluded.expires_at ELSE l.expires_at END, \
                  contended = NOT ({take}) \
-                 RETURNING token = $2, fence, \
-                 greatest(0, (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint)"
+                 RETURNING token = $2 AS ours, fence, greatest(0, \
+                 (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint) AS left_ms) \
+                 SELECT coalesce(t.ours, false), t.fence, t.left_ms, \
+                 EXISTS (SELECT 1 FROM {s}.leases WHERE key = $1 AND {live}) \
+                 FROM (SELECT 1) AS one LEFT JOIN taken AS t ON true"
             ),
             acquire_many: format!(
                 "INSERT INTO {s}.locks AS l (key, token, fence, expires_at) \
@@ -336,6 +339,10 @@ impl PostgresStore {
             return Ok(match rows.first() {
                 Some(row) if row.get::<_, bool>(0) => Attempt::Acquired {
                     fence: req.fencing.then(|| fence(row.get(1))),
+                },
+                // Leases of a semaphore or read/write lock hold the key: a lock never joins.
+                Some(row) if row.get::<_, bool>(3) => Attempt::Conflict {
+                    held_as: "shared".to_owned(),
                 },
                 row => Attempt::Held {
                     remaining: row.and_then(|r| ms(r.get(2))),
