@@ -63,6 +63,32 @@ type Answers<T> = Vec<Result<T, BoxError>>;
 /// Keys owned by the requests that may outlive the call (see `on_masters`).
 type Shared = Arc<[String]>;
 
+/// A lease owned by the per-master requests, which may outlive the call.
+#[derive(Clone)]
+struct Owned {
+    keys: Shared,
+    token: Arc<str>,
+    kind: Kind,
+}
+
+impl Owned {
+    fn new(lease: Lease<'_>) -> Self {
+        Self {
+            keys: lease.keys.into(),
+            token: lease.token.into(),
+            kind: lease.kind,
+        }
+    }
+
+    fn lease(&self) -> Lease<'_> {
+        Lease {
+            keys: &self.keys,
+            token: &self.token,
+            kind: self.kind,
+        }
+    }
+}
+
 impl RedlockStore {
     /// Checks the URLs (no I/O): at least one, each a Redis URL, no duplicates, an odd count.
     pub(crate) fn open(urls: &[String], roots: &TlsRoots) -> Result<Self, String> {
@@ -177,20 +203,13 @@ impl RedlockStore {
     /// Releases on every master, whatever each answered before (also those that did not
     /// answer: their `SET` may have landed), without announcing it: no one held the lock,
     /// and an announcement would wake every waiter, this one too, into another try.
-    async fn undo(&self, keys: &Shared, token: &Arc<str>, kind: Kind) {
-        let (keys, token) = (keys.clone(), token.clone());
+    async fn undo(&self, lease: &Owned) {
+        let lease = lease.clone();
         let _ = self
             .on_masters(
                 move |mut c| {
-                    let (keys, token) = (keys.clone(), token.clone());
-                    async move {
-                        let lease = Lease {
-                            keys: &keys,
-                            token: &token,
-                            kind,
-                        };
-                        Node::QUIET.undo(&mut c, lease).await
-                    }
+                    let lease = lease.clone();
+                    async move { Node::QUIET.undo(&mut c, lease.lease()).await }
                 },
                 |_| false,
             )
@@ -273,23 +292,23 @@ impl Store for RedlockStore {
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
         let (n, quorum) = (self.masters.len(), self.quorum_for(req.kind));
         let sent = tokio::time::Instant::now();
-        let (keys, token): (Shared, Arc<str>) = (req.keys.into(), req.token.into());
-        let (ttl_ms, waiting, kind, intent_ms) = (req.ttl_ms, req.waiting, req.kind, req.intent_ms);
+        let lease = Owned::new(req.lease());
+        let (ttl_ms, waiting, intent_ms) = (req.ttl_ms, req.waiting, req.intent_ms);
         let taken = |a: &Attempt| matches!(a, Attempt::Acquired { .. });
         let answers = {
-            let (keys, token) = (keys.clone(), token.clone());
+            let lease = lease.clone();
             self.on_masters(
                 move |mut c| {
-                    let (keys, token) = (keys.clone(), token.clone());
+                    let lease = lease.clone();
                     async move {
                         let req = Request {
-                            keys: &keys,
-                            token: &token,
+                            keys: &lease.keys,
+                            token: &lease.token,
                             ttl_ms,
                             fencing: false,
                             waiting,
                             replicas: None,
-                            kind,
+                            kind: lease.kind,
                             intent_ms,
                         };
                         Node::SINGLE.try_acquire(&mut c, &req).await
@@ -309,7 +328,7 @@ impl Store for RedlockStore {
         if won >= quorum && sent.elapsed() < self.validity(ttl) {
             return Ok(Attempt::Acquired { fence: None });
         }
-        self.undo(&keys, &token, kind).await;
+        self.undo(&lease).await;
         if let Some(held_as) = answers.iter().find_map(|a| match a {
             Ok(Attempt::Conflict { held_as }) => Some(held_as.clone()),
             _ => None,
@@ -331,21 +350,13 @@ impl Store for RedlockStore {
 
     async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
         let (n, quorum) = (self.masters.len(), self.quorum_for(lease.kind));
-        let (keys, token, kind): (Shared, Arc<str>, Kind) =
-            (lease.keys.into(), lease.token.into(), lease.kind);
+        let lease = Owned::new(lease);
         let released = |r: &Release| *r == Release::Released;
         let answers = self
             .on_masters(
                 move |mut c| {
-                    let (keys, token) = (keys.clone(), token.clone());
-                    async move {
-                        let lease = Lease {
-                            keys: &keys,
-                            token: &token,
-                            kind,
-                        };
-                        Node::SINGLE.release(&mut c, lease).await
-                    }
+                    let lease = lease.clone();
+                    async move { Node::SINGLE.release(&mut c, lease.lease()).await }
                 },
                 move |answers| {
                     let yes = count(answers, released);
@@ -371,19 +382,15 @@ impl Store for RedlockStore {
         _replicas: Option<Replicas>,
     ) -> Result<bool, BoxError> {
         let (n, quorum) = (self.masters.len(), self.quorum_for(lease.kind));
-        let (keys, token, kind): (Shared, Arc<str>, Kind) =
-            (lease.keys.into(), lease.token.into(), lease.kind);
+        let lease = Owned::new(lease);
         let answers = self
             .on_masters(
                 move |mut c| {
-                    let (keys, token) = (keys.clone(), token.clone());
+                    let lease = lease.clone();
                     async move {
-                        let lease = Lease {
-                            keys: &keys,
-                            token: &token,
-                            kind,
-                        };
-                        Node::SINGLE.extend(&mut c, lease, ttl_ms, None).await
+                        Node::SINGLE
+                            .extend(&mut c, lease.lease(), ttl_ms, None)
+                            .await
                     }
                 },
                 move |answers| {
@@ -403,19 +410,11 @@ impl Store for RedlockStore {
 
     async fn remaining(&self, lease: Lease<'_>) -> Result<Option<Duration>, BoxError> {
         let quorum = self.quorum_for(lease.kind);
-        let (keys, token, kind): (Shared, Arc<str>, Kind) =
-            (lease.keys.into(), lease.token.into(), lease.kind);
+        let lease = Owned::new(lease);
         let answers = self
             .on_quorum(quorum, move |mut c| {
-                let (keys, token) = (keys.clone(), token.clone());
-                async move {
-                    let lease = Lease {
-                        keys: &keys,
-                        token: &token,
-                        kind,
-                    };
-                    Node::SINGLE.remaining(&mut c, lease).await
-                }
+                let lease = lease.clone();
+                async move { Node::SINGLE.remaining(&mut c, lease.lease()).await }
             })
             .await?;
         let mut left: Vec<Duration> = answers
