@@ -17,7 +17,7 @@ use crate::options::{LockOptions, duration_ms, later};
 use crate::store::{Attempt, Kind, Request, Store};
 use crate::telemetry;
 use crate::token::new_token;
-use crate::wait::jittered;
+use crate::wait::{Lane, jittered};
 
 /// Takes `kind` of every key (sorted, deduplicated, prefixed): at once (`wait == false`)
 /// or retrying until `opts.timeout`.
@@ -257,7 +257,11 @@ impl Ask<'_> {
         telemetry::waiting(opts.logging, &ask.key);
         let _waiting = Waiting::new(opts.label);
         let keys = ask.keys.clone();
-        let tickets: Vec<_> = keys.iter().map(|k| core.waits.join(k)).collect();
+        let lane = match opts.kind {
+            Kind::Read => Lane::Shared,
+            _ => Lane::Exclusive,
+        };
+        let tickets: Vec<_> = keys.iter().map(|k| core.waits.join(k, lane)).collect();
         // Listen for releases from the moment of joining, so that the subscription lives
         // while anyone of this locker waits, not from one head to the next.
         let mut subscribed = Vec::new();

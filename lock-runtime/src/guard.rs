@@ -308,14 +308,19 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn release(mut self) -> Result<(), LockError> {
-        self.released = true;
         self.renewal = None; // stops a background renewal first
         let store = &self.core.store;
         let held = self.acquired_at.elapsed();
+        // `released` is set only once the store answered: a caller dropped while the
+        // release is out (a timeout around `run`) leaves the guard to release in the
+        // background, since this request may never have been sent. A second release
+        // compares tokens, so it deletes nothing that is not ours.
         let outcome = self
             .core
             .call(&self.key, CALL_LIMIT, store.release(self.lease()))
-            .await?;
+            .await;
+        self.released = true;
+        let outcome = outcome?;
         match outcome {
             Release::Released => {
                 self.core.released(&self.keys);

@@ -8,6 +8,10 @@
 //! - Otherwise it joins the key's queue (a fair semaphore): only the head of the queue
 //!   talks to the store, so a task that just released cannot jump ahead of earlier
 //!   waiters, and waiters are served in arrival order.
+//! - Readers of a read/write lock queue in a lane of their own, beside the one of writers
+//!   (and of locks and permits): a waiting writer's intent refuses new readers, so a
+//!   reader at the head of a shared queue would stand in front of the very writer it
+//!   waits for, and neither would ever try again (issue 16).
 //! - A release wakes the head at once. Polling every `retry_interval` (with jitter, and no
 //!   later than the holder's remaining ttl) stays as the fallback for expiry, a lost
 //!   message or a dropped subscription connection.
@@ -21,8 +25,19 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::store::WakeTarget;
 
+/// Which of a key's two queues a waiter joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Locks, semaphore permits and writers: they wait for holders, never for each
+    /// other's intents.
+    Exclusive,
+    /// Readers, who may wait for a queued writer's intent.
+    Shared,
+}
+
 struct Entry {
     queue: Arc<Semaphore>,
+    readers: Arc<Semaphore>,
     notify: Arc<Notify>,
     failure: Arc<Mutex<Option<String>>>,
     users: usize,
@@ -64,14 +79,15 @@ impl Waits {
         self.keys_waited.load(Ordering::Acquire) != 0 && self.map().contains_key(key)
     }
 
-    /// Joins the queue of `key`.
-    pub(crate) fn join(&self, key: &str) -> Ticket<'_> {
+    /// Joins the queue of `key` in `lane`.
+    pub(crate) fn join(&self, key: &str, lane: Lane) -> Ticket<'_> {
         let mut map = self.map();
         if !map.contains_key(key) {
             self.keys_waited.fetch_add(1, Ordering::AcqRel);
         }
         let entry = map.entry(key.to_owned()).or_insert_with(|| Entry {
             queue: Arc::new(Semaphore::new(1)),
+            readers: Arc::new(Semaphore::new(1)),
             notify: Arc::new(Notify::new()),
             failure: Arc::new(Mutex::new(None)),
             users: 0,
@@ -80,7 +96,10 @@ impl Waits {
         Ticket {
             waits: self,
             key: key.to_owned(),
-            queue: entry.queue.clone(),
+            queue: match lane {
+                Lane::Exclusive => entry.queue.clone(),
+                Lane::Shared => entry.readers.clone(),
+            },
             notify: entry.notify.clone(),
             failure: entry.failure.clone(),
         }
@@ -171,8 +190,8 @@ mod tests {
     #[tokio::test]
     async fn ticket_last_one_out_removes_entry() {
         let waits = Waits::new();
-        let a = waits.join("k");
-        let b = waits.join("k");
+        let a = waits.join("k", Lane::Exclusive);
+        let b = waits.join("k", Lane::Shared);
         assert!(waits.has_waiters("k"));
         drop(a);
         assert!(waits.has_waiters("k"));

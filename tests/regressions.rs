@@ -1,0 +1,105 @@
+//! Bugs the randomized harness or a user found where features meet, each pinned on every
+//! store by a deterministic test named after its issue.
+
+#[macro_use]
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use support::{Store, eventually};
+use tokio::time::Instant;
+
+on_stores!(
+    repro_16_cancelled_runs_on_repeated_keys_leave_no_lock,
+    repro_16_readers_and_a_writer_on_one_locker_all_get_in,
+);
+
+/// Issue 16, item 1: `run` calls over a few repeated keys, each dropped by a timeout at a
+/// spread of points between nothing and well past a whole uncontended cycle (so some are
+/// dropped queued behind another call of the same key, some mid-acquire, some in the
+/// body, some while releasing). Afterwards no key may stay held.
+async fn repro_16_cancelled_runs_on_repeated_keys_leave_no_lock(s: Store) {
+    let locker = s.locker.clone();
+    let opts = locker.options().ttl(Duration::from_secs(60));
+    // The median uncontended cycle on this store, to spread the drops around it.
+    let mut cycle = Vec::new();
+    for i in 0..9 {
+        let start = Instant::now();
+        locker
+            .run(&format!("rx-calib-{i}"), opts, || async {})
+            .await
+            .unwrap();
+        cycle.push(start.elapsed());
+    }
+    cycle.sort();
+    let median = cycle[cycle.len() / 2].max(Duration::from_micros(50));
+    let keys = 12;
+    let mut tasks = Vec::new();
+    for i in 0..240u32 {
+        let locker = locker.clone();
+        // Deterministic spread: 0 ..= 1.5x the median, in 16 steps.
+        let limit = median.mul_f64(f64::from(i % 16) * 0.1);
+        tasks.push(tokio::spawn(async move {
+            let key = format!("rx-{}", i % keys);
+            let _ = tokio::time::timeout(limit, locker.run(&key, opts, || async {})).await;
+        }));
+        if i % 8 == 7 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for k in 0..keys {
+        let key = format!("rx-{k}");
+        let free = eventually(Duration::from_secs(10), async || {
+            !locker.is_locked(&key).await.unwrap()
+        })
+        .await;
+        assert!(free, "`{key}` is still held after every call was dropped");
+    }
+}
+
+/// Issue 16, item 2: three readers and one writer on one key and one `Locker`, spawned
+/// together, several rounds: a reader queued ahead of a waiting writer (whose intent
+/// refuses readers) must not stall the writer behind it. Every call gets in, quickly.
+async fn repro_16_readers_and_a_writer_on_one_locker_all_get_in(s: Store) {
+    let rw = s.locker.rw("doc:16");
+    let opts = s
+        .locker
+        .options()
+        .ttl(Duration::from_secs(10))
+        .timeout(Duration::from_secs(10));
+    for round in 0..6 {
+        let done = Arc::new(AtomicUsize::new(0));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let (rw, done) = (rw.clone(), done.clone());
+            tasks.push(tokio::spawn(async move {
+                let body = || async {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                };
+                let out = if i == round % 4 {
+                    rw.write(opts, body).await
+                } else {
+                    rw.read(opts, body).await
+                };
+                out.unwrap_or_else(|e| panic!("round {round}, call {i}: {e}"));
+                done.fetch_add(1, Ordering::SeqCst);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(done.load(Ordering::SeqCst), 4);
+        // Four 20 ms sections; anything near the 10 s timeout is the stall.
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "round {round} took {:?}",
+            start.elapsed()
+        );
+    }
+}
