@@ -11,6 +11,9 @@
 mod postgres;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgServer, shared_postgres};
+mod proxy;
+#[allow(unused_imports)] // not every test binary uses it
+pub use proxy::Proxy;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
