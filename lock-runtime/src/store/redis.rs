@@ -113,9 +113,13 @@ impl Server {
         PubSub(self.client.clone())
     }
 
-    /// Whether every command ends within `limit` by itself.
+    /// Whether every command ends within `limit` by itself. A connected manager that
+    /// lost its connection first waits for the reconnect (up to the connect timeout),
+    /// then for the answer: both count (issue 16: a renewal sent into a reset-then-cut
+    /// connection returned after its lock had lapsed).
     pub(crate) fn bounds_calls_within(&self, limit: Duration) -> bool {
-        limit >= self.response_timeout && self.conn.initialized()
+        limit >= self.response_timeout.saturating_add(self.connect_timeout)
+            && self.conn.initialized()
     }
 
     /// The connection, opened on first use.
