@@ -1,0 +1,660 @@
+//! The randomized, model-checked harness (issue 16): on every store of the store list,
+//! schedules drawn from a seed run several lockers (and, where the store is shared across
+//! processes, worker processes: this binary started again) through random operations of
+//! every kind and entry point, cancelled at random points, while faults strike: server
+//! pauses and restarts, network cuts and resets through a TCP proxy, Redlock minority and
+//! majority cuts, a Cluster master failover, worker processes paused and killed. Every
+//! body records its span on the host's monotonic clock; `check.rs` verifies the history,
+//! and after each run nothing may be left held.
+//!
+//! - `LOCKED_MODEL_SECONDS=N`: the budget per store (default 30).
+//! - `LOCKED_MODEL_SEED=S`: replays exactly schedule `S` (printed by every run).
+
+#[path = "../support/mod.rs"]
+#[macro_use]
+mod support;
+
+mod attribute;
+mod check;
+mod exec;
+mod history;
+mod schedule;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use locked::Locker;
+use schedule::{Abilities, FaultKind, LOCK_KEYS, RW_KEY, SEM_KEY, Schedule};
+use support::{Backend, Proxy, Store};
+
+use crate::check::Model;
+use crate::exec::Task;
+use crate::history::{History, Recorder, now};
+
+on_stores!(randomized_schedules_hold_the_model);
+
+/// In-process lockers per run.
+const LOCKERS: usize = 2;
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn abilities(s: &Store) -> Abilities {
+    use FaultKind::*;
+    let (processes, faults): (bool, &'static [FaultKind]) = match &s.backend {
+        Backend::Memory => (false, &[]),
+        Backend::Redis(_) => (
+            true,
+            &[
+                ServerPause,
+                ServerRestart,
+                Cut,
+                Reset,
+                WorkerPause,
+                WorkerKill,
+            ],
+        ),
+        Backend::Cluster(_) => (true, &[ServerPause, WorkerPause, WorkerKill]),
+        Backend::Redlock(_) => (
+            true,
+            &[
+                ServerPause,
+                ServerRestart,
+                Cut,
+                CutMajority,
+                Reset,
+                WorkerPause,
+                WorkerKill,
+            ],
+        ),
+        #[cfg(feature = "postgres")]
+        Backend::Postgres(..) => (true, &[ServerPause, Cut, Reset, WorkerPause, WorkerKill]),
+    };
+    Abilities {
+        fencing: s.fences(),
+        processes,
+        faults,
+    }
+}
+
+/// What a worker process needs to open the same store.
+fn store_env(s: &Store) -> Vec<(&'static str, String)> {
+    let prefix = s.locker.prefix().to_owned();
+    let (kind, urls, schema) = match &s.backend {
+        Backend::Memory => ("memory", String::new(), String::new()),
+        Backend::Redis(server) => ("redis", server.url(), String::new()),
+        Backend::Cluster(c) => ("cluster", c.urls().join(","), String::new()),
+        Backend::Redlock(m) => (
+            "redlock",
+            m.iter().map(|m| m.url()).collect::<Vec<_>>().join(","),
+            String::new(),
+        ),
+        #[cfg(feature = "postgres")]
+        Backend::Postgres(server, schema) => ("postgres", server.url(), schema.clone()),
+    };
+    vec![
+        ("LOCKED_MODEL_STORE", kind.to_owned()),
+        ("LOCKED_MODEL_URLS", urls),
+        ("LOCKED_MODEL_SCHEMA", schema),
+        ("LOCKED_MODEL_PREFIX", prefix),
+    ]
+}
+
+fn open(kind: &str, urls: &str, schema: &str, prefix: &str) -> Locker {
+    let urls: Vec<&str> = urls.split(',').collect();
+    let b = Locker::builder().prefix(prefix);
+    match kind {
+        "redis" => b.redis(urls[0]),
+        "cluster" => b.redis_cluster(&urls),
+        "redlock" => b.redlock(&urls),
+        #[cfg(feature = "postgres")]
+        "postgres" => b.schema(schema).postgres(urls[0]),
+        other => panic!("unknown store {other} ({schema})"),
+    }
+    .expect("valid urls")
+}
+
+/// One in-process locker, behind proxies of its own where the store allows a cut.
+struct Client {
+    locker: Locker,
+    proxies: Vec<Proxy>,
+}
+
+fn client(s: &Store) -> Client {
+    let prefix = s.locker.prefix();
+    match &s.backend {
+        Backend::Memory => Client {
+            locker: s.locker.clone(),
+            proxies: Vec::new(),
+        },
+        Backend::Redis(server) => {
+            let p = Proxy::start(server.port());
+            Client {
+                locker: open("redis", &p.redis_url(), "", prefix),
+                proxies: vec![p],
+            }
+        }
+        Backend::Cluster(_) => Client {
+            locker: s.other(),
+            proxies: Vec::new(),
+        },
+        Backend::Redlock(masters) => {
+            let proxies: Vec<Proxy> = masters.iter().map(|m| Proxy::start(m.port())).collect();
+            let urls: Vec<String> = proxies.iter().map(Proxy::redis_url).collect();
+            Client {
+                locker: open("redlock", &urls.join(","), "", prefix),
+                proxies,
+            }
+        }
+        #[cfg(feature = "postgres")]
+        Backend::Postgres(server, schema) => {
+            let p = Proxy::start(server.port);
+            let url = server
+                .url()
+                .replace(&format!(":{}/", server.port), &format!(":{}/", p.port()));
+            Client {
+                locker: open("postgres", &url, schema, prefix),
+                proxies: vec![p],
+            }
+        }
+    }
+}
+
+/// The worker's side: a no-op unless started by a run as a worker.
+#[test]
+fn model_worker() {
+    let Some(seed) = env("LOCKED_MODEL_WORKER") else {
+        return;
+    };
+    let seed: u64 = seed.parse().unwrap();
+    let index: usize = env("LOCKED_MODEL_INDEX").unwrap().parse().unwrap();
+    let ab = Abilities {
+        fencing: env("LOCKED_MODEL_FENCING").as_deref() == Some("1"),
+        processes: true,
+        faults: &[],
+    };
+    let schedule = schedule::draw(seed, ab, LOCKERS);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let locker = open(
+            &env("LOCKED_MODEL_STORE").unwrap(),
+            &env("LOCKED_MODEL_URLS").unwrap_or_default(),
+            &env("LOCKED_MODEL_SCHEMA").unwrap_or_default(),
+            &env("LOCKED_MODEL_PREFIX").unwrap_or_default(),
+        );
+        locked::init(locker.clone()).unwrap();
+        let rec = Recorder::to_file(
+            index as u32 + 1,
+            std::path::Path::new(&env("LOCKED_MODEL_OUT").unwrap()),
+        );
+        let task = Task {
+            locker,
+            space: space(seed),
+            permits: schedule.permits,
+            rec,
+        };
+        let tasks: Vec<_> = schedule.workers[index]
+            .iter()
+            .cloned()
+            .map(|ops| {
+                let task = task.clone();
+                tokio::spawn(async move { task.run_all(&ops).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+/// The run's keys share one hash tag: one slot on a Cluster, and no other run's keys.
+fn space(seed: u64) -> String {
+    format!("{{r{seed}}}:")
+}
+
+/// What one run did.
+#[derive(Default)]
+struct Tally {
+    schedules: u64,
+    operations: u64,
+    faults: u64,
+}
+
+async fn randomized_schedules_hold_the_model(mut s: Store) {
+    let budget = Duration::from_secs(
+        env("LOCKED_MODEL_SECONDS")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(30),
+    );
+    let replay: Option<u64> = env("LOCKED_MODEL_SEED").and_then(|v| v.parse().ok());
+    let base = replay.unwrap_or_else(|| now() % 1_000_000_000);
+    let store = match &s.backend {
+        Backend::Memory => "memory",
+        Backend::Redis(_) => "redis",
+        Backend::Cluster(_) => "cluster",
+        Backend::Redlock(_) => "redlock",
+        #[cfg(feature = "postgres")]
+        Backend::Postgres(..) => "postgres",
+    };
+    let started = tokio::time::Instant::now();
+    let mut tally = Tally::default();
+    for i in 0.. {
+        if (replay.is_some() && i > 0) || (replay.is_none() && started.elapsed() > budget) {
+            break;
+        }
+        let seed = base + i;
+        let schedule = schedule::draw(seed, abilities(&s), LOCKERS);
+        let t0 = tokio::time::Instant::now();
+        let findings = run(&mut s, &schedule).await;
+        tally.schedules += 1;
+        tally.operations += schedule.operations() as u64;
+        tally.faults += schedule.faults.len() as u64;
+        println!(
+            "model: seed {seed} on {store}: {} operations, {} faults {:?}, {} ms: {}",
+            schedule.operations(),
+            schedule.faults.len(),
+            schedule.faults.iter().map(|f| f.kind).collect::<Vec<_>>(),
+            t0.elapsed().as_millis(),
+            if findings.is_empty() { "ok" } else { "FAILED" }
+        );
+        assert!(
+            findings.is_empty(),
+            "the model found {} problem(s) with seed {seed} on {store}; replay with \
+             LOCKED_MODEL_SEED={seed}:\n{}",
+            findings.len(),
+            findings.join("\n")
+        );
+    }
+    println!(
+        "model total on {store}: {} schedules, {} operations, {} faults, 0 findings",
+        tally.schedules, tally.operations, tally.faults
+    );
+}
+
+/// Runs one schedule; its findings.
+async fn run(s: &mut Store, schedule: &Schedule) -> Vec<String> {
+    let seed = schedule.seed;
+    let rec = Recorder::in_memory(0);
+    let clients: Vec<Client> = (0..schedule.lockers.len()).map(|_| client(s)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut workers: Vec<Child> = Vec::new();
+    for index in 0..schedule.workers.len() {
+        let out = dir.path().join(format!("w{index}.history"));
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["model_worker", "--exact", "--nocapture", "--test-threads=1"])
+            .envs(store_env(s))
+            .env("LOCKED_MODEL_WORKER", seed.to_string())
+            .env("LOCKED_MODEL_INDEX", index.to_string())
+            .env("LOCKED_MODEL_FENCING", if s.fences() { "1" } else { "0" })
+            .env("LOCKED_MODEL_OUT", &out)
+            .env_remove("LOCKED_MODEL_SEED")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        workers.push(child);
+    }
+    let pids: Vec<u32> = workers.iter().map(Child::id).collect();
+    let mut tasks = Vec::new();
+    for (i, client) in clients.iter().enumerate() {
+        for ops in &schedule.lockers[i] {
+            let task = Task {
+                locker: client.locker.clone(),
+                space: space(seed),
+                permits: schedule.permits,
+                rec: rec.clone(),
+            };
+            let ops = ops.clone();
+            tasks.push(tokio::spawn(async move { task.run_all(&ops).await }));
+        }
+    }
+    let mut findings = Vec::new();
+    let faults = inject(s, schedule, &clients, &pids, &rec);
+    let calls = async {
+        for t in tasks {
+            if let Err(e) = t.await {
+                findings.push(format!("a task panicked: {e}"));
+            }
+        }
+    };
+    let limit = Duration::from_secs(90);
+    if tokio::time::timeout(limit, async { tokio::join!(faults, calls) })
+        .await
+        .is_err()
+    {
+        findings.push(format!(
+            "liveness: some call did not return within {limit:?}"
+        ));
+    }
+    // Workers: every one ends by itself (or was killed).
+    for (index, mut child) in workers.into_iter().enumerate() {
+        let _ = Command::new("kill")
+            .args(["-CONT", &child.id().to_string()])
+            .status();
+        let waited = tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(90);
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        use std::io::Read;
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    return Some((status, err));
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .await
+        .unwrap();
+        match waited {
+            None => findings.push(format!("liveness: worker {index} did not finish in 90 s")),
+            Some((status, err)) if !status.success() && status.code().is_some() => {
+                findings.push(format!("worker {index} failed ({status}):\n{err}"))
+            }
+            _ => {}
+        }
+    }
+    let end = now();
+    let mut lines = rec.lines();
+    for index in 0..schedule.workers.len() {
+        let text = std::fs::read_to_string(dir.path().join(format!("w{index}.history")))
+            .unwrap_or_default();
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    let history = History::parse(lines.iter().map(String::as_str));
+    let model = Model {
+        permits: schedule.permits,
+        split_votes: matches!(s.backend, Backend::Redlock(_)),
+        end,
+    };
+    findings.extend(model.check(&history));
+    // A store or network fault may leave a lease behind legitimately (a release that
+    // could not reach the store lapses with its ttl): only fault-free runs must end clean.
+    let store_faults = history.faults.iter().any(|f| !f.scope.starts_with("proc:"));
+    let leftovers = quiescent(s, schedule).await;
+    if store_faults {
+        for key in [LOCK_KEYS[0], LOCK_KEYS[1], LOCK_KEYS[2], SEM_KEY, RW_KEY] {
+            let _ = s
+                .locker
+                .force_release(&format!("{}{key}", space(seed)))
+                .await;
+        }
+    } else {
+        findings.extend(leftovers);
+    }
+    drop(clients);
+    findings
+}
+
+/// Injects the schedule's faults one after another, each undone before the next.
+async fn inject(
+    s: &mut Store,
+    schedule: &Schedule,
+    clients: &[Client],
+    pids: &[u32],
+    rec: &Recorder,
+) {
+    let mut last = 0;
+    for f in &schedule.faults {
+        tokio::time::sleep(Duration::from_millis(f.at_ms.saturating_sub(last))).await;
+        last = f.at_ms;
+        let hold = Duration::from_millis(f.for_ms);
+        let start = now();
+        let signal = |sig: &str, pid: u32| {
+            let _ = Command::new("kill")
+                .args([&format!("-{sig}"), &pid.to_string()])
+                .status();
+        };
+        let (what, scope, lossy) = match f.kind {
+            FaultKind::WorkerPause | FaultKind::WorkerKill => {
+                let pid = pids[f.which % pids.len()];
+                let scope = format!("proc:{}", f.which % pids.len() + 1);
+                if f.kind == FaultKind::WorkerKill {
+                    signal("KILL", pid);
+                    ("worker-kill", scope, false)
+                } else {
+                    signal("STOP", pid);
+                    tokio::time::sleep(hold).await;
+                    signal("CONT", pid);
+                    ("worker-pause", scope, false)
+                }
+            }
+            FaultKind::Cut | FaultKind::CutMajority | FaultKind::Reset => {
+                let c = &clients[f.which % clients.len()];
+                let scope = format!("locker:{}", f.which % clients.len());
+                let n = match (f.kind, c.proxies.len()) {
+                    (FaultKind::CutMajority, n) => n / 2 + 1,
+                    (_, 3) => 1,
+                    (_, n) => n,
+                };
+                let chosen: Vec<&Proxy> = c.proxies.iter().cycle().skip(f.which).take(n).collect();
+                if f.kind == FaultKind::Reset {
+                    chosen.iter().for_each(|p| p.reset());
+                    ("reset", scope, false)
+                } else {
+                    chosen.iter().for_each(|p| p.cut());
+                    tokio::time::sleep(hold).await;
+                    chosen.iter().for_each(|p| p.heal());
+                    ("cut", scope, false)
+                }
+            }
+            FaultKind::ServerPause => {
+                let lossy = server_pause(s, f.which, hold, seed_key(schedule)).await;
+                ("server-pause", "store".to_owned(), lossy)
+            }
+            FaultKind::ServerRestart => {
+                let lossy = server_restart(s, f.which, hold).await;
+                ("server-restart", "store".to_owned(), lossy)
+            }
+        };
+        rec.fault(what, &scope, start, now(), lossy);
+    }
+}
+
+fn seed_key(schedule: &Schedule) -> String {
+    format!("{}{}", space(schedule.seed), LOCK_KEYS[0])
+}
+
+/// Pauses the server (one master); whether leases may have been forgotten.
+async fn server_pause(s: &mut Store, which: usize, hold: Duration, key: String) -> bool {
+    match &s.backend {
+        Backend::Memory => false,
+        Backend::Redis(server) => {
+            server.signal("STOP");
+            tokio::time::sleep(hold).await;
+            server.signal("CONT");
+            false
+        }
+        Backend::Redlock(masters) => {
+            let m = &masters[which % masters.len()];
+            m.signal("STOP");
+            tokio::time::sleep(hold).await;
+            m.signal("CONT");
+            false
+        }
+        Backend::Cluster(cluster) => {
+            // Long enough for the replica to take over (node timeout 1.5 s): a failover,
+            // which may lose what replication had not carried yet.
+            let full = s.locker.full_key(&key).unwrap();
+            let (master, _) = cluster.owner(&full);
+            master.signal("STOP");
+            tokio::time::sleep(hold.max(Duration::from_millis(3500))).await;
+            master.signal("CONT");
+            let cluster = *cluster;
+            tokio::task::spawn_blocking(move || cluster.wait_ready(Duration::from_secs(60)))
+                .await
+                .unwrap();
+            true
+        }
+        #[cfg(feature = "postgres")]
+        Backend::Postgres(server, _) => {
+            server.signal("STOP");
+            tokio::time::sleep(hold).await;
+            server.signal("CONT");
+            false
+        }
+    }
+}
+
+/// Kills the server (one master) and starts it again; whether leases may be forgotten.
+async fn server_restart(s: &mut Store, which: usize, hold: Duration) -> bool {
+    match &mut s.backend {
+        Backend::Redis(server) => {
+            server.stop();
+            tokio::time::sleep(hold).await;
+            server.restart();
+            true
+        }
+        Backend::Redlock(masters) => {
+            // A restarted master must stay down longer than any lease it held (the
+            // delayed restart Redlock requires), else a second majority can form.
+            let n = masters.len();
+            let m = &mut masters[which % n];
+            m.stop();
+            tokio::time::sleep(hold.max(Duration::from_millis(3600))).await;
+            m.restart();
+            false
+        }
+        _ => false,
+    }
+}
+
+/// After every call returned: every key is free again, and the store keeps nothing of
+/// any finished call.
+async fn quiescent(s: &Store, schedule: &Schedule) -> Vec<String> {
+    let mut found = Vec::new();
+    let space = space(schedule.seed);
+    let locker = &s.locker;
+    // Leases of killed workers lapse within their ttl (3 s at most); background releases
+    // land within a call's bound.
+    let limit = Duration::from_secs(12);
+    for key in LOCK_KEYS {
+        let key = format!("{space}{key}");
+        let free = support::eventually(limit, async || {
+            match locker.try_acquire(&key, locker.options()).await {
+                Ok(Some(g)) => g.release().await.is_ok(),
+                _ => false,
+            }
+        })
+        .await;
+        if !free {
+            found.push(format!(
+                "quiescence: `{key}` is still held after every call ended"
+            ));
+        }
+    }
+    let sem = locker.semaphore(&format!("{space}{SEM_KEY}"), schedule.permits);
+    if !support::eventually(limit, async || {
+        sem.available().await.ok() == Some(schedule.permits)
+    })
+    .await
+    {
+        found.push(format!(
+            "quiescence: semaphore `{space}{SEM_KEY}` has {:?} of {} permits free after every call ended",
+            sem.available().await,
+            schedule.permits
+        ));
+    }
+    let rw = locker.rw(&format!("{space}{RW_KEY}"));
+    let free = support::eventually(limit, async || {
+        match rw.try_acquire_write(locker.options()).await {
+            Ok(Some(g)) => g.release().await.is_ok(),
+            _ => false,
+        }
+    })
+    .await;
+    if !free {
+        found.push(format!(
+            "quiescence: `{space}{RW_KEY}` is still held after every call ended"
+        ));
+    }
+    // What the store holds of the run, apart from the fence counters (kept by design).
+    let pattern = format!("*{{r{}}}*", schedule.seed);
+    let left: Vec<String> = match &s.backend {
+        Backend::Redis(server) => keys_on(&mut server.client(), &pattern),
+        Backend::Redlock(masters) => masters
+            .iter()
+            .flat_map(|m| keys_on(&mut m.client(), &pattern))
+            .collect(),
+        Backend::Cluster(c) => c
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let mut conn = ::redis::Client::open(n.url()).ok()?.get_connection().ok()?;
+                let role: String = ::redis::cmd("ROLE")
+                    .query::<Vec<::redis::Value>>(&mut conn)
+                    .ok()
+                    .and_then(|v| v.first().cloned())
+                    .and_then(|v| ::redis::from_redis_value::<String>(v).ok())
+                    .unwrap_or_default();
+                (role == "master").then(|| keys_on(&mut conn, &pattern))
+            })
+            .flatten()
+            .collect(),
+        #[cfg(feature = "postgres")]
+        Backend::Postgres(server, schema) => {
+            let sql = format!(
+                "SELECT key FROM {schema}.locks WHERE key LIKE '%{{r{seed}}}%' AND expires_at > clock_timestamp() \
+                 UNION ALL SELECT key FROM {schema}.leases WHERE key LIKE '%{{r{seed}}}%' AND expires_at > clock_timestamp() \
+                 UNION ALL SELECT key FROM {schema}.writers WHERE key LIKE '%{{r{seed}}}%' AND expires_at > clock_timestamp()",
+                seed = schedule.seed
+            );
+            server
+                .psql(&sql)
+                .lines()
+                .map(str::to_owned)
+                .filter(|l| !l.is_empty())
+                .collect()
+        }
+        Backend::Memory => Vec::new(),
+    };
+    let left: Vec<String> = left
+        .into_iter()
+        .filter(|k| !k.ends_with(":fence"))
+        .collect();
+    if !left.is_empty() {
+        found.push(format!("quiescence: the store still holds {left:?}"));
+    }
+    found
+}
+
+/// The keys matching `pattern` that still hold something live: a lock (a string with its
+/// expiry), or a sorted set with a lease or intent that has not lapsed. Lapsed members
+/// may linger in a set until the key's own expiry, by design.
+fn keys_on(conn: &mut ::redis::Connection, pattern: &str) -> Vec<String> {
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(pattern)
+        .query(conn)
+        .unwrap_or_default();
+    let (secs, micros): (u64, u64) = ::redis::cmd("TIME").query(conn).unwrap_or((0, 0));
+    let now_ms = secs * 1000 + micros / 1000;
+    keys.into_iter()
+        .filter(|k| {
+            let kind: String = ::redis::cmd("TYPE").arg(k).query(conn).unwrap_or_default();
+            match kind.as_str() {
+                "zset" => {
+                    let live: u64 = ::redis::cmd("ZCOUNT")
+                        .arg(k)
+                        .arg(format!("({now_ms}"))
+                        .arg("+inf")
+                        .query(conn)
+                        .unwrap_or(0);
+                    live > 0
+                }
+                "none" => false,
+                _ => true,
+            }
+        })
+        .collect()
+}
