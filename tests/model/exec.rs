@@ -124,12 +124,16 @@ impl Task {
                 let id = self.rec.id();
                 let start = now();
                 let hold = self.hold(id, class, &keys, *entry, *body_ms, opts, start);
-                let outcome = match cancel_us {
+                let (outcome, error) = match cancel_us {
                     Some(c) => match tokio::time::timeout(Duration::from_micros(*c), hold).await {
                         Ok(o) => o,
-                        Err(_) => Outcome::Cancelled,
+                        Err(_) => (Outcome::Cancelled, None),
                     },
                     None => hold.await,
+                };
+                let what = match error {
+                    Some(e) => format!("{what} | {}", e.replace(['\t', '\n'], " ")),
+                    None => what,
                 };
                 self.rec.call(
                     id,
@@ -195,7 +199,7 @@ impl Task {
         body_ms: u64,
         opts: LockOptions,
         asked: u64,
-    ) -> Outcome {
+    ) -> (Outcome, Option<String>) {
         let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
         let sem = self.locker.semaphore(&full[0], self.permits);
         let rw = self.locker.rw(&full[0]);
@@ -244,9 +248,9 @@ impl Task {
                 .map(|_| true),
         };
         match result {
-            Ok(true) => Outcome::Ok,
-            Ok(false) => Outcome::Busy,
-            Err(e) => Outcome::of(&e),
+            Ok(true) => (Outcome::Ok, None),
+            Ok(false) => (Outcome::Busy, None),
+            Err(e) => (Outcome::of(&e), Some(e.to_string())),
         }
     }
 

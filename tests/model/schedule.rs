@@ -108,14 +108,18 @@ pub struct Schedule {
     pub lockers: Vec<Vec<Vec<Op>>>,
     /// Worker processes: per process, per task.
     pub workers: Vec<Vec<Vec<Op>>>,
+    /// Which of the drawn workers run (all, unless a shrink dropped some): a worker
+    /// draws its own operations again from the seed, by its index.
+    pub running: Vec<usize>,
     pub faults: Vec<PlannedFault>,
 }
 
 impl Schedule {
     pub fn operations(&self) -> usize {
+        let workers = self.running.iter().map(|&i| &self.workers[i]);
         self.lockers
             .iter()
-            .chain(&self.workers)
+            .chain(workers)
             .flatten()
             .flatten()
             .map(|op| match op {
@@ -317,11 +321,51 @@ pub fn draw(seed: u64, ab: Abilities, lockers: usize) -> Schedule {
             });
         }
     }
+    let running = (0..workers.len()).collect();
     Schedule {
         seed,
         permits,
         lockers,
         workers,
+        running,
         faults,
     }
+}
+
+/// Smaller variants of `s`, biggest cuts first: without a worker, without a fault,
+/// without a task, a task with half or one fewer of its operations.
+pub fn shrinks(s: &Schedule) -> Vec<Schedule> {
+    let mut out = Vec::new();
+    for i in 0..s.running.len() {
+        let mut c = s.clone();
+        c.running.remove(i);
+        out.push(c);
+    }
+    for i in 0..s.faults.len() {
+        let mut c = s.clone();
+        c.faults.remove(i);
+        out.push(c);
+    }
+    for l in 0..s.lockers.len() {
+        for t in 0..s.lockers[l].len() {
+            let ops = &s.lockers[l][t];
+            let mut c = s.clone();
+            c.lockers[l].remove(t);
+            out.push(c);
+            if ops.len() >= 2 {
+                let half = ops.len() / 2;
+                for keep in [ops[..half].to_vec(), ops[half..].to_vec()] {
+                    let mut c = s.clone();
+                    c.lockers[l][t] = keep;
+                    out.push(c);
+                }
+            }
+            for i in 0..ops.len() {
+                let mut c = s.clone();
+                c.lockers[l][t].remove(i);
+                out.push(c);
+            }
+        }
+    }
+    out
 }
