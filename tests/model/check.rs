@@ -24,9 +24,12 @@ const CALL_LIMIT: u64 = 5_000 * MS;
 
 pub struct Model {
     pub permits: u32,
-    /// The store may let two majorities' worth of attempts split a vote (Redlock): a try
-    /// may then find no one holding.
-    pub split_votes: bool,
+    /// Concurrent attempts on a key may stand in each other's way although no one holds
+    /// it: Redlock's attempts can split the masters' votes, and PostgreSQL serialises
+    /// them on the key's advisory lock, so a burst queues in the database on a busy host.
+    /// Such attempts count as holding the key for the liveness checks, and a call they
+    /// kept waiting past its deadline may end `Backend` ("did not answer").
+    pub contention: bool,
     /// When the run ended (open holds of killed workers end here at the latest).
     pub end: u64,
 }
@@ -209,7 +212,14 @@ impl Model {
             o if call.mode == "misuse" && *o != Outcome::Config => {
                 found.push(say(&format!("was misuse and ended with {o:?}, not Config")))
             }
-            Outcome::Backend if !faulty => found.push(say("ended with Backend with no fault")),
+            Outcome::Backend if !faulty => {
+                let queued = self.contention
+                    && call.what.contains("did not answer")
+                    && self.blocked(call, h, spans) >= 0.5;
+                if !queued {
+                    found.push(say("ended with Backend with no fault"))
+                }
+            }
             Outcome::Lost if !faulty && !forced => {
                 found.push(say("ended with Lost with no fault and no force_release"))
             }
@@ -267,7 +277,7 @@ impl Model {
             let maybe_held = c.outcome == Outcome::Cancelled;
             let writer_waits =
                 call.class == Class::Read && c.class == Class::Write && c.mode == "wait";
-            let contends = self.split_votes && c.class != Class::None;
+            let contends = self.contention && c.class != Class::None;
             if maybe_held || writer_waits || contends {
                 // A hand-off cancelled between the handing and the restoring leaves the
                 // lease to lapse with its ttl, as a crashed holder's would: by design.

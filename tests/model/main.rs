@@ -71,10 +71,19 @@ fn abilities(s: &Store) -> Abilities {
         #[cfg(feature = "postgres")]
         Backend::Postgres(..) => (true, &[ServerPause, Cut, Reset, WorkerPause, WorkerKill]),
     };
+    #[cfg(feature = "postgres")]
+    let burst = if matches!(s.backend, Backend::Postgres(..)) {
+        12
+    } else {
+        32
+    };
+    #[cfg(not(feature = "postgres"))]
+    let burst = 32;
     Abilities {
         fencing: s.fences(),
         processes,
         faults,
+        burst,
     }
 }
 
@@ -173,6 +182,7 @@ fn model_worker() {
         fencing: env("LOCKED_MODEL_FENCING").as_deref() == Some("1"),
         processes: true,
         faults: &[],
+        burst: env("LOCKED_MODEL_BURST").unwrap().parse().unwrap(),
     };
     let schedule = schedule::draw(seed, ab, LOCKERS);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -345,6 +355,7 @@ async fn run(s: &mut Store, schedule: &Schedule) -> Vec<String> {
             .env("LOCKED_MODEL_WORKER", seed.to_string())
             .env("LOCKED_MODEL_INDEX", index.to_string())
             .env("LOCKED_MODEL_FENCING", if s.fences() { "1" } else { "0" })
+            .env("LOCKED_MODEL_BURST", abilities(s).burst.to_string())
             .env("LOCKED_MODEL_OUT", &out)
             .env_remove("LOCKED_MODEL_SEED")
             .stdin(Stdio::null())
@@ -429,7 +440,10 @@ async fn run(s: &mut Store, schedule: &Schedule) -> Vec<String> {
     let history = History::parse(lines.iter().map(String::as_str));
     let model = Model {
         permits: schedule.permits,
-        split_votes: matches!(s.backend, Backend::Redlock(_)),
+        contention: !matches!(
+            s.backend,
+            Backend::Memory | Backend::Redis(_) | Backend::Cluster(_)
+        ),
         end,
     };
     findings.extend(model.check(&history));

@@ -136,6 +136,9 @@ pub struct Abilities {
     pub fencing: bool,
     pub processes: bool,
     pub faults: &'static [FaultKind],
+    /// The most calls of one burst: below the store's connection pool (PostgreSQL keeps
+    /// 16 per locker; more would measure the pool's queue, not the locks).
+    pub burst: usize,
 }
 
 pub fn ops(rng: &mut StdRng, n: usize, worker: bool, ab: Abilities) -> Vec<Op> {
@@ -248,7 +251,7 @@ fn burst(rng: &mut StdRng, ab: Abilities) -> Op {
             fenced: ab.fencing && rng.random_bool(0.3),
         },
     };
-    let n = rng.random_range(8..32);
+    let n = rng.random_range(ab.burst / 4..ab.burst);
     // On the read/write key, readers and writers mixed; some calls are not cancelled.
     let rw = matches!(target, Target::Read | Target::Write);
     let calls = (0..n)
