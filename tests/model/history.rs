@@ -282,6 +282,34 @@ impl Recorder {
     }
 }
 
+/// Watches this process's scheduling: a thread that sleeps 20 ms at a time and records
+/// every overshoot past 150 ms as a `host-stall` of this process. A stalled process is a
+/// paused one (its holders cannot stop in time, only fencing protects from that), and a
+/// busy 2-core host does stall now and then. Stops when dropped.
+pub fn watch_stalls(rec: &Recorder) -> StallWatch {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (rec, flag) = (rec.clone(), stop.clone());
+    std::thread::spawn(move || {
+        while !flag.load(Ordering::Relaxed) {
+            let t0 = now();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let t1 = now();
+            if t1 - t0 > 170_000_000 {
+                rec.fault("host-stall", &format!("proc:{}", rec.proc), t0, t1, false);
+            }
+        }
+    });
+    StallWatch(stop)
+}
+
+pub struct StallWatch(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StallWatch {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// A body in progress; its drop is the body's end.
 pub struct Inside {
     rec: Recorder,

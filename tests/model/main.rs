@@ -203,6 +203,7 @@ fn model_worker() {
             index as u32 + 1,
             std::path::Path::new(&env("LOCKED_MODEL_OUT").unwrap()),
         );
+        let _stalls = history::watch_stalls(&rec);
         let task = Task {
             locker,
             space: space(seed),
@@ -252,7 +253,12 @@ struct Tally {
     faults: u64,
 }
 
+/// One store at a time: the stores' runs would otherwise share the host's 2 cores and
+/// measure each other's load.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn randomized_schedules_hold_the_model(mut s: Store) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let budget = Duration::from_secs(
         env("LOCKED_MODEL_SECONDS")
             .and_then(|v| v.parse().ok())
@@ -340,6 +346,7 @@ async fn shrink(s: &mut Store, failing: Schedule) -> Schedule {
 async fn run(s: &mut Store, schedule: &Schedule) -> Vec<String> {
     let seed = schedule.seed;
     let rec = Recorder::in_memory(0);
+    let _stalls = history::watch_stalls(&rec);
     let clients: Vec<Client> = (0..schedule.lockers.len()).map(|_| client(s)).collect();
     // Connected before the schedule starts: a first connection's set-up is not a fault.
     for c in &clients {
