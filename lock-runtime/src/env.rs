@@ -148,7 +148,13 @@ impl Locker {
     }
 }
 
-/// `LOCK_STORE=postgres`: the URL from `LOCK_DATABASE_URL`, else `DATABASE_URL`.
+/// A direct (unpooled) PostgreSQL URL for the connection a `Locker` listens for releases
+/// on, when `LOCK_DATABASE_URL` goes through PgBouncer in transaction mode (see
+/// `LockerBuilder::listen_url`).
+const LOCK_DATABASE_LISTEN_URL: &str = "LOCK_DATABASE_LISTEN_URL";
+
+/// `LOCK_STORE=postgres`: the URL from `LOCK_DATABASE_URL`, else `DATABASE_URL`; the
+/// listening connection's from `LOCK_DATABASE_LISTEN_URL`, else the same.
 fn postgres_from_env(
     builder: crate::LockerBuilder,
     get: &impl Fn(&str) -> Option<String>,
@@ -163,16 +169,24 @@ fn postgres_from_env(
              `postgres://app:password@127.0.0.1:5432/app`",
         ));
     };
+    let listen = get(LOCK_DATABASE_LISTEN_URL);
     #[cfg(feature = "postgres")]
     {
+        let builder = match listen {
+            Some(listen) => builder.listen_url(listen),
+            None => builder,
+        };
         builder.postgres(&url).map_err(|e| match e {
+            LockError::Config { setting, message } if setting == "listen_url" => {
+                LockError::config(LOCK_DATABASE_LISTEN_URL, message)
+            }
             LockError::Config { message, .. } => LockError::config(var, message),
             other => other,
         })
     }
     #[cfg(not(feature = "postgres"))]
     {
-        let _ = (builder, url);
+        let _ = (builder, url, listen);
         Err(LockError::config(
             LOCK_STORE,
             format!(
@@ -292,5 +306,25 @@ mod tests {
     fn from_env_prefix_is_used() {
         let locker = Locker::from_env_with(env(&[(LOCK_PREFIX, "svc:")])).unwrap();
         assert_eq!(locker.prefix(), "svc:");
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn from_env_listen_url_is_read_and_a_bad_one_names_its_variable() {
+        let ok = Locker::from_env_with(env(&[
+            (LOCK_STORE, "postgres"),
+            (LOCK_DATABASE_URL, "postgres://app:pw@pgbouncer:6432/app"),
+            (LOCK_DATABASE_LISTEN_URL, "postgres://app:pw@db:5432/app"),
+        ]));
+        assert!(ok.is_ok());
+        let err = Locker::from_env_with(env(&[
+            (LOCK_STORE, "postgres"),
+            (LOCK_DATABASE_URL, "postgres://app:pw@pgbouncer:6432/app"),
+            (LOCK_DATABASE_LISTEN_URL, "mysql://app:secret@db/app"),
+        ]))
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(LOCK_DATABASE_LISTEN_URL), "{msg}");
+        assert!(!msg.contains("secret"), "{msg}");
     }
 }

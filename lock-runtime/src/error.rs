@@ -60,7 +60,10 @@ pub enum LockError {
         reason: String,
     },
     /// The store failed or could not be reached; no body ran without its lock.
-    #[error("lock `{key}`: the lock store failed ({source}); check that Redis is reachable")]
+    #[error(
+        "lock `{key}`: the lock store failed ({source}); check that {store} is reachable",
+        store = reached(.source)
+    )]
     Backend {
         /// The full key, prefix included.
         key: String,
@@ -154,12 +157,12 @@ impl LockError {
         }
     }
 
-    /// The store's own error of a [`LockError::Backend`], as text.
     /// A configuration error: retrying cannot help.
     pub(crate) fn is_config(&self) -> bool {
         matches!(self, Self::Config { .. })
     }
 
+    /// The store's own error of a [`LockError::Backend`], as text.
     pub(crate) fn backend_cause(&self) -> Option<String> {
         match self {
             Self::Backend { source, .. } => Some(source.to_string()),
@@ -179,5 +182,67 @@ impl LockError {
             setting: setting.to_owned(),
             message: message.into(),
         }
+    }
+}
+
+/// A store's error that says which store it came from, so that [`LockError::Backend`]'s
+/// advice names that store ("check that PostgreSQL is reachable"), not another.
+#[derive(Debug)]
+pub(crate) struct StoreError {
+    /// The store, as a reader knows it: `PostgreSQL`, `Redis`.
+    store: &'static str,
+    /// The store's message, naming its host.
+    message: String,
+}
+
+impl StoreError {
+    /// Only the PostgreSQL store names itself so far; the others' messages do.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn boxed(store: &'static str, message: impl Into<String>) -> BoxError {
+        Box::new(Self {
+            store,
+            message: message.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// The store a [`LockError::Backend`] tells to check: the one its [`StoreError`] names,
+/// anywhere in the chain of sources, else "the store" (the message itself names it).
+fn reached(source: &BoxError) -> &'static str {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+    while let Some(e) = next {
+        if let Some(store) = e.downcast_ref::<StoreError>() {
+            return store.store;
+        }
+        next = e.source();
+    }
+    "the store"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_errors_name_the_store_they_came_from() {
+        let pg = LockError::backend(
+            "lock:a",
+            StoreError::boxed("PostgreSQL", "postgres at h:5432/db: refused"),
+        );
+        let msg = pg.to_string();
+        assert!(msg.contains("check that PostgreSQL is reachable"), "{msg}");
+        assert!(msg.contains("postgres at h:5432/db: refused"), "{msg}");
+        assert!(!msg.contains("Redis"), "{msg}");
+        let other = LockError::backend("lock:a", "redis at h:6379: refused");
+        let msg = other.to_string();
+        assert!(msg.contains("check that the store is reachable"), "{msg}");
     }
 }

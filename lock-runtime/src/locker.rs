@@ -85,6 +85,23 @@ pub struct LockerBuilder {
     tls_roots: TlsRoots,
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     schema: String,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    listen_url: Option<ListenUrl>,
+}
+
+/// [`LockerBuilder::listen_url`]'s URL, whose `Debug` hides the password.
+#[derive(Clone)]
+struct ListenUrl(String);
+
+impl fmt::Debug for ListenUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.contains("://") {
+            fmt::Debug::fmt(&RedactedUrl::new(&self.0), f)
+        } else {
+            // `host=... password=...`: nothing of it is shown.
+            f.write_str("\"***\"")
+        }
+    }
 }
 
 impl LockerBuilder {
@@ -145,6 +162,37 @@ impl LockerBuilder {
         self
     }
 
+    /// The URL of a direct (unpooled) PostgreSQL connection for the one connection each
+    /// `Locker` listens for releases on (default: the store's URL). Needs the `postgres`
+    /// feature; `LOCK_DATABASE_LISTEN_URL` sets it from the environment.
+    ///
+    /// The store's own statements work through PgBouncer in transaction mode, but a
+    /// `LISTEN` there stops hearing once its transaction ends: behind PgBouncer in
+    /// transaction mode, waiters fall back to polling every `retry_interval` unless a
+    /// direct listen URL is given. (The listener sees a pooler, in any pool mode, and sends
+    /// it no `LISTEN`, which would stay on a shared server connection and announce releases
+    /// to other clients.) Waiting still works without one, only later after a release.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Locks through PgBouncer (port 6432), release notifications straight from PostgreSQL.
+    /// let locker = locked::Locker::builder()
+    ///     .listen_url("postgres://app:secret@db:5432/app")
+    ///     .postgres("postgres://app:secret@pgbouncer:6432/app");
+    /// assert!(locker.is_ok());
+    /// let bad = locked::Locker::builder().listen_url("mysql://db/app").postgres("postgres://db/app");
+    /// assert!(bad.unwrap_err().to_string().contains("listen_url"));
+    /// let builder = locked::Locker::builder().listen_url("postgres://app:secret@db:5432/app");
+    /// assert!(!format!("{builder:?}").contains("secret"));
+    /// ```
+    #[cfg(feature = "postgres")]
+    #[must_use]
+    pub fn listen_url(mut self, url: impl Into<String>) -> Self {
+        self.listen_url = Some(ListenUrl(url.into()));
+        self
+    }
+
     /// A locker on PostgreSQL: locks are rows of a lease table in the builder's schema
     /// (created on first use), fencing tokens come from a sequence, waiters are woken by
     /// `LISTEN`/`NOTIFY`. The URL is checked now; the database is reached on first use.
@@ -161,8 +209,13 @@ impl LockerBuilder {
     #[cfg(feature = "postgres")]
     pub fn postgres(self, url: &str) -> Result<Locker, LockError> {
         use crate::store::postgres::{Postgres, PostgresStore};
-        let store = PostgresStore::open(url, &self.schema)
+        let mut store = PostgresStore::open(url, &self.schema)
             .map_err(|message| LockError::config("postgres url", message))?;
+        if let Some(ListenUrl(listen)) = &self.listen_url {
+            store
+                .listen_on(listen)
+                .map_err(|message| LockError::config("listen_url", message))?;
+        }
         Ok(self.build(Postgres::new(store)))
     }
 
@@ -276,6 +329,7 @@ impl Locker {
             defaults: LockOptions::default(),
             tls_roots: TlsRoots::default(),
             schema: "locked".to_owned(),
+            listen_url: None,
         }
     }
 

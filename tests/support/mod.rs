@@ -11,6 +11,8 @@
 mod postgres;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgServer, shared_postgres};
+#[cfg(feature = "postgres")]
+pub mod pgbouncer;
 mod proxy;
 #[allow(unused_imports)] // not every test binary uses it
 pub use proxy::Proxy;

@@ -18,8 +18,20 @@
 //! - An acquisition dropped while its statement runs finishes in a task of its own, which
 //!   deletes the row it took: a cancelled caller leaves no row behind.
 //! - Releases are announced with `NOTIFY` on one channel per schema (the key as payload);
-//!   each `Locker` listens on one connection of its own, opened on first wait. Polling
-//!   stays the fallback, and a reconnect wakes every waiter.
+//!   each `Locker` listens on one connection of its own, opened on first wait (to the
+//!   listen URL when one is given). Polling stays the fallback, and a reconnect wakes
+//!   every waiter.
+//! - Works through PgBouncer in transaction mode. A pooler is recognised on the first
+//!   connection: the backend pid announced at startup (`BackendKeyData`) is not the pid of
+//!   the backend running its statements, since a pooler answers with a cancel key of its
+//!   own. Behind one, every statement is sent unnamed with its parameter types
+//!   (`query_typed`: parse, bind and execute in one round trip), so no prepared statement
+//!   outlives its transaction; on a direct connection statements stay prepared once per
+//!   connection (planned once). The schema is created in one transaction either way.
+//! - A `LISTEN` through a pooler would stop hearing once its transaction ends, and stay on
+//!   a shared server connection, announcing releases to other clients: the listener that
+//!   finds a pooler sends none, and waiters poll every `retry_interval`, unless it has a
+//!   direct URL (`listen_url`).
 //! - The URL's password never appears in errors, logs or `Debug`.
 
 use std::str::FromStr;
@@ -29,10 +41,11 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures_util::StreamExt;
 use tokio::sync::{OnceCell, oneshot};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget};
-use crate::error::BoxError;
+use crate::error::{BoxError, StoreError};
 use crate::info::{LockInfo, token_prefix};
 
 /// How long connecting (and taking a connection from the pool) may take.
@@ -48,7 +61,9 @@ const SCHEMA_SQL: &str = include_str!("postgres/schema.sql");
 /// The PostgreSQL store.
 pub(crate) struct PostgresStore {
     pool: Pool,
-    config: tokio_postgres::Config,
+    /// Where the `LISTEN` connection goes: the store's URL, or a direct one
+    /// ([`PostgresStore::listen_on`]) when the pool reaches PostgreSQL through PgBouncer.
+    listen: tokio_postgres::Config,
     /// `host:port/db`, for errors and `Debug`: no user, no password.
     host: String,
     /// The schema's name, and the same quoted for SQL.
@@ -56,7 +71,9 @@ pub(crate) struct PostgresStore {
     quoted: String,
     /// The channel releases are announced on.
     channel: String,
-    ready: OnceCell<()>,
+    /// Set once the schema exists: whether the store's URL goes through a pooler (see
+    /// [`Conn`]).
+    ready: OnceCell<bool>,
     sql: Statements,
     listener: Listener,
 }
@@ -233,6 +250,7 @@ impl PostgresStore {
         config.connect_timeout(CONNECT_LIMIT);
         config.application_name("locked");
         let host = describe(&config);
+        let listen = config.clone();
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -251,7 +269,7 @@ impl PostgresStore {
         let quoted = format!("\"{schema}\"");
         Ok(Self {
             pool,
-            config,
+            listen,
             host,
             sql: Statements::new(&quoted),
             channel: format!("{schema}.released"),
@@ -262,48 +280,58 @@ impl PostgresStore {
         })
     }
 
-    /// A pooled connection, with the schema created on first use.
-    async fn client(&self) -> Result<deadpool_postgres::Object, BoxError> {
+    /// A pooled connection, with the schema created (and the pooler looked for) on first
+    /// use.
+    async fn client(&self) -> Result<Conn, BoxError> {
         let client = self.pool.get().await.map_err(|e| self.pool_error(e))?;
-        self.ready
-            .get_or_try_init(|| async {
-                let ddl = SCHEMA_SQL.replace("{schema}", &self.quoted);
-                // One at a time across processes: concurrent `CREATE ... IF NOT EXISTS`
-                // of one table can still collide.
-                let sql = format!(
-                    "BEGIN; SELECT pg_advisory_xact_lock(hashtext('locked schema ' || {})); \
-                     {ddl} COMMIT;",
-                    literal(&self.schema)
-                );
-                match client
-                    .batch_execute(&sql)
-                    .await
-                    .map_err(|e| self.error(&format!("creating the schema `{}`", self.schema), &e))
-                {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        // The failed block (a read-only standby, missing rights) would
-                        // leave this pooled connection in an aborted transaction.
-                        let _ = client.batch_execute("ROLLBACK").await;
-                        Err(e)
-                    }
-                }
-            })
+        let pooled = *self
+            .ready
+            .get_or_try_init(|| self.first_use(&client))
             .await?;
-        Ok(client)
+        Ok(Conn {
+            client,
+            named: !pooled,
+        })
     }
 
-    /// `sql` prepared on this connection (once per connection: the pool keeps them), so a
-    /// call is one round trip, not a parse and an execute.
-    async fn prep(
-        &self,
-        client: &deadpool_postgres::Object,
-        sql: &str,
-    ) -> Result<tokio_postgres::Statement, BoxError> {
-        client
-            .prepare_cached(sql)
+    /// Creates the schema when missing; whether the URL goes through a pooler.
+    async fn first_use(&self, client: &deadpool_postgres::Object) -> Result<bool, BoxError> {
+        let ddl = SCHEMA_SQL.replace("{schema}", &self.quoted);
+        // One at a time across processes: concurrent `CREATE ... IF NOT EXISTS` of one
+        // table can still collide. One simple query, one transaction: fine through a
+        // transaction-mode pooler.
+        let sql = format!(
+            "BEGIN; SELECT pg_advisory_xact_lock(hashtext('locked schema ' || {})); \
+             {ddl} COMMIT;",
+            literal(&self.schema)
+        );
+        if let Err(e) = client.batch_execute(&sql).await {
+            // The failed block (a read-only standby, missing rights) would leave this
+            // pooled connection in an aborted transaction.
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(self.error(&format!("creating the schema `{}`", self.schema), &e));
+        }
+        behind_pooler(client)
             .await
-            .map_err(|e| self.error("prepare", &e))
+            .map_err(|e| self.error("connect", &e))
+    }
+
+    /// The `LISTEN` connection goes to `url` instead of the store's URL: a direct
+    /// connection, when the store's goes through a transaction-mode pooler (PgBouncer),
+    /// where a `LISTEN` stops hearing once its transaction ends.
+    pub(crate) fn listen_on(&mut self, url: &str) -> Result<(), String> {
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+            format!(
+                "holds `{}`, which is not a PostgreSQL URL ({e}); write \
+                 `postgres://user:password@host:5432/database` (a direct connection, not \
+                 through PgBouncer)",
+                crate::url::RedactedUrl::new(url)
+            )
+        })?;
+        config.connect_timeout(CONNECT_LIMIT);
+        config.application_name("locked");
+        self.listen = config;
+        Ok(())
     }
 
     /// The statement a `Locker` listens with.
@@ -312,7 +340,10 @@ impl PostgresStore {
     }
 
     fn error(&self, what: &str, e: &tokio_postgres::Error) -> BoxError {
-        format!("postgres at {}: {what}: {}", self.host, pg_error(e)).into()
+        StoreError::boxed(
+            "PostgreSQL",
+            format!("postgres at {}: {what}: {}", self.host, pg_error(e)),
+        )
     }
 
     fn pool_error(&self, e: deadpool_postgres::PoolError) -> BoxError {
@@ -320,7 +351,7 @@ impl PostgresStore {
             deadpool_postgres::PoolError::Backend(e) => pg_error(e),
             other => other.to_string(),
         };
-        format!("postgres at {}: {cause}", self.host).into()
+        StoreError::boxed("PostgreSQL", format!("postgres at {}: {cause}", self.host))
     }
 
     /// Takes every key for the token, or none (`Lock` kind).
@@ -330,9 +361,13 @@ impl PostgresStore {
         let fail = |e: tokio_postgres::Error| self.error("acquire", &e);
         if let ([key], true) = (req.keys, req.waiting) {
             let rows = client
-                .query(
-                    &self.prep(&client, &self.sql.acquire_waiting).await?,
-                    &[key, &req.token, &ttl],
+                .query_typed(
+                    &self.sql.acquire_waiting,
+                    &[
+                        (key, Type::TEXT),
+                        (&req.token, Type::TEXT),
+                        (&ttl, Type::INT8),
+                    ],
                 )
                 .await
                 .map_err(fail)?;
@@ -351,9 +386,13 @@ impl PostgresStore {
         }
         if let [key] = req.keys {
             let rows = client
-                .query(
-                    &self.prep(&client, &self.sql.acquire_one).await?,
-                    &[key, &req.token, &ttl],
+                .query_typed(
+                    &self.sql.acquire_one,
+                    &[
+                        (key, Type::TEXT),
+                        (&req.token, Type::TEXT),
+                        (&ttl, Type::INT8),
+                    ],
                 )
                 .await
                 .map_err(fail)?;
@@ -364,18 +403,31 @@ impl PostgresStore {
                 None => Attempt::Held { remaining: None },
             });
         }
-        let many = self.prep(&client, &self.sql.acquire_many).await?;
-        let tx = client.transaction().await.map_err(fail)?;
-        let rows = tx
-            .query(&many, &[&req.keys, &req.token, &ttl])
+        // One transaction, all keys or none: fine through a transaction-mode pooler,
+        // which keeps one server connection from `BEGIN` to `COMMIT`.
+        let params: [Param<'_>; 3] = [
+            (&req.keys, Type::TEXT_ARRAY),
+            (&req.token, Type::TEXT),
+            (&ttl, Type::INT8),
+        ];
+        let many = client
+            .prepare(&self.sql.acquire_many, &params)
             .await
             .map_err(fail)?;
+        let tx = client.client.transaction().await.map_err(fail)?;
+        let rows = match &many {
+            Some(many) => tx.query(many, &values(&params)).await,
+            None => tx.query_typed(&self.sql.acquire_many, &params).await,
+        }
+        .map_err(fail)?;
         if rows.len() < req.keys.len() {
             tx.rollback().await.map_err(fail)?;
             if req.waiting {
-                let contend = self.prep(&client, &self.sql.contend).await?;
                 client
-                    .execute(&contend, &[&req.keys, &req.token])
+                    .execute_typed(
+                        &self.sql.contend,
+                        &[(&req.keys, Type::TEXT_ARRAY), (&req.token, Type::TEXT)],
+                    )
                     .await
                     .map_err(fail)?;
             }
@@ -399,9 +451,15 @@ impl PostgresStore {
         let limit = i32::try_from(req.kind.limit()).unwrap_or(i32::MAX);
         let intent = i64::try_from(req.intent_ms).unwrap_or(i64::MAX);
         let row = client
-            .query_one(
-                &self.prep(&client, &self.sql.lease_acquire).await?,
-                &[key, &member, &ttl, &limit, &intent],
+            .query_typed_one(
+                &self.sql.lease_acquire,
+                &[
+                    (key, Type::TEXT),
+                    (&member, Type::TEXT),
+                    (&ttl, Type::INT8),
+                    (&limit, Type::INT4),
+                    (&intent, Type::INT8),
+                ],
             )
             .await
             .map_err(|e| self.error("acquire", &e))?;
@@ -449,8 +507,12 @@ impl PostgresStore {
                 let _ = store.release(lease).await;
             }
         });
-        rx.await
-            .map_err(|_| format!("postgres at {}: the acquire task ended", self.host))?
+        rx.await.map_err(|_| {
+            StoreError::boxed(
+                "PostgreSQL",
+                format!("postgres at {}: the acquire task ended", self.host),
+            )
+        })?
     }
 }
 
@@ -588,9 +650,13 @@ impl Store for Postgres {
         let fail = |e: tokio_postgres::Error| s.error("extend", &e);
         if lease.kind == Kind::Lock {
             let n = client
-                .execute(
-                    &s.prep(&client, &s.sql.extend).await?,
-                    &[&lease.keys, &lease.token, &ttl],
+                .execute_typed(
+                    &s.sql.extend,
+                    &[
+                        (&lease.keys, Type::TEXT_ARRAY),
+                        (&lease.token, Type::TEXT),
+                        (&ttl, Type::INT8),
+                    ],
                 )
                 .await
                 .map_err(fail)?;
@@ -598,9 +664,13 @@ impl Store for Postgres {
         }
         let member = lease.kind.member(lease.token);
         let n = client
-            .execute(
-                &s.prep(&client, &s.sql.lease_extend).await?,
-                &[&one(lease.keys)?, &member, &ttl],
+            .execute_typed(
+                &s.sql.lease_extend,
+                &[
+                    (one(lease.keys)?, Type::TEXT),
+                    (&member, Type::TEXT),
+                    (&ttl, Type::INT8),
+                ],
             )
             .await
             .map_err(fail)?;
@@ -613,9 +683,9 @@ impl Store for Postgres {
         let fail = |e: tokio_postgres::Error| s.error("remaining", &e);
         if lease.kind == Kind::Lock {
             let row = client
-                .query_one(
-                    &s.prep(&client, &s.sql.remaining).await?,
-                    &[&lease.keys, &lease.token],
+                .query_typed_one(
+                    &s.sql.remaining,
+                    &[(&lease.keys, Type::TEXT_ARRAY), (&lease.token, Type::TEXT)],
                 )
                 .await
                 .map_err(fail)?;
@@ -628,9 +698,9 @@ impl Store for Postgres {
         }
         let member = lease.kind.member(lease.token);
         let row = client
-            .query_opt(
-                &s.prep(&client, &s.sql.lease_remaining).await?,
-                &[&one(lease.keys)?, &member],
+            .query_typed_opt(
+                &s.sql.lease_remaining,
+                &[(one(lease.keys)?, Type::TEXT), (&member, Type::TEXT)],
             )
             .await
             .map_err(fail)?;
@@ -645,7 +715,7 @@ impl Store for Postgres {
         let s = &self.0;
         let client = s.client().await?;
         let row = client
-            .query_one(&s.prep(&client, &s.sql.holders).await?, &[&key])
+            .query_typed_one(&s.sql.holders, &[(&key, Type::TEXT)])
             .await
             .map_err(|e| s.error("count", &e))?;
         Ok(fence(row.get(0)))
@@ -655,9 +725,9 @@ impl Store for Postgres {
         let s = &self.0;
         let client = s.client().await?;
         let row = client
-            .query_one(
-                &s.prep(&client, &s.sql.force_release).await?,
-                &[&key, &s.channel],
+            .query_typed_one(
+                &s.sql.force_release,
+                &[(&key, Type::TEXT), (&s.channel, Type::TEXT)],
             )
             .await
             .map_err(|e| s.error("force release", &e))?;
@@ -668,9 +738,9 @@ impl Store for Postgres {
         let s = &self.0;
         let client = s.client().await?;
         let rows = client
-            .query(
-                &s.prep(&client, &s.sql.inspect).await?,
-                &[&key, &s.listen_sql()],
+            .query_typed(
+                &s.sql.inspect,
+                &[(&key, Type::TEXT), (&s.listen_sql(), Type::TEXT)],
             )
             .await
             .map_err(|e| s.error("inspect", &e))?;
@@ -694,7 +764,7 @@ impl Store for Postgres {
         let s = &self.0;
         let client = s.client().await?;
         let rows = client
-            .query(&s.prep(&client, &s.sql.scan).await?, &[&like(pattern)])
+            .query_typed(&s.sql.scan, &[(&like(pattern), Type::TEXT)])
             .await
             .map_err(|e| s.error("scan", &e))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -717,9 +787,13 @@ impl PostgresStore {
         let fail = |e: tokio_postgres::Error| self.error("release", &e);
         if lease.kind == Kind::Lock {
             let rows = client
-                .query(
-                    &self.prep(&client, &self.sql.release).await?,
-                    &[&lease.keys, &lease.token, &self.channel],
+                .query_typed(
+                    &self.sql.release,
+                    &[
+                        (&lease.keys, Type::TEXT_ARRAY),
+                        (&lease.token, Type::TEXT),
+                        (&self.channel, Type::TEXT),
+                    ],
                 )
                 .await
                 .map_err(fail)?;
@@ -728,9 +802,9 @@ impl PostgresStore {
                 return Ok(Release::Released);
             }
             let row = client
-                .query_one(
-                    &self.prep(&client, &self.sql.foreign).await?,
-                    &[&lease.keys, &lease.token],
+                .query_typed_one(
+                    &self.sql.foreign,
+                    &[(&lease.keys, Type::TEXT_ARRAY), (&lease.token, Type::TEXT)],
                 )
                 .await
                 .map_err(fail)?;
@@ -743,9 +817,14 @@ impl PostgresStore {
         let member = lease.kind.member(lease.token);
         let withdraw = matches!(lease.kind, Kind::Read | Kind::Write);
         let row = client
-            .query_one(
-                &self.prep(&client, &self.sql.lease_release).await?,
-                &[&one(lease.keys)?, &member, &self.channel, &withdraw],
+            .query_typed_one(
+                &self.sql.lease_release,
+                &[
+                    (one(lease.keys)?, Type::TEXT),
+                    (&member, Type::TEXT),
+                    (&self.channel, Type::TEXT),
+                    (&withdraw, Type::BOOL),
+                ],
             )
             .await
             .map_err(fail)?;
@@ -754,6 +833,88 @@ impl PostgresStore {
         } else {
             Release::Gone
         })
+    }
+}
+
+/// A statement's parameter: its value and its type.
+type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+fn values<'a>(params: &[Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    params.iter().map(|(v, _)| *v).collect()
+}
+
+/// A pooled connection, and how statements go on it.
+///
+/// On a direct connection a statement is prepared once per connection (the pool keeps
+/// them): a call is one round trip (bind, execute), planned once. Behind a pooler
+/// (PgBouncer, found by [`behind_pooler`]) a prepared statement would be gone in the next
+/// transaction's server connection, so each statement goes unnamed with its parameter
+/// types (`query_typed`: parse, bind, execute in one round trip), leaving nothing behind.
+struct Conn {
+    client: deadpool_postgres::Object,
+    /// Prepared statements: a direct connection.
+    named: bool,
+}
+
+impl Conn {
+    /// `sql` prepared on this connection, or `None` behind a pooler.
+    async fn prepare(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Option<tokio_postgres::Statement>, tokio_postgres::Error> {
+        if !self.named {
+            return Ok(None);
+        }
+        let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+        self.client
+            .prepare_typed_cached(sql, &types)
+            .await
+            .map(Some)
+    }
+
+    async fn query_typed(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        match self.prepare(sql, params).await? {
+            Some(st) => self.client.query(&st, &values(params)).await,
+            None => self.client.query_typed(sql, params).await,
+        }
+    }
+
+    async fn query_typed_one(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Row, tokio_postgres::Error> {
+        match self.prepare(sql, params).await? {
+            Some(st) => self.client.query_one(&st, &values(params)).await,
+            None => self.client.query_typed_one(sql, params).await,
+        }
+    }
+
+    async fn query_typed_opt(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        match self.prepare(sql, params).await? {
+            Some(st) => self.client.query_opt(&st, &values(params)).await,
+            None => self.client.query_typed_opt(sql, params).await,
+        }
+    }
+
+    async fn execute_typed(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<u64, tokio_postgres::Error> {
+        match self.prepare(sql, params).await? {
+            Some(st) => self.client.execute(&st, &values(params)).await,
+            None => self.client.execute_typed(sql, params).await,
+        }
     }
 }
 
@@ -779,7 +940,10 @@ struct ListenState {
     target: Option<Weak<dyn WakeTarget>>,
     started: bool,
     listening: bool,
-    /// Waiters to tell once `LISTEN` is in place.
+    /// The listening connection failed or was lost (an unreachable listen URL, a server
+    /// restart): waiters poll meanwhile instead of waiting for it.
+    down: bool,
+    /// Waiters to tell once `LISTEN` is in place (or once it failed).
     pending: Vec<oneshot::Sender<()>>,
 }
 
@@ -797,7 +961,7 @@ impl Listener {
     /// or `None` when it is already.
     fn start(&self, store: &PostgresStore) -> Option<oneshot::Receiver<()>> {
         let mut state = lock(&self.state);
-        if state.listening {
+        if state.listening || state.down {
             return None;
         }
         let (tx, rx) = oneshot::channel();
@@ -811,7 +975,7 @@ impl Listener {
             *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop);
             let listen = store.listen_sql();
             runtime.spawn(listen_loop(
-                store.config.clone(),
+                store.listen.clone(),
                 listen,
                 self.state.clone(),
                 stopped,
@@ -832,15 +996,29 @@ async fn listen_loop(
 ) {
     loop {
         let session = listen_once(&config, &listen, &state);
-        tokio::select! {
+        let ended = tokio::select! {
             _ = &mut stopped => return,
-            () = session => {}
-        }
+            ended = session => ended,
+        };
         let target = {
             let mut s = lock(&state);
             s.listening = false;
+            // Until `LISTEN` is back (never, behind a pooler), `start` answers `None`.
+            s.down = true;
+            // Those waiting for `LISTEN` go on polling rather than wait out their deadline.
+            for waiter in s.pending.drain(..) {
+                let _ = waiter.send(());
+            }
             s.target.clone()
         };
+        if let Session::Pooled = ended {
+            tracing::info!(
+                "locked: the PostgreSQL listening connection goes through a pooler \
+                 (PgBouncer), where LISTEN hears nothing: waiters poll every retry_interval; \
+                 give `listen_url` (LOCK_DATABASE_LISTEN_URL) a direct URL for prompt wake-ups"
+            );
+            return;
+        }
         match target.and_then(|t| t.upgrade()) {
             Some(t) => t.wake_all(),
             None => return,
@@ -852,10 +1030,22 @@ async fn listen_loop(
     }
 }
 
+/// How a listening connection ended.
+enum Session {
+    /// It failed, or was lost: connect again.
+    Lost,
+    /// It goes through a pooler: no `LISTEN` (see [`behind_pooler`]).
+    Pooled,
+}
+
 /// One listening connection, until it fails.
-async fn listen_once(config: &tokio_postgres::Config, listen: &str, state: &Mutex<ListenState>) {
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    listen: &str,
+    state: &Mutex<ListenState>,
+) -> Session {
     let Ok((client, mut connection)) = config.connect(NoTls).await else {
-        return;
+        return Session::Lost;
     };
     let (tx, mut keys) = tokio::sync::mpsc::unbounded_channel::<String>();
     let driver = async move {
@@ -871,12 +1061,18 @@ async fn listen_once(config: &tokio_postgres::Config, listen: &str, state: &Mute
         }
     };
     let work = async {
+        match behind_pooler(&client).await {
+            Ok(false) => {}
+            Ok(true) => return Session::Pooled,
+            Err(_) => return Session::Lost,
+        }
         if client.batch_execute(listen).await.is_err() {
-            return;
+            return Session::Lost;
         }
         let target = {
             let mut s = lock(state);
             s.listening = true;
+            s.down = false;
             for waiter in s.pending.drain(..) {
                 let _ = waiter.send(());
             }
@@ -889,13 +1085,96 @@ async fn listen_once(config: &tokio_postgres::Config, listen: &str, state: &Mute
         while let Some(key) = keys.recv().await {
             match target.as_ref().and_then(Weak::upgrade) {
                 Some(t) => t.wake(&key),
-                None => return,
+                None => return Session::Lost,
             }
         }
+        Session::Lost
     };
     tokio::select! {
-        () = driver => {}
-        () = work => {}
+        () = driver => Session::Lost,
+        ended = work => ended,
+    }
+}
+
+/// Whether `client` reaches PostgreSQL through a pooler (PgBouncer, in any pool mode):
+/// the backend pid announced at startup (`BackendKeyData`) is not that of the backend
+/// running its statements, since a pooler answers the startup with a cancel key of its
+/// own. There a `LISTEN` lands on a shared server connection: in transaction mode it hears
+/// nothing once its transaction ends, and it sends the releases announced afterwards to
+/// whichever client that server connection serves next.
+///
+/// When the announced pid cannot be read, the answer is yes: unnamed statements and
+/// polling work everywhere, prepared statements and `LISTEN` only on a direct connection.
+async fn behind_pooler(client: &tokio_postgres::Client) -> Result<bool, tokio_postgres::Error> {
+    let Some(announced) = announced_pid(client).await else {
+        return Ok(true);
+    };
+    let row = client
+        .query_typed_one("SELECT pg_backend_pid()", &[])
+        .await?;
+    Ok(row
+        .try_get::<_, i32>(0)
+        .map_or(true, |pid| pid != announced))
+}
+
+/// The backend pid `client`'s connection announced, read back from the cancel request the
+/// driver would send for it: written into memory here, never sent anywhere.
+async fn announced_pid(client: &tokio_postgres::Client) -> Option<i32> {
+    let mut capture = Capture::default();
+    client
+        .cancel_token()
+        .cancel_query_raw(&mut capture, NoTls)
+        .await
+        .ok()?;
+    // CancelRequest: Int32 length 16, Int32 code 80877102, Int32 pid, Int32 secret key.
+    match capture.0.as_slice() {
+        [0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, a, b, c, d, _, _, _, _] => {
+            Some(i32::from_be_bytes([*a, *b, *c, *d]))
+        }
+        _ => None,
+    }
+}
+
+/// An in-memory stream that keeps what is written to it and reads as closed (so a TLS
+/// request, under `sslmode=require`, fails at once instead of waiting for an answer).
+#[derive(Default)]
+struct Capture(Vec<u8>);
+
+impl tokio::io::AsyncWrite for Capture {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let kept = &mut self.get_mut().0;
+        if kept.len() < 64 {
+            kept.extend_from_slice(buf);
+        }
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncRead for Capture {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
     }
 }
 
