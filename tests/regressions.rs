@@ -14,6 +14,7 @@ use tokio::time::Instant;
 on_stores!(
     repro_16_cancelled_runs_on_repeated_keys_leave_no_lock,
     repro_16_readers_and_a_writer_on_one_locker_all_get_in,
+    repro_16_cancelled_waiting_writers_leave_no_intent,
 );
 
 /// Issue 16, item 1: `run` calls over a few repeated keys, each dropped by a timeout at a
@@ -102,4 +103,103 @@ async fn repro_16_readers_and_a_writer_on_one_locker_all_get_in(s: Store) {
             start.elapsed()
         );
     }
+}
+
+/// Found by the randomized harness (issue 16) on PostgreSQL: a waiting writer cancelled
+/// while its try was out registered its intent after the withdrawal of that intent had
+/// already run (on another pooled connection), so readers stayed refused for the intent's
+/// whole life (its ttl). Writers that wait behind a reader are cancelled at a spread of
+/// points; once the reader leaves, readers must get in at once.
+async fn repro_16_cancelled_waiting_writers_leave_no_intent(s: Store) {
+    let rw = s.locker.rw("doc:16-intent");
+    let opts = s
+        .locker
+        .options()
+        .ttl(Duration::from_secs(60))
+        .timeout(Duration::from_secs(10));
+    let reader = rw.acquire_read(opts).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200u64 {
+        let rw = rw.clone();
+        tasks.push(tokio::spawn(async move {
+            let limit = Duration::from_micros((i * 53) % 10_000);
+            let _ = tokio::time::timeout(limit, rw.acquire_write(opts)).await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    reader.release().await.unwrap();
+    let other = s.other().rw("doc:16-intent");
+    let free = eventually(Duration::from_secs(5), async || {
+        match other.try_acquire_read(opts).await.unwrap() {
+            Some(g) => g.release().await.is_ok(),
+            None => false,
+        }
+    })
+    .await;
+    assert!(
+        free,
+        "readers are still refused: a cancelled writer's intent outlived it"
+    );
+}
+
+/// The same on PostgreSQL, made certain: another session holds the key's advisory lock, so
+/// the writers' tries wait in the database while their callers give up and withdraw their
+/// intents; then the tries go on and register them. A try that outlives its caller must
+/// withdraw what it registered.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repro_16_postgres_writer_try_that_outlives_its_caller_withdraws_its_intent() {
+    let server = support::shared_postgres();
+    let locker = server.locker("repro16intent");
+    let rw = locker.rw("doc:16-pg-intent");
+    let key = rw.key().unwrap();
+    let opts = locker
+        .options()
+        .ttl(Duration::from_secs(60))
+        .timeout(Duration::from_secs(10));
+    // The schema exists once something ran; a reader holds the key.
+    let reader = rw.acquire_read(opts).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('locked lease ' || $1, 0))",
+            &[&key],
+        )
+        .await
+        .unwrap();
+    // Writers give up while their tries wait for the advisory lock.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let rw = rw.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_millis(300), rw.acquire_write(opts)).await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Let the withdrawals land, then let the tries go on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.batch_execute("COMMIT").await.unwrap();
+    reader.release().await.unwrap();
+    let free = eventually(Duration::from_secs(5), async || {
+        match rw.try_acquire_read(opts).await.unwrap() {
+            Some(g) => g.release().await.is_ok(),
+            None => false,
+        }
+    })
+    .await;
+    let intents = server.psql(&format!(
+        "SELECT count(*) FROM repro16intent.writers WHERE key = '{key}'"
+    ));
+    assert!(
+        free,
+        "readers are refused: {intents} writer intent(s) outlived their callers"
+    );
 }

@@ -127,6 +127,7 @@ async fn lock_in(
         deadline: later(start, opts.timeout),
         attempts: 0,
         span,
+        intent,
     };
     let waits = &core.waits;
     // Uncontended (no one of this locker waits for the key): try at once. Otherwise
@@ -136,10 +137,7 @@ async fn lock_in(
     let mut failure = None;
     if !wait || !ask.keys.iter().any(|k| waits.has_waiters(k)) {
         match ask.attempt(false, !wait).await {
-            Ok(Ok(guard)) => {
-                Intent::fulfilled(intent);
-                return Ok(guard);
-            }
+            Ok(Ok(guard)) => return Ok(guard),
             Ok(Err(_)) if !wait => {
                 telemetry::busy(opts.logging, &ask.key);
                 return Err(LockError::Busy { key: ask.key });
@@ -151,11 +149,7 @@ async fn lock_in(
     }
     // The contended path lives in its own boxed future, so that the uncontended one
     // stays small (it is moved through a few layers on every call).
-    let result = Box::pin(ask.wait_in_queue(failure)).await;
-    if result.is_ok() {
-        Intent::fulfilled(intent);
-    }
-    result
+    Box::pin(ask.wait_in_queue(failure)).await
 }
 
 /// A waiting writer's intent: withdrawn in the background when dropped, unless the
@@ -199,6 +193,8 @@ struct Ask<'a> {
     deadline: Instant,
     attempts: u32,
     span: tracing::Span,
+    /// A waiting writer's intent, withdrawn when the call gives up (drops it).
+    intent: Option<Intent<'a>>,
 }
 
 /// An acquisition request on its way: if it is dropped before its answer came back, the
@@ -387,6 +383,7 @@ impl Ask<'_> {
         std::mem::forget(in_flight);
         match outcome {
             Ok(Attempt::Acquired { fence }) => {
+                Intent::fulfilled(self.intent.take());
                 telemetry::acquired(
                     self.opts.logging,
                     &self.key,
@@ -419,6 +416,14 @@ impl Ask<'_> {
                     self.token.clone(),
                     self.opts.kind,
                 );
+                // That release (or, on PostgreSQL, the try itself, which runs on after
+                // its caller) may land after the next try: the next try must not be
+                // ours to delete. A fresh token per try after a failure (issue 16).
+                let fresh = new_token(&self.key)?;
+                if let Some(intent) = &mut self.intent {
+                    intent.token.clone_from(&fresh);
+                }
+                self.token = fresh;
                 Err(e)
             }
         }

@@ -166,6 +166,7 @@ impl Task {
     }
 
     /// A body: records its span, sleeps `body_ms`.
+    #[allow(clippy::too_many_arguments)]
     async fn body(
         &self,
         id: u64,

@@ -497,7 +497,12 @@ impl PostgresStore {
             } else {
                 store.acquire_lease(&request).await
             };
-            let taken = matches!(outcome, Ok(Attempt::Acquired { .. }));
+            // A try that outlives its caller withdraws what it took, and a waiting
+            // writer's intent it registered: the caller's own withdrawal may have run
+            // before this statement did (issue 16: readers stayed refused for the
+            // intent's whole life).
+            let taken = matches!(outcome, Ok(Attempt::Acquired { .. }))
+                || (req.intent_ms > 0 && outcome.is_ok());
             if tx.send(outcome).is_err() && taken {
                 let lease = Lease {
                     keys: &req.keys,
