@@ -14,31 +14,63 @@ use crate::error::{BoxError, LockError};
 use crate::guard::LockGuard;
 use crate::meter;
 use crate::options::{LockOptions, duration_ms, later};
-use crate::store::{Attempt, Kind, Request, Store};
+use crate::store::{Attempt, Kind, OwnedLease, Request, Store};
 use crate::telemetry;
 use crate::token::new_token;
 use crate::wait::{Lane, jittered};
 
-/// Takes `kind` of every key (sorted, deduplicated, prefixed): at once (`wait == false`)
-/// or retrying until `opts.timeout`.
+/// How a call takes its hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Retry until `opts.timeout`.
+    Wait,
+    /// One try: busy is an answer.
+    Try,
+}
+
+/// Which try of a call this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// The only try of try mode: bounded by the call limit, no intent registered.
+    Once,
+    /// A waiting call's first try, before it queues.
+    First,
+    /// The head of the queue's try: a refusal should say how long the holder has left.
+    Queued,
+}
+
+/// How one try went. The guard is moved out at once, so its size costs nothing; a box
+/// would cost an allocation per acquisition.
+#[allow(clippy::large_enum_variant)]
+enum Tried {
+    Taken(LockGuard),
+    /// Held by someone else, for this long when the store said.
+    Held(Option<Duration>),
+    Failed(LockError),
+}
+
+/// Takes `kind` of every key (sorted, deduplicated, prefixed): at once, or retrying until
+/// `opts.timeout`.
 pub(crate) async fn lock(
     core: &Arc<Core>,
     keys: Vec<String>,
     kind: Kind,
     opts: &LockOptions,
-    wait: bool,
+    mode: Mode,
     site: &'static str,
 ) -> Result<LockGuard, LockError> {
-    let opts = &LockOptions { kind, ..*opts };
     let key = keys.join(", ");
     if let Some(held) = keys.iter().find(|k| HoldContext::holds(k)) {
         return Err(LockError::Nested { key: held.clone() });
     }
-    refuse_unsupported(core, &keys, &key, opts)?;
-    let mode = if wait { "wait" } else { "try" };
-    let span = telemetry::lock_span(&key, mode, opts.ttl, opts.timeout, site);
+    refuse_unsupported(core, &keys, &key, kind, opts)?;
+    let name = match mode {
+        Mode::Wait => "wait",
+        Mode::Try => "try",
+    };
+    let span = telemetry::lock_span(&key, name, opts.ttl, opts.timeout, site);
     let start = Instant::now();
-    let result = lock_in(core, keys, key, opts, wait, span.clone())
+    let result = lock_in(core, keys, key, kind, opts, mode, span.clone())
         .instrument(span)
         .await;
     meter::acquire(opts.label, meter::outcome(&result), start.elapsed());
@@ -50,18 +82,19 @@ fn refuse_unsupported(
     core: &Core,
     keys: &[String],
     key: &str,
+    kind: Kind,
     opts: &LockOptions,
 ) -> Result<(), LockError> {
     let caps = core.store.caps();
     let store = || core.store.describe();
-    if opts.kind != Kind::Lock {
+    if kind != Kind::Lock {
         if opts.fencing {
             return Err(LockError::config(
                 "fencing",
                 format!(
                     "is offered for exclusive locks only, and `{key}` is {}: its holders \
                      are concurrent, so no single token can fence them; drop `fencing`",
-                    Kind::describe_tag(&opts.kind.tag())
+                    Kind::describe_tag(&kind.tag())
                 ),
             ));
         }
@@ -104,24 +137,27 @@ async fn lock_in(
     core: &Arc<Core>,
     keys: Vec<String>,
     key: String,
+    kind: Kind,
     opts: &LockOptions,
-    wait: bool,
+    mode: Mode,
     span: tracing::Span,
 ) -> Result<LockGuard, LockError> {
-    let token = new_token(&key)?;
+    let held = OwnedLease {
+        keys,
+        token: new_token(&key)?,
+        kind,
+    };
     // A writer that waits registers its intent, which keeps new readers out; if it gives
     // up (or is dropped) without the lock, the intent is withdrawn at once.
-    let intent = (opts.kind == Kind::Write && wait).then(|| Intent {
+    let intent = (kind == Kind::Write && mode == Mode::Wait).then(|| Intent {
         core,
-        keys: keys.clone(),
-        token: token.clone(),
+        withdraw: Some(held.clone()),
     });
     let start = Instant::now();
     let mut ask = Ask {
         core,
-        keys,
+        held,
         key,
-        token,
         opts,
         start,
         deadline: later(start, opts.timeout),
@@ -135,16 +171,20 @@ async fn lock_in(
     // the lock again ahead of them. A store failure is retried until the deadline (the
     // client reconnects meanwhile); only try mode reports it at once.
     let mut failure = None;
-    if !wait || !ask.keys.iter().any(|k| waits.has_waiters(k)) {
-        match ask.attempt(false, !wait).await {
-            Ok(Ok(guard)) => return Ok(guard),
-            Ok(Err(_)) if !wait => {
+    if mode == Mode::Try || !ask.held.keys.iter().any(|k| waits.has_waiters(k)) {
+        let round = match mode {
+            Mode::Try => Round::Once,
+            Mode::Wait => Round::First,
+        };
+        match ask.attempt(round).await {
+            Tried::Taken(guard) => return Ok(guard),
+            Tried::Held(_) if mode == Mode::Try => {
                 telemetry::busy(opts.logging, &ask.key);
                 return Err(LockError::Busy { key: ask.key });
             }
-            Err(e) if !wait || e.is_config() => return Err(e),
-            Ok(Err(_)) => {}
-            Err(e) => failure = Some(e),
+            Tried::Failed(e) if mode == Mode::Try || e.is_config() => return Err(e),
+            Tried::Held(_) => {}
+            Tried::Failed(e) => failure = Some(e),
         }
     }
     // The contended path lives in its own boxed future, so that the uncontended one
@@ -156,28 +196,23 @@ async fn lock_in(
 /// writer got the lock (its acquisition removed the intent already).
 struct Intent<'a> {
     core: &'a Arc<Core>,
-    keys: Vec<String>,
-    token: String,
+    /// The writer's lease, whose intent to withdraw; `None` once fulfilled.
+    withdraw: Option<OwnedLease>,
 }
 
 impl Intent<'_> {
     /// The writer got the lock: nothing to withdraw.
     fn fulfilled(intent: Option<Self>) {
         if let Some(mut intent) = intent {
-            intent.keys.clear();
+            intent.withdraw = None;
         }
     }
 }
 
 impl Drop for Intent<'_> {
     fn drop(&mut self) {
-        if !self.keys.is_empty() {
-            let (keys, token) = (
-                std::mem::take(&mut self.keys),
-                std::mem::take(&mut self.token),
-            );
-            self.core
-                .release_in_background(None, keys, token, Kind::Write);
+        if let Some(held) = self.withdraw.take() {
+            self.core.release_in_background(None, held);
         }
     }
 }
@@ -185,9 +220,9 @@ impl Drop for Intent<'_> {
 /// One call's attempts to take its lock.
 struct Ask<'a> {
     core: &'a Arc<Core>,
-    keys: Vec<String>,
+    /// The keys, this call's token and the kind of hold it asks for.
+    held: OwnedLease,
     key: String,
-    token: String,
     opts: &'a LockOptions,
     start: Instant,
     deadline: Instant,
@@ -202,15 +237,12 @@ struct Ask<'a> {
 /// request). Completed requests `forget` it.
 struct InFlight<'a> {
     core: &'a Arc<Core>,
-    keys: &'a [String],
-    token: &'a str,
-    kind: Kind,
+    held: &'a OwnedLease,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.core
-            .release_in_background(None, self.keys.to_vec(), self.token.to_owned(), self.kind);
+        self.core.release_in_background(None, self.held.clone());
     }
 }
 
@@ -252,8 +284,8 @@ impl Ask<'_> {
         let core = ask.core;
         telemetry::waiting(opts.logging, &ask.key);
         let _waiting = Waiting::new(opts.label);
-        let keys = ask.keys.clone();
-        let lane = match opts.kind {
+        let keys = ask.held.keys.clone();
+        let lane = match ask.held.kind {
             Kind::Read => Lane::Shared,
             _ => Lane::Exclusive,
         };
@@ -299,11 +331,11 @@ impl Ask<'_> {
             for notified in &mut released {
                 notified.as_mut().enable();
             }
-            let (remaining, failure) = match ask.attempt(true, false).await {
-                Ok(Ok(guard)) => return Ok(guard),
-                Err(e) if e.is_config() => return Err(e),
-                Ok(Err(remaining)) => (remaining, None),
-                Err(e) => (None, Some(e)),
+            let (remaining, failure) = match ask.attempt(Round::Queued).await {
+                Tried::Taken(guard) => return Ok(guard),
+                Tried::Failed(e) if e.is_config() => return Err(e),
+                Tried::Held(remaining) => (remaining, None),
+                Tried::Failed(e) => (None, Some(e)),
             };
             let cause = failure.as_ref().and_then(LockError::backend_cause);
             for ticket in &tickets {
@@ -316,7 +348,8 @@ impl Ask<'_> {
             // Polling is the fallback (expiry, a lost message): every retry_interval, and
             // no later than the holder's ttl runs out. The jitter's seed differs per
             // waiter (its random token) and per try.
-            let seed = u64::from_str_radix(ask.token.get(..16).unwrap_or("0"), 16).unwrap_or(0);
+            let seed =
+                u64::from_str_radix(ask.held.token.get(..16).unwrap_or("0"), 16).unwrap_or(0);
             let mut pause = jittered(
                 opts.retry_interval.max(Duration::from_millis(1)),
                 seed ^ u64::from(ask.attempts),
@@ -332,14 +365,10 @@ impl Ask<'_> {
     }
 
     /// One try: `Ok(Ok(guard))` taken, `Ok(Err(remaining))` held by someone else.
-    async fn attempt(
-        &mut self,
-        waiting: bool,
-        once: bool,
-    ) -> Result<Result<LockGuard, Option<Duration>>, LockError> {
+    async fn attempt(&mut self, round: Round) -> Tried {
         self.attempts += 1;
         let sent = Instant::now();
-        let limit = if once {
+        let limit = if round == Round::Once {
             CALL_LIMIT
         } else {
             // A try that waits for replicas gets their bound, even past the deadline, so
@@ -351,15 +380,16 @@ impl Ask<'_> {
                 .max(replicas.saturating_add(CALL_LIMIT / 5))
         };
         let core = self.core;
+        let kind = self.held.kind;
         let request = Request {
-            keys: &self.keys,
-            token: &self.token,
+            keys: &self.held.keys,
+            token: &self.held.token,
             ttl_ms: self.opts.ttl_ms(),
             fencing: self.opts.fencing,
-            waiting,
+            waiting: round == Round::Queued,
             replicas: self.opts.replicas,
-            kind: self.opts.kind,
-            intent_ms: if self.opts.kind == Kind::Write && !once {
+            kind,
+            intent_ms: if kind == Kind::Write && round != Round::Once {
                 // Renewed by every try of the waiting writer; a writer that crashed
                 // while waiting keeps readers out no longer than a holder's ttl.
                 self.opts
@@ -373,9 +403,7 @@ impl Ask<'_> {
         // lock may be set without anyone to hold it: this frees it in the background.
         let in_flight = InFlight {
             core,
-            keys: &self.keys,
-            token: &self.token,
-            kind: self.opts.kind,
+            held: &self.held,
         };
         let outcome = core
             .call(&self.key, limit, core.store.try_acquire(&request))
@@ -392,47 +420,48 @@ impl Ask<'_> {
                     fence,
                 );
                 let valid_for = core.store.validity(self.opts.ttl);
-                let guard = LockGuard::new(
+                let held = OwnedLease {
+                    keys: std::mem::take(&mut self.held.keys),
+                    token: std::mem::take(&mut self.held.token),
+                    kind,
+                };
+                Tried::Taken(LockGuard::new(
                     core.clone(),
-                    std::mem::take(&mut self.keys),
+                    held,
                     std::mem::take(&mut self.key),
-                    std::mem::take(&mut self.token),
                     fence,
                     sent,
                     later(sent, valid_for),
                     *self.opts,
                     self.span.clone(),
-                );
-                Ok(Ok(guard))
+                ))
             }
-            Ok(Attempt::Held { remaining }) => Ok(Err(remaining)),
-            Ok(Attempt::Conflict { held_as }) => Err(self.conflict(&held_as)),
+            Ok(Attempt::Held { remaining }) => Tried::Held(remaining),
+            Ok(Attempt::Conflict { held_as }) => Tried::Failed(self.conflict(&held_as)),
             Err(e) => {
                 // The SET may have landed although its answer did not: free it, in the
                 // background, so a lost reply costs no one a whole ttl.
-                core.release_in_background(
-                    None,
-                    self.keys.clone(),
-                    self.token.clone(),
-                    self.opts.kind,
-                );
+                core.release_in_background(None, self.held.clone());
                 // That release (or, on PostgreSQL, the try itself, which runs on after
                 // its caller) may land after the next try: the next try must not be
                 // ours to delete. A fresh token per try after a failure (issue 16).
-                let fresh = new_token(&self.key)?;
-                if let Some(intent) = &mut self.intent {
-                    intent.token.clone_from(&fresh);
+                let fresh = match new_token(&self.key) {
+                    Ok(token) => token,
+                    Err(no_token) => return Tried::Failed(no_token),
+                };
+                if let Some(held) = self.intent.as_mut().and_then(|i| i.withdraw.as_mut()) {
+                    held.token.clone_from(&fresh);
                 }
-                self.token = fresh;
-                Err(e)
+                self.held.token = fresh;
+                Tried::Failed(e)
             }
         }
     }
 
     /// The error when the key is held as something this call cannot share it with.
     fn conflict(&self, held_as: &str) -> LockError {
-        let asked = self.opts.kind.tag();
-        let (setting, fix) = match (Kind::from_tag(held_as), self.opts.kind) {
+        let asked = self.held.kind.tag();
+        let (setting, fix) = match (Kind::from_tag(held_as), self.held.kind) {
             (Some(Kind::Permit { .. }), Kind::Permit { .. }) => (
                 "permits",
                 "every caller of one semaphore must give the same `permits`",

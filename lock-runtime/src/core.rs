@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::error::{BoxError, LockError};
 use crate::keys::full_key;
 use crate::options::LockOptions;
-use crate::store::{AnyStore, Kind, Lease, Release, Store, WakeTarget};
+use crate::store::{AnyStore, OwnedLease, Release, Store, WakeTarget};
 use crate::wait::Waits;
 
 /// How long one store call may take in try mode, or from a guard, when no wait deadline
@@ -95,9 +95,7 @@ impl Core {
     pub(crate) fn release_in_background(
         self: &Arc<Self>,
         runtime: Option<&tokio::runtime::Handle>,
-        keys: Vec<String>,
-        token: String,
-        kind: Kind,
+        held: OwnedLease,
     ) {
         let handle = runtime
             .cloned()
@@ -105,15 +103,10 @@ impl Core {
         if let Some(handle) = handle {
             let core = self.clone();
             handle.spawn(async move {
-                let key = keys.join(", ");
-                let lease = Lease {
-                    keys: &keys,
-                    token: &token,
-                    kind,
-                };
-                let release = core.store.release(lease);
+                let key = held.keys.join(", ");
+                let release = core.store.release(held.lease());
                 if let Ok(Release::Released) = core.call(&key, CALL_LIMIT, release).await {
-                    core.released(&keys);
+                    core.released(&held.keys);
                 }
             });
         }

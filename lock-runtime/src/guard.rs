@@ -10,7 +10,7 @@ use crate::core::{CALL_LIMIT, Core};
 use crate::error::LockError;
 use crate::meter;
 use crate::options::{LockOptions, duration_ms};
-use crate::store::{Lease, Release, Store};
+use crate::store::{Lease, OwnedLease, Release, Store};
 use crate::telemetry;
 use crate::ticket::Ticket;
 
@@ -38,11 +38,11 @@ use crate::ticket::Ticket;
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard {
     core: Arc<Core>,
-    /// Every key held (one, or several for `keys = [...]`), sorted.
-    keys: Vec<String>,
+    /// Every key held (one, or several for `keys = [...]`, sorted), the owner's token and
+    /// what kind of hold it is.
+    held: OwnedLease,
     /// The keys joined for messages and events.
     key: String,
-    token: String,
     fence: Option<u64>,
     acquired_at: Instant,
     /// Until when the store promised the lock, as of its acquisition.
@@ -69,7 +69,7 @@ impl fmt::Debug for LockGuard {
     // The token stays out of Debug: it is the only proof of ownership.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockGuard")
-            .field("keys", &self.keys)
+            .field("keys", &self.held.keys)
             .field("fencing_token", &self.fence)
             .field("held_ms", &duration_ms(self.acquired_at.elapsed()))
             .finish_non_exhaustive()
@@ -80,9 +80,8 @@ impl LockGuard {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         core: Arc<Core>,
-        keys: Vec<String>,
+        held: OwnedLease,
         key: String,
-        token: String,
         fence: Option<u64>,
         acquired_at: Instant,
         valid_until: Instant,
@@ -92,8 +91,7 @@ impl LockGuard {
         Self {
             core,
             key,
-            keys,
-            token,
+            held,
             fence,
             acquired_at,
             valid_until,
@@ -114,9 +112,8 @@ impl LockGuard {
     pub(crate) fn shadow(&self) -> Self {
         Self {
             core: self.core.clone(),
-            keys: self.keys.clone(),
+            held: self.held.clone(),
             key: self.key.clone(),
-            token: self.token.clone(),
             fence: self.fence,
             acquired_at: self.acquired_at,
             valid_until: self.valid_until,
@@ -133,11 +130,11 @@ impl LockGuard {
     pub(crate) fn ticket(&self) -> Ticket {
         Ticket {
             store: self.core.store.describe(),
-            keys: self.keys.clone(),
-            token: self.token.clone(),
+            keys: self.held.keys.clone(),
+            token: self.held.token.clone(),
             fence: self.fence,
             ttl_ms: self.opts.ttl_ms(),
-            kind: self.opts.kind,
+            kind: self.held.kind,
         }
     }
 
@@ -184,7 +181,7 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub fn keys(&self) -> &[String] {
-        &self.keys
+        &self.held.keys
     }
 
     /// The fencing token, when the lock was taken with `fencing` on; `None` otherwise.
@@ -204,11 +201,7 @@ impl LockGuard {
 
     /// What the store knows this hold by.
     pub(crate) fn lease(&self) -> Lease<'_> {
-        Lease {
-            keys: &self.keys,
-            token: &self.token,
-            kind: self.opts.kind,
-        }
+        self.held.lease()
     }
 
     /// When the lock was taken (the moment the winning request was sent).
@@ -323,7 +316,7 @@ impl LockGuard {
         let outcome = outcome?;
         match outcome {
             Release::Released => {
-                self.core.released(&self.keys);
+                self.core.released(&self.held.keys);
             }
             Release::Gone => {
                 return Err(self.lost_error("expired or force-released before release"));
@@ -375,12 +368,12 @@ impl Drop for LockGuard {
             meter::let_go(self.opts.label, self.acquired_at.elapsed());
         }
         if !self.released {
-            self.core.release_in_background(
-                self.runtime.as_ref(),
-                std::mem::take(&mut self.keys),
-                std::mem::take(&mut self.token),
-                self.opts.kind,
-            );
+            let held = OwnedLease {
+                keys: std::mem::take(&mut self.held.keys),
+                token: std::mem::take(&mut self.held.token),
+                kind: self.held.kind,
+            };
+            self.core.release_in_background(self.runtime.as_ref(), held);
         }
     }
 }

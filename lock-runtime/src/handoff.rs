@@ -8,7 +8,7 @@ use crate::error::LockError;
 use crate::guard::LockGuard;
 use crate::locker::Locker;
 use crate::options::{LockOptions, later};
-use crate::store::{Lease, Store};
+use crate::store::{Lease, OwnedLease, Store};
 use crate::telemetry;
 use crate::ticket::Ticket;
 
@@ -91,8 +91,7 @@ impl Locker {
             ..
         } = ticket;
         let key = keys.join(", ");
-        let mut opts = opts.ttl(std::time::Duration::from_millis(ttl_ms));
-        opts.kind = kind;
+        let opts = opts.ttl(std::time::Duration::from_millis(ttl_ms));
         let sent = Instant::now();
         let left = core
             .call(
@@ -114,9 +113,8 @@ impl Locker {
         let span = telemetry::lock_span(&key, "restore", opts.ttl, opts.timeout, "Locker::restore");
         let guard = LockGuard::new(
             core.clone(),
-            keys,
+            OwnedLease { keys, token, kind },
             key,
-            token,
             fence,
             sent,
             later(sent, left),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::store::{Kind, Replicas};
+use crate::store::Replicas;
 
 /// Default lock lifetime: 30 s.
 ///
@@ -52,9 +52,6 @@ pub struct LockOptions {
     pub(crate) fencing: bool,
     pub(crate) replicas: Option<Replicas>,
     pub(crate) label: &'static str,
-    /// What is taken: set by the handle a call goes through (`Locker`, `Semaphore`,
-    /// `RwLock`), never by the caller.
-    pub(crate) kind: Kind,
 }
 
 impl Default for LockOptions {
@@ -69,7 +66,6 @@ impl Default for LockOptions {
             fencing: false,
             replicas: None,
             label: crate::meter::UNNAMED,
-            kind: Kind::Lock,
         }
     }
 }

@@ -130,7 +130,10 @@ pub async fn acquire_all<const N: usize>(
         keys,
         spec.hold.kind(),
         &opts,
-        spec.mode == Mode::Wait,
+        match spec.mode {
+            Mode::Wait => crate::acquire::Mode::Wait,
+            Mode::Try => crate::acquire::Mode::Try,
+        },
         spec.site,
     )
     .await?;

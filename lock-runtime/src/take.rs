@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::acquire::lock;
+use crate::acquire::{Mode, lock};
 use crate::core::Core;
 use crate::error::LockError;
 use crate::guard::LockGuard;
@@ -28,10 +28,6 @@ impl Take<'_> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let opts = LockOptions {
-            kind: self.kind,
-            ..opts
-        };
         let guard = self.acquire(opts).await?;
         renew::hold(guard, &opts, f()).await
     }
@@ -46,10 +42,6 @@ impl Take<'_> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let opts = LockOptions {
-            kind: self.kind,
-            ..opts
-        };
         match self.try_acquire(opts).await? {
             Some(guard) => renew::hold(guard, &opts, f()).await.map(Some),
             None => Ok(None),
@@ -58,7 +50,15 @@ impl Take<'_> {
 
     /// Waits up to `timeout` for the hold.
     pub(crate) async fn acquire(self, opts: LockOptions) -> Result<LockGuard, LockError> {
-        lock(self.core, self.keys, self.kind, &opts, true, self.site).await
+        lock(
+            self.core,
+            self.keys,
+            self.kind,
+            &opts,
+            Mode::Wait,
+            self.site,
+        )
+        .await
     }
 
     /// Takes the hold if it is free now.
@@ -66,7 +66,7 @@ impl Take<'_> {
         self,
         opts: LockOptions,
     ) -> Result<Option<LockGuard>, LockError> {
-        match lock(self.core, self.keys, self.kind, &opts, false, self.site).await {
+        match lock(self.core, self.keys, self.kind, &opts, Mode::Try, self.site).await {
             Ok(guard) => Ok(Some(guard)),
             Err(LockError::Busy { .. }) => Ok(None),
             Err(e) => Err(e),

@@ -16,14 +16,10 @@
 //! line in the [`stores!`] list below; its constructor on `LockerBuilder` is the only other
 //! code that names it. Nothing else may match on the store kind.
 
-pub(crate) mod cluster;
-pub(crate) mod feed;
 pub(crate) mod memory;
-pub(crate) mod node;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 pub(crate) mod redis;
-pub(crate) mod redlock;
 
 use std::future::Future;
 use std::sync::Weak;
@@ -115,6 +111,26 @@ pub(crate) struct Lease<'a> {
     pub(crate) keys: &'a [String],
     pub(crate) token: &'a str,
     pub(crate) kind: Kind,
+}
+
+/// A lease owned: what a guard, a background release or a detached try keeps of a hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OwnedLease {
+    /// Every key, sorted and deduplicated (one, except for `Kind::Lock`).
+    pub(crate) keys: Vec<String>,
+    pub(crate) token: String,
+    pub(crate) kind: Kind,
+}
+
+impl OwnedLease {
+    /// The lease, borrowed, as the store takes it.
+    pub(crate) fn lease(&self) -> Lease<'_> {
+        Lease {
+            keys: &self.keys,
+            token: &self.token,
+            kind: self.kind,
+        }
+    }
 }
 
 /// The outcome of one acquisition attempt.
@@ -362,8 +378,8 @@ macro_rules! stores {
 stores! {
     Memory(memory::MemoryStore),
     Redis(redis::RedisStore),
-    Cluster(cluster::ClusterStore),
-    Redlock(redlock::RedlockStore),
+    Cluster(redis::ClusterStore),
+    Redlock(redis::RedlockStore),
     #[cfg(feature = "postgres")]
     Postgres(postgres::Postgres),
 }
