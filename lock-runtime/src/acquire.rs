@@ -13,11 +13,13 @@ use crate::core::{CALL_LIMIT, Core};
 use crate::error::{BoxError, LockError};
 use crate::guard::LockGuard;
 use crate::meter;
-use crate::options::{LockOptions, duration_ms, later};
+use crate::options::LockOptions;
 use crate::store::{Attempt, Kind, OwnedLease, Request, Store};
 use crate::telemetry;
+use crate::time::jittered;
+use crate::time::{duration_ms, later};
 use crate::token::new_token;
-use crate::wait::{Lane, jittered};
+use crate::wait::Lane;
 
 /// How a call takes its hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

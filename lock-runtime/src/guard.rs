@@ -9,10 +9,11 @@ use tokio::time::Instant;
 use crate::core::{CALL_LIMIT, Core};
 use crate::error::LockError;
 use crate::meter;
-use crate::options::{LockOptions, duration_ms};
+use crate::options::LockOptions;
 use crate::store::{Lease, OwnedLease, Release, Store};
 use crate::telemetry;
 use crate::ticket::Ticket;
+use crate::time::duration_ms;
 
 /// A held lock. Release it with [`LockGuard::release`]; if the guard is dropped instead
 /// (an early return, a panic, a cancelled future), it is released in the background on

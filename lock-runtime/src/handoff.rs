@@ -7,10 +7,11 @@ use crate::core::CALL_LIMIT;
 use crate::error::LockError;
 use crate::guard::LockGuard;
 use crate::locker::Locker;
-use crate::options::{LockOptions, later};
+use crate::options::LockOptions;
 use crate::store::{Lease, OwnedLease, Store};
 use crate::telemetry;
 use crate::ticket::Ticket;
+use crate::time::later;
 
 impl LockGuard {
     /// Gives the lock to another process: returns the string that

@@ -1,10 +1,32 @@
 //! The runtime of [`locked`](https://docs.rs/locked): all behaviour behind `#[locked]`.
 //!
 //! Use it through the `locked` facade crate, which re-exports everything here. The
-//! [`Locker`] takes, renews and releases locks on a store (in-process memory, one Redis
-//! server, a Redis Cluster, or Redlock over several masters); [`Semaphore`] and [`RwLock`]
-//! are its handles for N holders and for readers and writers;
+//! [`Locker`] takes, renews and releases locks on a store (see below); [`Semaphore`] and
+//! [`RwLock`] are its handles for N holders and for readers and writers;
 //! [`LockGuard`] is a held lock; [`LockOptions`] say how; [`LockError`] says what failed.
+//!
+//! # Stores
+//!
+//! One API on every store; [`Locker::from_env`] picks one from `LOCK_STORE` and the URLs.
+//!
+//! | Store | Constructor | `LOCK_STORE` |
+//! |---|---|---|
+//! | In-process memory (one process only; tests, development) | [`Locker::memory`] | `memory` |
+//! | One Redis server | [`Locker::redis`] | `redis` |
+//! | Redis Cluster (sharded pub/sub wakes waiters) | [`Locker::redis_cluster`] | `cluster` |
+//! | Redlock over N independent Redis masters (no fencing tokens) | [`Locker::redlock`] | `redlock` |
+//! | PostgreSQL (a lease table; `postgres` feature) | `Locker::postgres` | `postgres` |
+//!
+//! # Features
+//!
+//! None is on by default.
+//!
+//! - `metrics`: lock metrics through the `metrics` facade (acquire and hold durations, held
+//!   and waiting gauges, renewals, losses).
+//! - `tls`: `rediss://` URLs, through the `redis` crate's rustls support (ring provider).
+//! - `postgres`: the PostgreSQL store, through tokio-postgres and a deadpool pool.
+//! - `cli`: the `locked` command-line tool; a feature of the `locked` facade only (this
+//!   crate has no binary), e.g. `cargo install locked --features cli`.
 //!
 //! # Examples
 //!
@@ -44,6 +66,7 @@ mod store;
 mod take;
 mod telemetry;
 mod ticket;
+mod time;
 mod token;
 mod url;
 mod wait;

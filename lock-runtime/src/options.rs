@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::store::Replicas;
+pub(crate) use crate::time::duration_ms;
 
 /// Default lock lifetime: 30 s.
 ///
@@ -299,29 +300,9 @@ impl LockOptions {
     }
 }
 
-/// `t + d`, or a time so far ahead (30 years) that it never comes when `d` is too large to
-/// add: a `Duration::MAX` timeout or ttl must not panic.
-pub(crate) fn later(t: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
-    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
-    t.checked_add(d.min(FAR)).unwrap_or(t)
-}
-
-/// Whole milliseconds, rounded up, saturating.
-pub(crate) fn duration_ms(d: Duration) -> u64 {
-    let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
-    u64::try_from(ms).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn duration_ms_rounds_up_partial_milliseconds() {
-        assert_eq!(duration_ms(Duration::from_micros(1500)), 2);
-        assert_eq!(duration_ms(Duration::from_millis(7)), 7);
-        assert_eq!(duration_ms(Duration::MAX), u64::MAX);
-    }
 
     #[test]
     fn ttl_ms_zero_ttl_is_one_millisecond() {

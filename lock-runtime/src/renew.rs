@@ -10,9 +10,10 @@ use crate::context::{CONTEXT, HoldContext};
 use crate::error::LockError;
 use crate::guard::{LockGuard, Renewal};
 use crate::meter;
-use crate::options::{LockOptions, later};
+use crate::options::LockOptions;
 use crate::store::Store;
 use crate::telemetry;
+use crate::time::later;
 
 /// Runs `body` while `guard` holds the lock, renewing it, then releases it.
 ///

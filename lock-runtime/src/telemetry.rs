@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tracing::Span;
 
-use crate::options::duration_ms;
+use crate::time::duration_ms;
 
 /// The tracing target of every span and event: filter with `RUST_LOG=locked=debug`.
 ///

@@ -19,7 +19,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 
@@ -158,34 +157,9 @@ impl Drop for Ticket<'_> {
     }
 }
 
-/// `retry_interval` with ±20% jitter, so waiters of many processes do not poll in step.
-pub(crate) fn jittered(interval: Duration, seed: u64) -> Duration {
-    // splitmix64: a well-spread value from the token and attempt number.
-    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    let permille = 800 + (z % 401); // 0.800 ..= 1.200
-    // Saturating: a `Duration::MAX` interval must not panic.
-    interval.saturating_mul(permille as u32) / 1000
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jittered_stays_within_twenty_percent() {
-        let base = Duration::from_millis(100);
-        let values: Vec<Duration> = (0..200).map(|i| jittered(base, i)).collect();
-        assert!(
-            values
-                .iter()
-                .all(|d| *d >= Duration::from_millis(80) && *d <= Duration::from_millis(120))
-        );
-        assert!(values.iter().any(|d| *d < Duration::from_millis(95)));
-        assert!(values.iter().any(|d| *d > Duration::from_millis(105)));
-    }
 
     #[tokio::test]
     async fn ticket_last_one_out_removes_entry() {

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::{Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget};
 use crate::error::BoxError;
 use crate::info::{LockInfo, token_prefix};
-use crate::options::later;
+use crate::time::later;
 
 struct Entry {
     token: String,

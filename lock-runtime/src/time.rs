@@ -1,0 +1,55 @@
+//! Time arithmetic every layer shares, and nothing else: deadlines that never overflow,
+//! durations in whole milliseconds, jittered retry intervals. A leaf: it imports nothing of
+//! the crate.
+
+use std::time::Duration;
+
+/// `t + d`, or a time so far ahead (30 years) that it never comes when `d` is too large to
+/// add: a `Duration::MAX` timeout or ttl must not panic.
+pub(crate) fn later(t: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    t.checked_add(d.min(FAR)).unwrap_or(t)
+}
+
+/// Whole milliseconds, rounded up, saturating.
+pub(crate) fn duration_ms(d: Duration) -> u64 {
+    let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// `retry_interval` with ±20% jitter, so waiters of many processes do not poll in step.
+pub(crate) fn jittered(interval: Duration, seed: u64) -> Duration {
+    // splitmix64: a well-spread value from the token and attempt number.
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let permille = 800 + (z % 401); // 0.800 ..= 1.200
+    // Saturating: a `Duration::MAX` interval must not panic.
+    interval.saturating_mul(permille as u32) / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_ms_rounds_up_partial_milliseconds() {
+        assert_eq!(duration_ms(Duration::from_micros(1500)), 2);
+        assert_eq!(duration_ms(Duration::from_millis(7)), 7);
+        assert_eq!(duration_ms(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn jittered_stays_within_twenty_percent() {
+        let base = Duration::from_millis(100);
+        let values: Vec<Duration> = (0..200).map(|i| jittered(base, i)).collect();
+        assert!(
+            values
+                .iter()
+                .all(|d| *d >= Duration::from_millis(80) && *d <= Duration::from_millis(120))
+        );
+        assert!(values.iter().any(|d| *d < Duration::from_millis(95)));
+        assert!(values.iter().any(|d| *d > Duration::from_millis(105)));
+    }
+}
