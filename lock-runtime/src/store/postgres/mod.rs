@@ -1,0 +1,44 @@
+//! `PostgresStore`: locks in a lease table of the service's own PostgreSQL database.
+//!
+//! ## Why a lease table, not advisory locks
+//! Session advisory locks (`pg_advisory_lock`) live on one pooled connection: a cancelled
+//! future returns that connection to the pool still holding the lock, PgBouncer in
+//! transaction mode breaks them, and they give no fencing token. Here a lock is a row
+//! (`key`, `token`, `fence`, `expires_at`) that any connection can take, renew or delete
+//! by comparing tokens, that lapses by itself, and whose fence comes from a sequence.
+//!
+//! ## Behavior
+//! - The schema (default `locked`) is created on first use when missing: tables `locks`,
+//!   `leases` (semaphore permits, read/write leases), `writers` (waiting writers), the
+//!   sequence `fence` and the function `acquire_lease`. `schema.sql` is the same DDL, for
+//!   those who run migrations themselves.
+//! - Every time is the database server's (`clock_timestamp()`), never the client's.
+//! - Acquire is one statement (`INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE expired`);
+//!   several keys are one transaction, all or none. Release and extend compare tokens.
+//! - An acquisition dropped while its statement runs finishes in a task of its own, which
+//!   deletes the row it took: a cancelled caller leaves no row behind.
+//! - Releases are announced with `NOTIFY` on one channel per schema (the key as payload);
+//!   each `Locker` listens on one connection of its own, opened on first wait (to the
+//!   listen URL when one is given). Polling stays the fallback, and a reconnect wakes
+//!   every waiter.
+//! - Works through PgBouncer in transaction mode. A pooler is recognised on the first
+//!   connection: the backend pid announced at startup (`BackendKeyData`) is not the pid of
+//!   the backend running its statements, since a pooler answers with a cancel key of its
+//!   own. Behind one, every statement is sent unnamed with its parameter types
+//!   (`query_typed`: parse, bind and execute in one round trip), so no prepared statement
+//!   outlives its transaction; on a direct connection statements stay prepared once per
+//!   connection (planned once). The schema is created in one transaction either way.
+//! - A `LISTEN` through a pooler would stop hearing once its transaction ends, and stay on
+//!   a shared server connection, announcing releases to other clients: the listener that
+//!   finds a pooler sends none, and waiters poll every `retry_interval`, unless it has a
+//!   direct URL (`listen_url`).
+//! - The URL's password never appears in errors, logs or `Debug`.
+
+mod acquire;
+mod conn;
+mod listener;
+mod setup;
+mod sql;
+mod store;
+
+pub(crate) use store::{Postgres, PostgresStore};
