@@ -1,0 +1,103 @@
+//! The one list of stores, and the static dispatch it generates: [`AnyStore`], one enum
+//! variant per store, and its [`Store`] impl, which delegates without a boxed future.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+#[cfg(feature = "postgres")]
+use super::postgres;
+use super::{Attempt, Lease, Release, Replicas, Request};
+use super::{Caps, Store, WakeTarget};
+use super::{memory, redis};
+use crate::error::BoxError;
+use crate::info::LockInfo;
+
+/// The list of stores: one line per store generates the [`AnyStore`] enum, its `From`
+/// conversions and its delegating [`Store`] impl.
+macro_rules! stores {
+    ($($(#[$cfg:meta])* $variant:ident($ty:ty)),* $(,)?) => {
+        /// The store a `Locker` was built with. It lives once per `Locker`, in an `Arc`,
+        /// so the variants' size difference costs nothing worth a box.
+        #[allow(clippy::large_enum_variant)]
+        pub(crate) enum AnyStore {
+            $($(#[$cfg])* $variant($ty)),*
+        }
+
+        $($(#[$cfg])* impl From<$ty> for AnyStore {
+            fn from(store: $ty) -> Self {
+                Self::$variant(store)
+            }
+        })*
+
+        impl Store for AnyStore {
+            fn describe(&self) -> String {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.describe()),* }
+            }
+            fn caps(&self) -> Caps {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.caps()),* }
+            }
+            fn validity(&self, ttl: Duration) -> Duration {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.validity(ttl)),* }
+            }
+            fn bounds_calls_within(&self, limit: Duration) -> bool {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.bounds_calls_within(limit)),* }
+            }
+            fn check_keys(&self, keys: &[String]) -> Result<(), String> {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.check_keys(keys)),* }
+            }
+            async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.try_acquire(req).await),* }
+            }
+            async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.release(lease).await),* }
+            }
+            async fn extend(
+                &self,
+                lease: Lease<'_>,
+                ttl_ms: u64,
+                replicas: Option<Replicas>,
+            ) -> Result<bool, BoxError> {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.extend(lease, ttl_ms, replicas).await),* }
+            }
+            async fn remaining(&self, lease: Lease<'_>) -> Result<Option<Duration>, BoxError> {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.remaining(lease).await),* }
+            }
+            async fn exists(&self, key: &str) -> Result<bool, BoxError> {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.exists(key).await),* }
+            }
+            async fn holders(&self, key: &str) -> Result<u64, BoxError> {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.holders(key).await),* }
+            }
+            async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.force_release(key).await),* }
+            }
+            async fn inspect(&self, key: &str) -> Result<LockInfo, BoxError> {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.inspect(key).await),* }
+            }
+            async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.scan(pattern).await),* }
+            }
+            fn attach(&self, target: Weak<dyn WakeTarget>) {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.attach(target)),* }
+            }
+            fn watch(&self, key: &str) -> Option<oneshot::Receiver<()>> {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.watch(key)),* }
+            }
+            fn unwatch(&self, key: &str) {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.unwatch(key)),* }
+            }
+        }
+    };
+}
+
+// A new store is one line here (and its file or folder beside `mod.rs`).
+stores! {
+    Memory(memory::MemoryStore),
+    Redis(redis::RedisStore),
+    Cluster(redis::ClusterStore),
+    Redlock(redis::RedlockStore),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Postgres),
+}
