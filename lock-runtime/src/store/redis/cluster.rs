@@ -13,13 +13,17 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{OnceCell, mpsc};
 
+use super::conn::NodeConn;
+use super::deployment::{Deployed, Deployment};
+use super::error::NodeError;
 use super::feed::{Event, Feed, Sink, Source};
-use super::node::{
-    Deployment, Node, NodeConn, NodeError, Redis, hash_tag, scan_cmd, scan_reply, slot, wait_cmd,
-};
-use super::redis::TlsRoots;
-use super::{Caps, Replicas};
+use super::naming::{hash_tag, slot};
+use super::protocol::Node;
+use super::replicas::wait_cmd;
+use super::scan::{scan_cmd, scan_reply};
+use super::tls::TlsRoots;
 use crate::error::BoxError;
+use crate::store::{Caps, Replicas};
 use crate::url::RedactedUrl;
 
 /// How long one connection attempt to a node may take.
@@ -32,7 +36,7 @@ const RETRIES: u32 = 4;
 const MIN_RETRY_WAIT_MS: u64 = 10;
 const MAX_RETRY_WAIT_MS: u64 = 100;
 
-pub(crate) type ClusterStore = Redis<Cluster>;
+pub(crate) type ClusterStore = Deployed<Cluster>;
 
 /// The cluster behind a [`ClusterStore`].
 ///
@@ -61,7 +65,7 @@ impl Cluster {
     ) -> Result<ClusterStore, redis::RedisError> {
         let client = builder(urls, roots).build()?;
         let seeds = urls.to_vec();
-        Ok(Redis(Self {
+        Ok(Deployed(Self {
             client,
             urls: urls.iter().map(|u| RedactedUrl::new(u)).collect(),
             conn: OnceCell::new(),

@@ -21,9 +21,9 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use tokio::sync::{mpsc, oneshot};
 
-use super::WakeTarget;
-use super::node::release_channel;
+use super::naming::release_channel;
 use crate::error::BoxError;
+use crate::store::WakeTarget;
 
 /// What a subscription connection reports.
 pub(crate) enum Event {
@@ -58,13 +58,13 @@ enum Command {
 
 /// What the feed and its task share: which key each subscribed channel belongs to, and
 /// whom to wake.
-struct Shared {
+struct FeedState {
     /// channel -> (key, watchers).
     channels: Mutex<HashMap<String, (String, usize)>>,
     target: OnceLock<Weak<dyn WakeTarget>>,
 }
 
-impl Shared {
+impl FeedState {
     fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, usize)>> {
         // Every critical section is one insert, remove or counter change.
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
@@ -87,7 +87,7 @@ impl Shared {
 /// The wake-up feed of one Redis store.
 pub(crate) struct Feed<S: Source> {
     source: Arc<S>,
-    shared: Arc<Shared>,
+    shared: Arc<FeedState>,
     /// The running task's inbox; replaced when that task has ended (its runtime was shut
     /// down), so a `Locker` outlives the runtime it first waited on.
     tx: Mutex<Option<mpsc::UnboundedSender<Command>>>,
@@ -97,7 +97,7 @@ impl<S: Source> Feed<S> {
     pub(crate) fn new(source: S) -> Self {
         Self {
             source: Arc::new(source),
-            shared: Arc::new(Shared {
+            shared: Arc::new(FeedState {
                 channels: Mutex::new(HashMap::new()),
                 target: OnceLock::new(),
             }),
@@ -174,7 +174,7 @@ impl<S: Source> Feed<S> {
 async fn drive<S: Source>(
     source: Arc<S>,
     mut rx: mpsc::UnboundedReceiver<Command>,
-    shared: Weak<Shared>,
+    shared: Weak<FeedState>,
     wanted: Vec<String>,
 ) {
     let mut wanted: HashSet<String> = wanted.into_iter().collect();

@@ -1,21 +1,20 @@
-//! The Redis node layer: companion names, the scripts, and every single-node primitive,
-//! written once over any `redis` connection. The single-server and Cluster stores (and
-//! Redlock, per master) are thin shells around it.
+//! The lock and lease primitives over one node: take, release, extend, time left and
+//! force-release, for an exclusive lock on one or several keys (a semaphore's or
+//! read/write lock's lease is handed to `shared_lease`). `Node` says how the node
+//! announces releases and whether its client re-sends commands.
 
-use std::fmt;
-use std::future::Future;
-use std::sync::{LazyLock, Weak};
 use std::time::Duration;
 
-use redis::aio::ConnectionLike;
-use redis::{Script, Value};
-use tokio::sync::oneshot;
+use redis::Value;
 
-use super::feed::{Feed, Source};
-use super::{Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget};
+use super::conn::NodeConn;
+use super::error::TooFewReplicas;
+use super::naming::{fence_key, release_channel};
+use super::replicas::wait_cmd;
+use super::script::SCRIPTS;
+use super::shared_lease::{SharedOp, one};
 use crate::error::BoxError;
-use crate::info::{LockInfo, token_prefix};
-use crate::options::duration_ms;
+use crate::store::{Attempt, Kind, Lease, Release, Replicas, Request};
 
 /// How long a fence counter lives after it starts, beyond the lock's ttl (see
 /// `acquire.lua`).
@@ -23,144 +22,20 @@ const FENCE_RETENTION_MS: u64 = 60_000;
 /// Fence counters start at the server time in microseconds; a smaller value is a counter
 /// that `INCR` has just created, which must be started before its value is handed out.
 const FENCE_SEEDED_MIN: i64 = 1_000_000_000_000_000;
-/// The number of hash slots of a Redis Cluster.
-const SLOTS: u16 = 16_384;
-
-/// The scripts, hashed once per process.
-struct Scripts {
-    release: Script,
-    release_one: Script,
-    extend: Script,
-    remaining: Script,
-    acquire: Script,
-    seed_fence: Script,
-    shared: Script,
-    live: Script,
-}
-
-static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    release: Script::new(include_str!("scripts/release.lua")),
-    release_one: Script::new(include_str!("scripts/release_one.lua")),
-    extend: Script::new(include_str!("scripts/extend.lua")),
-    remaining: Script::new(include_str!("scripts/remaining.lua")),
-    acquire: Script::new(include_str!("scripts/acquire.lua")),
-    seed_fence: Script::new(include_str!("scripts/seed_fence.lua")),
-    shared: Script::new(include_str!("scripts/shared.lua")),
-    live: Script::new(include_str!("scripts/live.lua")),
-});
-
-/// One `shared.lua` operation (see the script for what each answers).
-#[derive(Debug, Clone, Copy)]
-struct SharedOp<'a> {
-    op: &'static str,
-    member: &'a str,
-    /// A read/write lock's lease: the waiting writers' set is passed too.
-    rw: bool,
-    ttl_ms: u64,
-    limit: u32,
-    intent_ms: u64,
-}
-
-impl<'a> SharedOp<'a> {
-    fn new(op: &'static str, kind: Kind, member: &'a str) -> Self {
-        Self {
-            op,
-            member,
-            rw: matches!(kind, Kind::Read | Kind::Write),
-            ttl_ms: 0,
-            limit: 0,
-            intent_ms: 0,
-        }
-    }
-}
-
-/// A connection the node layer can drive: any `redis` async connection, plus a way to
-/// wait for the replicas of the node that owns `key`.
-pub(crate) trait NodeConn: ConnectionLike + Send {
-    /// `WAIT count ms` on the node that holds `key`, on the connection that wrote to it.
-    fn wait_replicas(
-        &mut self,
-        key: &str,
-        replicas: Replicas,
-    ) -> impl Future<Output = redis::RedisResult<i64>> + Send;
-}
-
-impl NodeConn for redis::aio::ConnectionManager {
-    async fn wait_replicas(&mut self, _key: &str, r: Replicas) -> redis::RedisResult<i64> {
-        wait_cmd(r).query_async(self).await
-    }
-}
 
 /// How a node announces releases, and whether its client may re-send commands.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Node {
     /// `PUBLISH` on one server, `SPUBLISH` on a cluster shard.
-    publish: &'static str,
+    pub(super) publish: &'static str,
     /// The client re-sends commands after I/O errors (the cluster client): a refused
     /// `SET NX` must then check whether the holder is our own earlier send, which needs
     /// `SET ... NX GET` (Redis 7).
-    resent: bool,
+    pub(super) resent: bool,
     /// Scripts must declare the release channel among their keys (a cluster routes and
     /// checks them by slot); one server lets the release script name it itself.
-    declare_channel: bool,
+    pub(super) declare_channel: bool,
 }
-
-/// A failure at one node, naming it.
-#[derive(Debug)]
-pub(crate) struct NodeError {
-    host: String,
-    source: BoxError,
-}
-
-impl NodeError {
-    pub(crate) fn new(host: impl fmt::Display, source: impl Into<BoxError>) -> Self {
-        Self {
-            host: host.to_string(),
-            source: source.into(),
-        }
-    }
-}
-
-impl fmt::Display for NodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "redis at {}: {}", self.host, self.source)
-    }
-}
-
-impl std::error::Error for NodeError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(self.source.as_ref())
-    }
-}
-
-/// Too few replicas acknowledged a write in time.
-#[derive(Debug)]
-struct TooFewReplicas {
-    acked: i64,
-    wanted: Replicas,
-    what: &'static str,
-}
-
-impl fmt::Display for TooFewReplicas {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "only {} of {} replica(s) acknowledged the {} within {:?}; {}: check the \
-             replicas' health and link, or lower `replicas`",
-            self.acked,
-            self.wanted.count,
-            self.what,
-            self.wanted.within,
-            if self.what == "lock" {
-                "the lock was released again"
-            } else {
-                "the renewal does not count"
-            }
-        )
-    }
-}
-
-impl std::error::Error for TooFewReplicas {}
 
 impl Node {
     /// One Redis server (Redis 6 or later).
@@ -355,7 +230,7 @@ impl Node {
 
     /// After a lock was taken with `replicas`: enough acknowledged, or the lock is
     /// released again and the attempt fails.
-    async fn replicated<C: NodeConn>(
+    pub(super) async fn replicated<C: NodeConn>(
         self,
         conn: &mut C,
         req: &Request<'_>,
@@ -390,58 +265,6 @@ impl Node {
             .seed_fence
             .key(fence_key(key))
             .arg(ttl_ms.saturating_add(FENCE_RETENTION_MS))
-            .invoke_async(conn)
-            .await?)
-    }
-
-    /// A lease of a semaphore or read/write lock: one `shared.lua` call, then `WAIT` when
-    /// asked.
-    async fn try_acquire_shared<C: NodeConn>(
-        self,
-        conn: &mut C,
-        req: &Request<'_>,
-    ) -> Result<Attempt, BoxError> {
-        let key = one(req.keys)?;
-        let member = req.kind.member(req.token);
-        let op = SharedOp {
-            ttl_ms: req.ttl_ms,
-            limit: req.kind.limit(),
-            intent_ms: req.intent_ms,
-            ..SharedOp::new("acquire", req.kind, &member)
-        };
-        let (code, value) = self.shared(conn, key, op).await?;
-        Ok(match code {
-            1 => {
-                if let Some(r) = req.replicas {
-                    let acked = conn.wait_replicas(key, r).await?;
-                    self.replicated(conn, req, Some(r), Some(acked)).await?;
-                }
-                Attempt::Acquired { fence: None }
-            }
-            0 => Attempt::Held {
-                remaining: value.parse().ok().map(Duration::from_millis),
-            },
-            _ => Attempt::Conflict { held_as: value },
-        })
-    }
-
-    /// One `shared.lua` call on `key`: its reply's code and value.
-    async fn shared<C: NodeConn>(
-        self,
-        conn: &mut C,
-        key: &str,
-        op: SharedOp<'_>,
-    ) -> Result<(i64, String), BoxError> {
-        let mut call = SCRIPTS.shared.key(key);
-        if op.rw {
-            call.key(writers_key(key));
-        }
-        Ok(call
-            .arg(op.op)
-            .arg(op.member)
-            .arg(op.ttl_ms)
-            .arg(op.limit)
-            .arg(op.intent_ms)
             .invoke_async(conn)
             .await?)
     }
@@ -498,39 +321,6 @@ impl Node {
             return Node::QUIET.release(conn, lease).await;
         }
         Node::QUIET.release_shared(conn, lease, false).await
-    }
-
-    /// Ends a shared lease: `ZREM` of the lease (its name holds the owner's token, so no
-    /// other owner's lease can be removed), the writer's intent withdrawn when `withdraw`,
-    /// and the release announced, in one pipeline without Lua. The key's expiry is left
-    /// as it is (see `shared.lua`).
-    async fn release_shared<C: NodeConn>(
-        self,
-        conn: &mut C,
-        lease: Lease<'_>,
-        withdraw: bool,
-    ) -> Result<Release, BoxError> {
-        let key = one(lease.keys)?;
-        let member = lease.kind.member(lease.token);
-        let withdraw = withdraw && matches!(lease.kind, Kind::Read | Kind::Write);
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZREM").arg(key).arg(&member);
-        if withdraw {
-            pipe.cmd("ZREM").arg(writers_key(key)).arg(&member).ignore();
-        }
-        if !self.publish.is_empty() {
-            pipe.cmd(self.publish)
-                .arg(release_channel(key))
-                .arg("")
-                .ignore();
-        }
-        match pipe.query_async::<(i64,)>(conn).await {
-            Ok((1,)) => Ok(Release::Released),
-            Ok(_) => Ok(Release::Gone),
-            // The key holds an exclusive lock now: ours was force-released meanwhile.
-            Err(e) if e.code() == Some("WRONGTYPE") => Ok(Release::Gone),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Resets the keys' expiry if the token owns them all; with `replicas`, only counts
@@ -593,97 +383,6 @@ impl Node {
         Ok(u64::try_from(pttl).ok().map(Duration::from_millis))
     }
 
-    /// Whether anyone holds `key`.
-    pub(crate) async fn exists<C: NodeConn>(
-        self,
-        conn: &mut C,
-        key: &str,
-    ) -> Result<bool, BoxError> {
-        Ok(self.holders(conn, key).await? > 0)
-    }
-
-    /// How many live leases `key` has (1 for a held lock).
-    pub(crate) async fn holders<C: NodeConn>(
-        self,
-        conn: &mut C,
-        key: &str,
-    ) -> Result<u64, BoxError> {
-        let live: Value = SCRIPTS.live.key(key).invoke_async(conn).await?;
-        Ok(match live {
-            Value::Int(n) => u64::try_from(n).unwrap_or(0),
-            Value::Nil => 0,
-            _ => 1,
-        })
-    }
-
-    /// What this node has of `key`: holder, time left, fence counter, listeners.
-    pub(crate) async fn inspect<C: NodeConn>(
-        self,
-        conn: &mut C,
-        key: &str,
-    ) -> Result<LockInfo, BoxError> {
-        let numsub = if self.declare_channel {
-            "SHARDNUMSUB"
-        } else {
-            "NUMSUB"
-        };
-        // A lock's holder, or a semaphore's or read/write lock's number of live leases.
-        let (holder, pttl, fence, listeners): (Value, i64, Option<String>, Vec<Value>) =
-            redis::pipe()
-                .cmd("EVAL")
-                .arg(include_str!("scripts/live.lua"))
-                .arg(1)
-                .arg(key)
-                .cmd("PTTL")
-                .arg(key)
-                .cmd("GET")
-                .arg(fence_key(key))
-                .cmd("PUBSUB")
-                .arg(numsub)
-                .arg(release_channel(key))
-                .query_async(conn)
-                .await?;
-        let waiters = match listeners.get(1) {
-            Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
-            _ => 0,
-        };
-        let (held, holder) = match holder {
-            Value::Int(leases) => (leases > 0, None),
-            other => match redis::from_redis_value::<Option<String>>(other)? {
-                Some(token) => (true, Some(token_prefix(&token))),
-                None => (false, None),
-            },
-        };
-        Ok(LockInfo {
-            held,
-            remaining: u64::try_from(pttl).ok().map(Duration::from_millis),
-            holder,
-            fence: fence.and_then(|f| f.parse().ok()),
-            waiters,
-            ..LockInfo::free(key)
-        })
-    }
-
-    /// The lock keys on this node matching `pattern`, by `SCAN` (fence counters left out).
-    pub(crate) async fn scan<C: NodeConn>(
-        self,
-        conn: &mut C,
-        pattern: &str,
-    ) -> Result<Vec<String>, BoxError> {
-        let mut keys = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let reply: Value = scan_cmd(cursor, pattern).query_async(conn).await?;
-            match scan_reply(reply, &mut keys)? {
-                Some(next) => cursor = next,
-                None => break,
-            }
-        }
-        keys.sort_unstable();
-        keys.dedup();
-        Ok(keys)
-    }
-
     /// Deletes the key whoever holds it, and announces the release.
     pub(crate) async fn force_release<C: NodeConn>(
         self,
@@ -702,210 +401,6 @@ impl Node {
     }
 }
 
-/// A Redis deployment whose every key lives on one node it can reach: one server, or
-/// the cluster shard that owns the key. [`Redis`] turns it into a [`Store`].
-pub(crate) trait Deployment: Send + Sync + 'static {
-    /// The connection that reaches the node of a key.
-    type Conn: NodeConn;
-    /// Where the wake-up feed's connection comes from.
-    type Source: Source;
-    /// How its nodes announce releases and whether commands may be re-sent.
-    const NODE: Node;
-
-    /// What it is, for logs and `Debug`.
-    fn describe(&self) -> String;
-    /// Whom errors name: the URL(s), without credentials.
-    fn host(&self) -> String;
-    fn caps(&self) -> Caps;
-    fn bounds_calls_within(&self, limit: Duration) -> bool;
-    fn check_keys(&self, keys: &[String]) -> Result<(), String>;
-    /// The connection, opened on first use.
-    fn conn(&self) -> impl Future<Output = Result<Self::Conn, BoxError>> + Send;
-    fn feed(&self) -> &Feed<Self::Source>;
-
-    /// The lock keys matching `pattern` on every node that holds keys.
-    fn scan(&self, pattern: &str) -> impl Future<Output = Result<Vec<String>, BoxError>> + Send;
-}
-
-/// A [`Store`] on a Redis [`Deployment`]: every call is one node-layer primitive on the
-/// node of its keys, its error naming the deployment.
-pub(crate) struct Redis<D>(pub(crate) D);
-
-impl<D: Deployment> Redis<D> {
-    fn wrap(&self, e: BoxError) -> BoxError {
-        Box::new(NodeError::new(self.0.host(), e))
-    }
-}
-
-impl<D: Deployment> Store for Redis<D> {
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
-
-    fn caps(&self) -> Caps {
-        self.0.caps()
-    }
-
-    fn validity(&self, ttl: Duration) -> Duration {
-        // One node's clock counts the ttl from when it got the command, which is after
-        // the engine sent it: counting from the send time is on the safe side.
-        ttl
-    }
-
-    fn bounds_calls_within(&self, limit: Duration) -> bool {
-        self.0.bounds_calls_within(limit)
-    }
-
-    fn check_keys(&self, keys: &[String]) -> Result<(), String> {
-        self.0.check_keys(keys)
-    }
-
-    async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
-        let mut conn = self.0.conn().await?;
-        D::NODE
-            .try_acquire(&mut conn, req)
-            .await
-            .map_err(|e| self.wrap(e))
-    }
-
-    async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
-        let mut conn = self.0.conn().await?;
-        D::NODE
-            .release(&mut conn, lease)
-            .await
-            .map_err(|e| self.wrap(e))
-    }
-
-    async fn extend(
-        &self,
-        lease: Lease<'_>,
-        ttl_ms: u64,
-        replicas: Option<Replicas>,
-    ) -> Result<bool, BoxError> {
-        let mut conn = self.0.conn().await?;
-        D::NODE
-            .extend(&mut conn, lease, ttl_ms, replicas)
-            .await
-            .map_err(|e| self.wrap(e))
-    }
-
-    async fn remaining(&self, lease: Lease<'_>) -> Result<Option<Duration>, BoxError> {
-        let mut conn = self.0.conn().await?;
-        D::NODE
-            .remaining(&mut conn, lease)
-            .await
-            .map_err(|e| self.wrap(e))
-    }
-
-    async fn holders(&self, key: &str) -> Result<u64, BoxError> {
-        let mut conn = self.0.conn().await?;
-        D::NODE
-            .holders(&mut conn, key)
-            .await
-            .map_err(|e| self.wrap(e))
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool, BoxError> {
-        let mut conn = self.0.conn().await?;
-        D::NODE
-            .exists(&mut conn, key)
-            .await
-            .map_err(|e| self.wrap(e))
-    }
-
-    async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
-        let mut conn = self.0.conn().await?;
-        D::NODE
-            .force_release(&mut conn, key)
-            .await
-            .map_err(|e| self.wrap(e))
-    }
-
-    async fn inspect(&self, key: &str) -> Result<LockInfo, BoxError> {
-        let mut conn = self.0.conn().await?;
-        D::NODE
-            .inspect(&mut conn, key)
-            .await
-            .map_err(|e| self.wrap(e))
-    }
-
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
-        self.0.scan(pattern).await.map_err(|e| self.wrap(e))
-    }
-
-    fn attach(&self, target: Weak<dyn WakeTarget>) {
-        self.0.feed().attach(target);
-    }
-
-    fn watch(&self, key: &str) -> Option<oneshot::Receiver<()>> {
-        self.0.feed().watch(key)
-    }
-
-    fn unwatch(&self, key: &str) {
-        self.0.feed().unwatch(key);
-    }
-}
-
-/// One `SCAN` step: `SCAN cursor MATCH pattern COUNT 500`.
-pub(crate) fn scan_cmd(cursor: u64, pattern: &str) -> redis::Cmd {
-    let mut cmd = redis::cmd("SCAN");
-    cmd.arg(cursor)
-        .arg("MATCH")
-        .arg(pattern)
-        .arg("COUNT")
-        .arg(500);
-    cmd
-}
-
-/// Takes one `SCAN` reply's keys into `keys` (fence counters and waiting writers left out); the next cursor,
-/// `None` when the scan is complete.
-pub(crate) fn scan_reply(reply: Value, keys: &mut Vec<String>) -> Result<Option<u64>, BoxError> {
-    let (next, batch): (u64, Vec<String>) = redis::from_redis_value(reply)?;
-    keys.extend(
-        batch
-            .into_iter()
-            .filter(|k| !k.ends_with(":fence") && !k.ends_with(":writers")),
-    );
-    Ok((next != 0).then_some(next))
-}
-
-/// `WAIT count ms`.
-pub(crate) fn wait_cmd(r: Replicas) -> redis::Cmd {
-    let mut cmd = redis::cmd("WAIT");
-    cmd.arg(r.count).arg(duration_ms(r.within).max(1));
-    cmd
-}
-
-/// The hash tag of a key, as Redis Cluster reads it: what stands between the first `{`
-/// and the next `}`, when that is not empty.
-pub(crate) fn hash_tag(key: &str) -> Option<&str> {
-    let open = key.find('{')?;
-    let close = key[open + 1..].find('}')?;
-    (close > 0).then(|| &key[open + 1..open + 1 + close])
-}
-
-/// The hash slot of a key (CRC16 of its hash tag, or of the whole key).
-pub(crate) fn slot(key: &str) -> u16 {
-    let hashed = hash_tag(key).unwrap_or(key);
-    crc16::State::<crc16::XMODEM>::calculate(hashed.as_bytes()) % SLOTS
-}
-
-/// A companion key or channel of a lock key, in the lock key's slot: `{K}:suffix`, or
-/// `K:suffix` when K already holds a hash tag (wrapping it again would move it). A key
-/// with a `}` but no tag has no companion in its slot; the cluster store refuses it.
-fn companion(key: &str, suffix: &str) -> String {
-    if hash_tag(key).is_some() {
-        format!("{key}:{suffix}")
-    } else {
-        format!("{{{key}}}:{suffix}")
-    }
-}
-
-/// The fence counter of a lock key.
-pub(crate) fn fence_key(key: &str) -> String {
-    companion(key, "fence")
-}
-
 /// A lock's `SET ... GET` (or a lock script) refused with `WRONGTYPE`: the key holds a
 /// semaphore's or read/write lock's leases, which a lock can never join. Any other error
 /// is the store's.
@@ -919,26 +414,8 @@ fn wrong_type(e: redis::RedisError) -> Result<Attempt, BoxError> {
     }
 }
 
-/// The writers waiting for a read/write lock (their intents).
-pub(crate) fn writers_key(key: &str) -> String {
-    companion(key, "writers")
-}
-
-/// The one key of a shared lease.
-fn one(keys: &[String]) -> Result<&str, BoxError> {
-    match keys {
-        [key] => Ok(key),
-        _ => Err("a semaphore or read/write lease is on exactly one key".into()),
-    }
-}
-
-/// The channel a release of `key` is announced on.
-pub(crate) fn release_channel(key: &str) -> String {
-    companion(key, "released")
-}
-
 #[cfg(test)]
-#[path = "../../../tests/support/mod.rs"]
+#[path = "../../../../tests/support/mod.rs"]
 mod support;
 
 #[cfg(test)]
@@ -1087,36 +564,5 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(exists, 0, "an expired semaphore left its key behind");
-    }
-
-    #[test]
-    fn companions_wrap_a_key_without_tag() {
-        assert_eq!(fence_key("lock:order:1"), "{lock:order:1}:fence");
-        assert_eq!(release_channel("lock:order:1"), "{lock:order:1}:released");
-    }
-
-    #[test]
-    fn companions_keep_an_existing_tag() {
-        assert_eq!(fence_key("lock:{account}:1"), "lock:{account}:1:fence");
-        assert_eq!(
-            release_channel("lock:{account}:1"),
-            "lock:{account}:1:released"
-        );
-    }
-
-    #[test]
-    fn companions_share_the_lock_key_slot() {
-        for key in ["lock:order:1", "lock:{account}:1", "lock:{:x", "a{b}c{d}"] {
-            assert_eq!(slot(&fence_key(key)), slot(key), "{key}");
-            assert_eq!(slot(&release_channel(key)), slot(key), "{key}");
-        }
-    }
-
-    #[test]
-    fn slot_matches_redis_reference_values() {
-        // From the Redis Cluster specification and `CLUSTER KEYSLOT`.
-        assert_eq!(slot("123456789"), 0x31C3 % SLOTS);
-        assert_eq!(slot("foo"), 12182);
-        assert_eq!(slot("{user1000}.following"), slot("user1000"));
     }
 }

@@ -29,12 +29,14 @@ use futures_util::stream::FuturesUnordered;
 use redis::aio::ConnectionManager;
 use tokio::sync::oneshot;
 
+use super::error::NodeError;
 use super::feed::Feed;
-use super::node::{Node, NodeError};
-use super::redis::{PubSub, Server, TlsRoots};
-use super::{Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget};
+use super::protocol::Node;
+use super::server::{PubSub, Server};
+use super::tls::TlsRoots;
 use crate::error::BoxError;
 use crate::info::{LockInfo, MasterView};
+use crate::store::{Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget};
 
 /// How long one master may take to answer one request: short, so that a hung master costs
 /// each call little, and far below any sensible ttl.
@@ -61,17 +63,17 @@ pub(crate) struct RedlockStore {
 /// What one master answered.
 type Answers<T> = Vec<Result<T, BoxError>>;
 /// Keys owned by the requests that may outlive the call (see `on_masters`).
-type Shared = Arc<[String]>;
+type ArcKeys = Arc<[String]>;
 
 /// A lease owned by the per-master requests, which may outlive the call.
 #[derive(Clone)]
-struct Owned {
-    keys: Shared,
+struct ArcLease {
+    keys: ArcKeys,
     token: Arc<str>,
     kind: Kind,
 }
 
-impl Owned {
+impl ArcLease {
     fn new(lease: Lease<'_>) -> Self {
         Self {
             keys: lease.keys.into(),
@@ -203,7 +205,7 @@ impl RedlockStore {
     /// Releases on every master, whatever each answered before (also those that did not
     /// answer: their `SET` may have landed), without announcing it: no one held the lock,
     /// and an announcement would wake every waiter, this one too, into another try.
-    async fn undo(&self, lease: &Owned) {
+    async fn undo(&self, lease: &ArcLease) {
         let lease = lease.clone();
         let _ = self
             .on_masters(
@@ -292,7 +294,7 @@ impl Store for RedlockStore {
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
         let (n, quorum) = (self.masters.len(), self.quorum_for(req.kind));
         let sent = tokio::time::Instant::now();
-        let lease = Owned::new(req.lease());
+        let lease = ArcLease::new(req.lease());
         let (ttl_ms, waiting, intent_ms) = (req.ttl_ms, req.waiting, req.intent_ms);
         let taken = |a: &Attempt| matches!(a, Attempt::Acquired { .. });
         let answers = {
@@ -350,7 +352,7 @@ impl Store for RedlockStore {
 
     async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
         let (n, quorum) = (self.masters.len(), self.quorum_for(lease.kind));
-        let lease = Owned::new(lease);
+        let lease = ArcLease::new(lease);
         let released = |r: &Release| *r == Release::Released;
         let answers = self
             .on_masters(
@@ -382,7 +384,7 @@ impl Store for RedlockStore {
         _replicas: Option<Replicas>,
     ) -> Result<bool, BoxError> {
         let (n, quorum) = (self.masters.len(), self.quorum_for(lease.kind));
-        let lease = Owned::new(lease);
+        let lease = ArcLease::new(lease);
         let answers = self
             .on_masters(
                 move |mut c| {
@@ -410,7 +412,7 @@ impl Store for RedlockStore {
 
     async fn remaining(&self, lease: Lease<'_>) -> Result<Option<Duration>, BoxError> {
         let quorum = self.quorum_for(lease.kind);
-        let lease = Owned::new(lease);
+        let lease = ArcLease::new(lease);
         let answers = self
             .on_quorum(quorum, move |mut c| {
                 let lease = lease.clone();
