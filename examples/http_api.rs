@@ -6,10 +6,13 @@
 //! ```
 //!
 //! It runs on the global locker: the memory store by default, Redis when `REDIS_URL` is set.
+//! On Redis, run two instances (`PORT=3333` and `PORT=3334`, the same `REDIS_URL`) and post
+//! the same order to both: one processes it, the other says it already was.
 //! Routes and status codes, as the original behaves:
 //! - `GET /api/distributed-lock/basic`: 200.
 //! - `POST /api/distributed-lock/order/{id}`: 200 the first time; 400 "order already
-//!   processed" for an order seen before (this process keeps a small order table).
+//!   processed" for an order seen before, by any instance (the order table is kept in the
+//!   lock store's Redis, or in this process on the memory store and the other stores).
 //! - `POST /api/distributed-lock/cleanup`: try mode; 200 with the report, or 200 "already
 //!   in progress" while another run holds the lock.
 //! - `POST /api/distributed-lock/user/{id}/operation` with
@@ -26,7 +29,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -36,13 +39,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use locked::{LockError, locked, operation_key};
+use redis::AsyncCommands;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-/// A handler error: the lock could not be had (423), or the request was refused (400).
+/// A handler error: the lock could not be had (423), the request was refused (400), or a
+/// store is down (503).
 enum ApiError {
     Locked(LockError),
     BadRequest(String),
+    Unavailable(String),
 }
 
 impl From<JsonRejection> for ApiError {
@@ -57,12 +63,59 @@ impl From<PathRejection> for ApiError {
     }
 }
 
-/// The orders this process has processed (the original's order table).
-static PROCESSED: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
-
 impl From<LockError> for ApiError {
     fn from(e: LockError) -> Self {
         ApiError::Locked(e)
+    }
+}
+
+impl From<redis::RedisError> for ApiError {
+    fn from(e: redis::RedisError) -> Self {
+        ApiError::Unavailable(format!("the order table is unavailable: {e}"))
+    }
+}
+
+/// The processed orders (the original's order table), where every instance sees them: in
+/// the lock store's Redis (keys `processed:{id}`) when the store is one Redis server; in
+/// this process otherwise.
+enum Orders {
+    Redis(redis::aio::ConnectionManager),
+    Memory(Mutex<HashSet<String>>),
+}
+
+static ORDERS: OnceLock<Orders> = OnceLock::new();
+
+impl Orders {
+    /// The table for the store the global locker reads from the environment.
+    async fn from_env() -> redis::RedisResult<Self> {
+        let var = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let on_redis = var("LOCK_STORE").is_none_or(|s| s.trim().eq_ignore_ascii_case("redis"));
+        match var("LOCK_REDIS_URL").or_else(|| var("REDIS_URL")) {
+            Some(url) if on_redis => {
+                let redis = redis::Client::open(url)?.get_connection_manager().await?;
+                Ok(Orders::Redis(redis))
+            }
+            _ => Ok(Orders::Memory(Mutex::default())),
+        }
+    }
+
+    async fn contains(&self, id: &str) -> Result<bool, ApiError> {
+        match self {
+            Orders::Redis(redis) => Ok(redis.clone().exists(format!("processed:{id}")).await?),
+            Orders::Memory(table) => Ok(table.lock().map(|t| t.contains(id)).unwrap_or(true)),
+        }
+    }
+
+    async fn insert(&self, id: &str) -> Result<(), ApiError> {
+        match self {
+            Orders::Redis(redis) => Ok(redis.clone().set(format!("processed:{id}"), 1).await?),
+            Orders::Memory(table) => {
+                if let Ok(mut table) = table.lock() {
+                    table.insert(id.to_owned());
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -75,6 +128,7 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Locked(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
         };
         (
             status,
@@ -95,19 +149,20 @@ async fn basic() -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "success": true, "message": out })))
 }
 
-/// Scenario 1: an order is processed once, however many servers receive it.
+/// Scenario 1: an order is processed once, however many servers receive it: the lock makes
+/// "check the table, do the work, record it" one step across every instance.
 #[locked(key = "order:{id}", ttl = "30s", timeout = "5s")]
 async fn process_order(Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let seen = |id: &str| PROCESSED.lock().map(|t| t.contains(id)).unwrap_or(true);
-    if seen(&id) {
+    let orders = ORDERS
+        .get()
+        .ok_or(ApiError::Unavailable("no order table".into()))?;
+    if orders.contains(&id).await? {
         return Err(ApiError::BadRequest(format!(
             "order already processed: {id}"
         )));
     }
     tokio::time::sleep(Duration::from_millis(20)).await; // pay, update stock, notify
-    if let Ok(mut table) = PROCESSED.lock() {
-        table.insert(id.clone());
-    }
+    orders.insert(&id).await?;
     Ok(Json(
         json!({ "success": true, "order": id, "status": "processed" }),
     ))
@@ -292,6 +347,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The store comes from the environment (LOCK_STORE, REDIS_URL); with neither set it is
     // the memory store, and a warning says so.
     let _ = locked::global()?;
+    let _ = ORDERS.set(Orders::from_env().await?);
     if std::env::args().any(|a| a == "--demo") {
         call("GET", "/api/distributed-lock/basic", None).await?;
         call("POST", "/api/distributed-lock/order/ORD-123", None).await?;

@@ -254,6 +254,42 @@ async fn http_api_on_redis() {
     every_route_behaves_as_the_original(&server, Some(&redis)).await;
 }
 
+/// Two instances on one Redis, the same order posted to both at once: one processes it,
+/// the other says it already was (the order table lives in Redis, not in either process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_redis_process_an_order_once() {
+    let redis = RedisServer::start();
+    let (a, b) = tokio::join!(Server::start(Some(&redis)), Server::start(Some(&redis)));
+    let http = Client::new();
+    for order in ["ORD-77", "ORD-78", "ORD-79"] {
+        let path = format!("/order/{order}");
+        let (first, second) = tokio::join!(
+            http.post(a.url(&path)).send(),
+            http.post(b.url(&path)).send()
+        );
+        let answers = [
+            json_of(first.unwrap()).await,
+            json_of(second.unwrap()).await,
+        ];
+        let ok = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+        let refused = answers
+            .iter()
+            .filter(|(s, body)| {
+                *s == StatusCode::BAD_REQUEST
+                    && body["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("order already processed"))
+            })
+            .count();
+        assert_eq!((ok, refused), (1, 1), "{order}: {answers:?}");
+        // Afterwards, either instance refuses it.
+        for server in [&a, &b] {
+            let (status, body) = json_of(http.post(server.url(&path)).send().await.unwrap()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{order}: {body}");
+        }
+    }
+}
+
 /// The value of the series `name{labels...}` in Prometheus text, 0 when absent.
 #[cfg(feature = "metrics")]
 fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
