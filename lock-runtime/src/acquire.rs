@@ -9,13 +9,14 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::context::HoldContext;
-use crate::core::{CALL_LIMIT, Core};
-use crate::error::{BoxError, LockError};
+use crate::core::Core;
+use crate::error::{BoxError, LockError, StoreError};
 use crate::guard::LockGuard;
 use crate::meter;
 use crate::options::LockOptions;
 use crate::store::{Attempt, Kind, OwnedLease, Request, Store};
 use crate::telemetry;
+use crate::time::CALL_LIMIT;
 use crate::time::jittered;
 use crate::time::{duration_ms, later};
 use crate::token::new_token;
@@ -309,9 +310,11 @@ impl Ask<'_> {
                         // Behind a head whose store calls fail, time ran out because the
                         // store failed, not because a holder kept the lock: say so.
                         let ahead = one.noted().map(|cause| {
+                            let cause =
+                                format!("for the caller ahead in this process's queue: {cause}");
                             LockError::backend(
                                 &ask.key,
-                                format!("for the caller ahead in this process's queue: {cause}"),
+                                StoreError::wrap(core.store.product(), cause.into()),
                             )
                         });
                         return Err(ask.timed_out(failure.or(ahead)));

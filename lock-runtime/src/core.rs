@@ -6,15 +6,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{BoxError, LockError};
+use crate::error::{BoxError, LockError, StoreError};
 use crate::keys::full_key;
 use crate::options::LockOptions;
 use crate::store::{AnyStore, OwnedLease, Release, Store, WakeTarget};
+use crate::time::CALL_LIMIT;
 use crate::wait::Waits;
-
-/// How long one store call may take in try mode, or from a guard, when no wait deadline
-/// bounds it.
-pub(crate) const CALL_LIMIT: Duration = Duration::from_secs(5);
 
 /// One `Locker`'s state, shared by its clones and the guards it hands out.
 pub(crate) struct Core {
@@ -66,15 +63,16 @@ impl Core {
         limit: Duration,
         op: impl Future<Output = Result<T, BoxError>>,
     ) -> Result<T, LockError> {
+        let failed =
+            |e: BoxError| LockError::backend(key, StoreError::wrap(self.store.product(), e));
         if self.store.bounds_calls_within(limit) {
-            return op.await.map_err(|e| LockError::backend(key, e));
+            return op.await.map_err(failed);
         }
         match tokio::time::timeout(limit, op).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(LockError::backend(key, e)),
-            Err(_) => Err(LockError::backend(
-                key,
-                format!("{} did not answer within {limit:?}", self.store.describe()),
+            Ok(Err(e)) => Err(failed(e)),
+            Err(_) => Err(failed(
+                format!("{} did not answer within {limit:?}", self.store.describe()).into(),
             )),
         }
     }

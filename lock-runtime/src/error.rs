@@ -193,15 +193,30 @@ pub(crate) struct StoreError {
     store: &'static str,
     /// The store's message, naming its host.
     message: String,
+    /// The error it wraps, whose message is `message` (its own source is this one's).
+    source: Option<BoxError>,
 }
 
 impl StoreError {
-    /// Only the PostgreSQL store names itself so far; the others' messages do.
+    /// A store's own failure, in its words.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn boxed(store: &'static str, message: impl Into<String>) -> BoxError {
         Box::new(Self {
             store,
             message: message.into(),
+            source: None,
+        })
+    }
+
+    /// `source`, marked as `store`'s (every store call's error passes through here).
+    pub(crate) fn wrap(store: &'static str, source: BoxError) -> BoxError {
+        if source.downcast_ref::<StoreError>().is_some() {
+            return source;
+        }
+        Box::new(Self {
+            store,
+            message: source.to_string(),
+            source: Some(source),
         })
     }
 }
@@ -212,7 +227,14 @@ impl std::fmt::Display for StoreError {
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.source {
+            Some(s) => s.source(),
+            None => None,
+        }
+    }
+}
 
 /// The store a [`LockError::Backend`] tells to check: the one its [`StoreError`] names,
 /// anywhere in the chain of sources, else "the store" (the message itself names it).

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::core::{CALL_LIMIT, Core};
+use crate::core::Core;
 use crate::error::LockError;
 use crate::meter;
 use crate::options::LockOptions;
 use crate::store::{Lease, OwnedLease, Release, Store};
 use crate::telemetry;
 use crate::ticket::Ticket;
+use crate::time::CALL_LIMIT;
 use crate::time::duration_ms;
 
 /// A held lock. Release it with [`LockGuard::release`]; if the guard is dropped instead

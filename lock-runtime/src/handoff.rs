@@ -3,7 +3,6 @@
 
 use tokio::time::Instant;
 
-use crate::core::CALL_LIMIT;
 use crate::error::LockError;
 use crate::guard::LockGuard;
 use crate::locker::Locker;
@@ -11,6 +10,7 @@ use crate::options::LockOptions;
 use crate::store::{Lease, OwnedLease, Store};
 use crate::telemetry;
 use crate::ticket::Ticket;
+use crate::time::CALL_LIMIT;
 use crate::time::later;
 
 impl LockGuard {

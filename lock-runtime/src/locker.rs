@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::core::Core;
-use crate::time::CALL_LIMIT;
 use crate::error::LockError;
 use crate::guard::LockGuard;
 use crate::info::LockInfo;
@@ -16,6 +15,7 @@ use crate::store::redis::{Cluster, RedlockStore, Single, TlsRoots};
 use crate::store::{AnyStore, Kind, Store};
 use crate::take::Take;
 use crate::telemetry;
+use crate::time::CALL_LIMIT;
 use crate::url::RedactedUrl;
 
 /// A handle to one lock store: cheap to clone (an `Arc` inside), safe to share.

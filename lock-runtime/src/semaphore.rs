@@ -3,13 +3,13 @@
 use std::fmt;
 use std::future::Future;
 
-use crate::core::CALL_LIMIT;
 use crate::error::LockError;
 use crate::guard::LockGuard;
 use crate::locker::Locker;
 use crate::options::LockOptions;
 use crate::store::{Kind, Store};
 use crate::take::Take;
+use crate::time::CALL_LIMIT;
 
 /// A semaphore: at most `permits` holders of one key at once, across every process on
 /// the store. Made by [`Locker::semaphore`]; cheap to make and to clone.

@@ -4,6 +4,10 @@
 
 use std::time::Duration;
 
+/// How long one store call may take in try mode, or from a guard, when no wait deadline
+/// bounds it.
+pub(crate) const CALL_LIMIT: Duration = Duration::from_secs(5);
+
 /// `t + d`, or a time so far ahead (30 years) that it never comes when `d` is too large to
 /// add: a `Duration::MAX` timeout or ttl must not panic.
 pub(crate) fn later(t: tokio::time::Instant, d: Duration) -> tokio::time::Instant {

@@ -35,6 +35,9 @@ macro_rules! stores {
             fn describe(&self) -> String {
                 match self { $($(#[$cfg])* Self::$variant(s) => s.describe()),* }
             }
+            fn product(&self) -> &'static str {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.product()),* }
+            }
             fn caps(&self) -> Caps {
                 match self { $($(#[$cfg])* Self::$variant(s) => s.caps()),* }
             }

@@ -1,13 +1,12 @@
 //! `MemoryStore`: locks in this process only, for tests, examples and single-process apps.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, Weak};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget};
+use super::{Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store};
 use crate::error::BoxError;
 use crate::info::{LockInfo, token_prefix};
 use crate::time::later;
@@ -313,6 +312,10 @@ impl Store for MemoryStore {
         "memory".to_owned()
     }
 
+    fn product(&self) -> &'static str {
+        "the memory store"
+    }
+
     fn caps(&self) -> Caps {
         Caps {
             fencing: true,
@@ -368,10 +371,6 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn exists(&self, key: &str) -> Result<bool, BoxError> {
-        Ok(self.exists_now(key))
-    }
-
     async fn holders(&self, key: &str) -> Result<u64, BoxError> {
         Ok(self.holders_now(key))
     }
@@ -417,14 +416,6 @@ impl Store for MemoryStore {
             keys
         }))
     }
-
-    fn attach(&self, _target: Weak<dyn WakeTarget>) {}
-
-    fn watch(&self, _key: &str) -> Option<oneshot::Receiver<()>> {
-        None
-    }
-
-    fn unwatch(&self, _key: &str) {}
 }
 
 #[cfg(test)]

@@ -41,6 +41,11 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// What the store is, for logs, `Debug` and errors (no credentials).
     fn describe(&self) -> String;
 
+    /// What an operator checks when it fails, as a reader knows it: `Redis`, `PostgreSQL`
+    /// (a [`LockError::Backend`](crate::LockError::Backend) says "check that {this} is
+    /// reachable").
+    fn product(&self) -> &'static str;
+
     /// What the store can do.
     fn caps(&self) -> Caps;
 
@@ -87,8 +92,10 @@ pub(crate) trait Store: Send + Sync + 'static {
         lease: Lease<'_>,
     ) -> impl Future<Output = Result<Option<Duration>, BoxError>> + Send;
 
-    /// Whether anyone holds `key` now.
-    fn exists(&self, key: &str) -> impl Future<Output = Result<bool, BoxError>> + Send;
+    /// Whether anyone holds `key` now: by default, whether it has holders.
+    fn exists(&self, key: &str) -> impl Future<Output = Result<bool, BoxError>> + Send {
+        async move { Ok(self.holders(key).await? > 0) }
+    }
 
     /// How many leases `key` has now (0 or 1 for a lock; on Redlock, the most any
     /// master counts, so `permits - holders` never overstates what is free).
@@ -104,14 +111,17 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// with `SCAN`, never `KEYS` (on a Cluster, on every master).
     fn scan(&self, pattern: &str) -> impl Future<Output = Result<Vec<String>, BoxError>> + Send;
 
-    /// Connects the store's wake-up feed to the `Locker`'s queues (once, at build).
-    fn attach(&self, target: Weak<dyn WakeTarget>);
+    /// Connects the store's wake-up feed to the `Locker`'s queues (once, at build). A
+    /// store without a feed (see [`Caps::announces_releases`]) has nothing to connect.
+    fn attach(&self, _target: Weak<dyn WakeTarget>) {}
 
     /// Starts listening for releases of `key` (counted: every `watch` is paired with an
     /// `unwatch`). Returns a receiver that resolves once the subscription is in place,
     /// when this call started it.
-    fn watch(&self, key: &str) -> Option<oneshot::Receiver<()>>;
+    fn watch(&self, _key: &str) -> Option<oneshot::Receiver<()>> {
+        None
+    }
 
     /// Stops one `watch` of `key`; the subscription ends with the last one.
-    fn unwatch(&self, key: &str);
+    fn unwatch(&self, _key: &str) {}
 }

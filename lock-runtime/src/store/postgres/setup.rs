@@ -65,7 +65,7 @@ impl PostgresStore {
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(crate::core::CALL_LIMIT))
+            .wait_timeout(Some(crate::time::CALL_LIMIT))
             .create_timeout(Some(CONNECT_LIMIT))
             .recycle_timeout(Some(CONNECT_LIMIT))
             .build()

@@ -49,6 +49,10 @@ impl Store for Postgres {
         format!("postgres({}, schema {})", self.0.host, self.0.schema)
     }
 
+    fn product(&self) -> &'static str {
+        "PostgreSQL"
+    }
+
     fn caps(&self) -> Caps {
         Caps {
             fencing: true,
@@ -139,10 +143,6 @@ impl Store for Postgres {
             .await
             .map_err(fail)?;
         Ok(row.and_then(|r| ms(r.get(0))))
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool, BoxError> {
-        Ok(self.holders(key).await? > 0)
     }
 
     async fn holders(&self, key: &str) -> Result<u64, BoxError> {

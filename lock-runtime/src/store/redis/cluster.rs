@@ -110,6 +110,7 @@ impl Deployment for Cluster {
     type Conn = ClusterConnection;
     type Source = Shards;
     const NODE: Node = Node::SHARD;
+    const PRODUCT: &'static str = "the Redis Cluster";
 
     fn describe(&self) -> String {
         format!("redis-cluster({})", self.host())

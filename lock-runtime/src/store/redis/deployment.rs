@@ -24,6 +24,8 @@ pub(crate) trait Deployment: Send + Sync + 'static {
     type Source: Source;
     /// How its nodes announce releases and whether commands may be re-sent.
     const NODE: Node;
+    /// What an operator checks when it fails (see [`Store::product`]).
+    const PRODUCT: &'static str;
 
     /// What it is, for logs and `Debug`.
     fn describe(&self) -> String;
@@ -53,6 +55,10 @@ impl<D: Deployment> Deployed<D> {
 impl<D: Deployment> Store for Deployed<D> {
     fn describe(&self) -> String {
         self.0.describe()
+    }
+
+    fn product(&self) -> &'static str {
+        D::PRODUCT
     }
 
     fn caps(&self) -> Caps {

@@ -272,6 +272,10 @@ impl Store for RedlockStore {
         format!("redlock({})", self.hosts())
     }
 
+    fn product(&self) -> &'static str {
+        "the Redlock masters"
+    }
+
     fn caps(&self) -> Caps {
         Caps {
             fencing: false,

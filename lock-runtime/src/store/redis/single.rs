@@ -45,6 +45,7 @@ impl Deployment for Single {
     type Conn = ConnectionManager;
     type Source = PubSub;
     const NODE: Node = Node::SINGLE;
+    const PRODUCT: &'static str = "Redis";
 
     fn describe(&self) -> String {
         format!("redis({})", self.server.url())
