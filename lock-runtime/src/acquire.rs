@@ -14,7 +14,7 @@ use crate::error::{BoxError, LockError, StoreError};
 use crate::guard::LockGuard;
 use crate::meter;
 use crate::options::LockOptions;
-use crate::store::{Attempt, Kind, OwnedLease, Request, Store};
+use crate::store::{Attempt, HeldAs, Kind, OwnedLease, Request, Store};
 use crate::telemetry;
 use crate::time::CALL_LIMIT;
 use crate::time::jittered;
@@ -97,7 +97,7 @@ fn refuse_unsupported(
                 format!(
                     "is offered for exclusive locks only, and `{key}` is {}: its holders \
                      are concurrent, so no single token can fence them; drop `fencing`",
-                    Kind::describe_tag(&kind.tag())
+                    kind.describe()
                 ),
             ));
         }
@@ -464,10 +464,9 @@ impl Ask<'_> {
     }
 
     /// The error when the key is held as something this call cannot share it with.
-    fn conflict(&self, held_as: &str) -> LockError {
-        let asked = self.held.kind.tag();
-        let (setting, fix) = match (Kind::from_tag(held_as), self.held.kind) {
-            (Some(Kind::Permit { .. }), Kind::Permit { .. }) => (
+    fn conflict(&self, held_as: &HeldAs) -> LockError {
+        let (setting, fix) = match (held_as, self.held.kind) {
+            (HeldAs::Kind(Kind::Permit { .. }), Kind::Permit { .. }) => (
                 "permits",
                 "every caller of one semaphore must give the same `permits`",
             ),
@@ -481,8 +480,8 @@ impl Ask<'_> {
             format!(
                 "does not match how `{}` is held: it is {}, and this call asked for {}; {fix}",
                 self.key,
-                Kind::describe_tag(held_as),
-                Kind::describe_tag(&asked),
+                held_as.describe(),
+                self.held.kind.describe(),
             ),
         )
     }

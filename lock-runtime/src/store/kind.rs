@@ -61,16 +61,42 @@ impl Kind {
         }
     }
 
-    /// What a key held with `tag` is, for errors: "a semaphore of 3 permits".
-    pub(crate) fn describe_tag(tag: &str) -> String {
-        match tag {
-            "r" | "w" => "a read/write lock".to_owned(),
-            "lock" => "an exclusive lock".to_owned(),
-            "shared" => "a semaphore or read/write lock".to_owned(),
-            t => match t.strip_prefix('s') {
-                Some(n) => format!("a semaphore of {n} permits"),
-                None => format!("something else (`{t}`)"),
-            },
+    /// What a key held this way is, for errors: "a semaphore of 3 permits".
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Kind::Read | Kind::Write => "a read/write lock".to_owned(),
+            Kind::Lock => "an exclusive lock".to_owned(),
+            Kind::Permit { permits } => format!("a semaphore of {permits} permits"),
+        }
+    }
+}
+
+/// What a key is held as, when a request cannot share it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HeldAs {
+    /// A kind the store named.
+    Kind(Kind),
+    /// Leases of a semaphore or a read/write lock; the store did not say which.
+    Leases,
+    /// A tag no kind writes (something else's data under the key).
+    Unknown(String),
+}
+
+impl HeldAs {
+    /// What a lease's tag in the store says the key is held as.
+    pub(crate) fn from_tag(tag: &str) -> Self {
+        match Kind::from_tag(tag) {
+            Some(kind) => HeldAs::Kind(kind),
+            None => HeldAs::Unknown(tag.to_owned()),
+        }
+    }
+
+    /// For errors: "a semaphore of 3 permits".
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            HeldAs::Kind(kind) => kind.describe(),
+            HeldAs::Leases => "a semaphore or read/write lock".to_owned(),
+            HeldAs::Unknown(tag) => format!("something else (`{tag}`)"),
         }
     }
 }

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::kind::Kind;
+use super::kind::{HeldAs, Kind};
+use crate::error::BoxError;
 
 /// One holder's lease on its keys: what release, extend and remaining act on.
 #[derive(Debug, Clone, Copy)]
@@ -12,6 +13,16 @@ pub(crate) struct Lease<'a> {
     pub(crate) keys: &'a [String],
     pub(crate) token: &'a str,
     pub(crate) kind: Kind,
+}
+
+/// The one key of a semaphore's or read/write lock's lease (`keys` of a [`Lease`] or a
+/// [`Request`]): the rule lives here, and the engine refuses anything else before a store
+/// sees it.
+pub(crate) fn shared_key(keys: &[String]) -> Result<&String, BoxError> {
+    match keys {
+        [key] => Ok(key),
+        _ => Err("a semaphore or read/write lease is on exactly one key".into()),
+    }
 }
 
 /// A lease owned: what a guard, a background release or a detached try keeps of a hold.
@@ -42,8 +53,8 @@ pub(crate) enum Attempt {
     /// Someone else holds it, for this long when the store said.
     Held { remaining: Option<Duration> },
     /// The key is held as something this request cannot share it with (a lock asked of a
-    /// semaphore, or another permit count): the holders' tag, see [`Kind::describe_tag`].
-    Conflict { held_as: String },
+    /// semaphore, or another permit count).
+    Conflict { held_as: HeldAs },
 }
 
 /// The outcome of a release.

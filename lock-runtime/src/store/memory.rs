@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store};
+use super::{Attempt, Caps, HeldAs, Kind, Lease, Release, Replicas, Request, Store, shared_key};
 use crate::error::BoxError;
 use crate::info::{LockInfo, token_prefix};
 use crate::time::later;
@@ -55,6 +55,19 @@ pub(crate) struct MemoryStore {
     state: Mutex<State>,
 }
 
+/// The registry's entry: `LOCK_STORE=memory`, and the store when nothing is set.
+pub(crate) const ENTRY: super::registry::Entry = super::registry::Entry {
+    name: "memory",
+    help: "in this process only (tests, development): locks are not shared",
+    schemes: &[],
+    url_vars: &[],
+    other_vars: &[],
+    url_example: "",
+    feature: None,
+    implied: super::registry::Implied::Fallback,
+    open_from_env: Some(|builder, _| Ok(builder.memory())),
+};
+
 const MIN_SWEEP: usize = 64;
 
 impl MemoryStore {
@@ -88,7 +101,7 @@ impl MemoryStore {
             let shared = keys.iter().find_map(|k| {
                 let sh = s.shared.get(k)?;
                 let member = sh.leases.iter().find(|(_, t)| **t > now)?.0;
-                Some(tag_of(member).to_owned())
+                Some(HeldAs::from_tag(tag_of(member)))
             });
             if let Some(held_as) = shared {
                 return Attempt::Conflict { held_as };
@@ -193,7 +206,7 @@ impl MemoryStore {
         self.with(|s, now| {
             if s.entries.get(key).is_some_and(|e| e.expires > now) {
                 return Attempt::Conflict {
-                    held_as: Kind::Lock.tag(),
+                    held_as: HeldAs::Kind(Kind::Lock),
                 };
             }
             if s.shared.len() >= s.sweep_at {
@@ -216,7 +229,7 @@ impl MemoryStore {
                 && !kind.agrees_with(other)
             {
                 return Attempt::Conflict {
-                    held_as: other.to_owned(),
+                    held_as: HeldAs::from_tag(other),
                 };
             }
             let free = match kind {
@@ -319,8 +332,6 @@ impl Store for MemoryStore {
     fn caps(&self) -> Caps {
         Caps {
             fencing: true,
-            multi_key_same_slot: false,
-            sharded_wakeups: false,
             replica_sync: false,
             announces_releases: false,
         }
@@ -333,8 +344,10 @@ impl Store for MemoryStore {
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
         Ok(match (req.kind, req.keys) {
             (Kind::Lock, keys) => self.acquire_now(keys, req.token, req.ttl_ms, req.fencing),
-            (kind, [key]) => self.acquire_shared(key, req.token, kind, req.ttl_ms, req.intent_ms),
-            (_, _) => return Err("a shared lease is taken on exactly one key".into()),
+            (kind, keys) => {
+                let key = shared_key(keys)?;
+                self.acquire_shared(key, req.token, kind, req.ttl_ms, req.intent_ms)
+            }
         })
     }
 

@@ -18,9 +18,9 @@
 //! line in the list in `dispatch.rs`. Nothing else may match on the store kind.
 
 pub(crate) mod memory;
-#[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 pub(crate) mod redis;
+pub(crate) mod registry;
 
 mod dispatch;
 mod kind;
@@ -28,6 +28,6 @@ mod lease;
 mod seam;
 
 pub(crate) use dispatch::AnyStore;
-pub(crate) use kind::Kind;
-pub(crate) use lease::{Attempt, Lease, OwnedLease, Release, Replicas, Request};
+pub(crate) use kind::{HeldAs, Kind};
+pub(crate) use lease::{Attempt, Lease, OwnedLease, Release, Replicas, Request, shared_key};
 pub(crate) use seam::{Caps, Store, WakeTarget};

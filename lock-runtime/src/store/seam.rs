@@ -16,10 +16,6 @@ use crate::info::LockInfo;
 pub(crate) struct Caps {
     /// Fencing tokens that strictly increase per key.
     pub(crate) fencing: bool,
-    /// Several keys taken at once must share a hash slot (checked by `check_keys`).
-    pub(crate) multi_key_same_slot: bool,
-    /// Releases are announced per shard (`SPUBLISH`), not broadcast.
-    pub(crate) sharded_wakeups: bool,
     /// Writes can wait for replicas (`WAIT`).
     pub(crate) replica_sync: bool,
     /// The store announces releases to every `Locker` by itself (pub/sub). Without it, the

@@ -7,9 +7,9 @@ use tokio::sync::oneshot;
 use tokio_postgres::types::Type;
 
 use super::conn::{Param, values};
-use super::store::{PostgresStore, fence, ms, one};
+use super::store::{PostgresStore, fence, ms};
 use crate::error::{BoxError, StoreError};
-use crate::store::{Attempt, Kind, Lease, Release, Request};
+use crate::store::{Attempt, HeldAs, Kind, Lease, Release, Request, shared_key};
 
 impl PostgresStore {
     /// Takes every key for the token, or none (`Lock` kind).
@@ -35,7 +35,7 @@ impl PostgresStore {
                 },
                 // Leases of a semaphore or read/write lock hold the key: a lock never joins.
                 Some(row) if row.get::<_, bool>(3) => Attempt::Conflict {
-                    held_as: "shared".to_owned(),
+                    held_as: HeldAs::Leases,
                 },
                 row => Attempt::Held {
                     remaining: row.and_then(|r| ms(r.get(2))),
@@ -128,7 +128,7 @@ impl PostgresStore {
                 remaining: ms(left.parse().ok()),
             },
             Some((_, held_as)) => Attempt::Conflict {
-                held_as: held_as.to_owned(),
+                held_as: HeldAs::from_tag(held_as),
             },
         })
     }
@@ -219,7 +219,7 @@ impl PostgresStore {
             .query_typed_one(
                 &self.sql.lease_release,
                 &[
-                    (one(lease.keys)?, Type::TEXT),
+                    (shared_key(lease.keys)?, Type::TEXT),
                     (&member, Type::TEXT),
                     (&self.channel, Type::TEXT),
                     (&withdraw, Type::BOOL),

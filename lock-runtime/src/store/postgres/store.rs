@@ -11,7 +11,9 @@ use super::listener::Listener;
 use super::sql::Statements;
 use crate::error::BoxError;
 use crate::info::{LockInfo, token_prefix};
-use crate::store::{Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget};
+use crate::store::{
+    Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget, shared_key,
+};
 
 /// The PostgreSQL store.
 pub(crate) struct PostgresStore {
@@ -56,8 +58,6 @@ impl Store for Postgres {
     fn caps(&self) -> Caps {
         Caps {
             fencing: true,
-            multi_key_same_slot: false,
-            sharded_wakeups: false,
             replica_sync: false,
             announces_releases: true,
         }
@@ -105,7 +105,7 @@ impl Store for Postgres {
             .execute_typed(
                 &s.sql.lease_extend,
                 &[
-                    (one(lease.keys)?, Type::TEXT),
+                    (shared_key(lease.keys)?, Type::TEXT),
                     (&member, Type::TEXT),
                     (&ttl, Type::INT8),
                 ],
@@ -138,7 +138,7 @@ impl Store for Postgres {
         let row = client
             .query_typed_opt(
                 &s.sql.lease_remaining,
-                &[(one(lease.keys)?, Type::TEXT), (&member, Type::TEXT)],
+                &[(shared_key(lease.keys)?, Type::TEXT), (&member, Type::TEXT)],
             )
             .await
             .map_err(fail)?;
@@ -240,14 +240,6 @@ fn like(glob: &str) -> String {
         }
     }
     out
-}
-
-/// The one key of a shared lease.
-pub(super) fn one(keys: &[String]) -> Result<&String, BoxError> {
-    match keys {
-        [key] => Ok(key),
-        _ => Err("a semaphore or read/write lease is on exactly one key".into()),
-    }
 }
 
 #[cfg(test)]

@@ -124,8 +124,6 @@ impl Deployment for Cluster {
     fn caps(&self) -> Caps {
         Caps {
             fencing: true,
-            multi_key_same_slot: true,
-            sharded_wakeups: true,
             replica_sync: true,
             announces_releases: true,
         }

@@ -12,9 +12,9 @@ use super::error::TooFewReplicas;
 use super::naming::{fence_key, release_channel};
 use super::replicas::wait_cmd;
 use super::script::SCRIPTS;
-use super::shared_lease::{SharedOp, one};
+use super::shared_lease::SharedOp;
 use crate::error::BoxError;
-use crate::store::{Attempt, Kind, Lease, Release, Replicas, Request};
+use crate::store::{Attempt, HeldAs, Kind, Lease, Release, Replicas, Request, shared_key};
 
 /// How long a fence counter lives after it starts, beyond the lock's ttl (see
 /// `acquire.lua`).
@@ -188,7 +188,7 @@ impl Node {
             }
             if held_as.as_deref() == Some("zset") {
                 return Ok(Attempt::Conflict {
-                    held_as: "shared".to_owned(),
+                    held_as: HeldAs::Leases,
                 });
             }
             Attempt::Held {
@@ -346,7 +346,7 @@ impl Node {
                 ttl_ms,
                 ..SharedOp::new("extend", kind, &member)
             };
-            self.shared(conn, one(keys)?, op).await?.0
+            self.shared(conn, shared_key(keys)?, op).await?.0
         };
         if let (1, Some(wanted), Some(first)) = (extended, replicas, keys.first()) {
             let acked = conn.wait_replicas(first, wanted).await?;
@@ -371,7 +371,7 @@ impl Node {
         if kind != Kind::Lock {
             let member = kind.member(token);
             let op = SharedOp::new("remaining", kind, &member);
-            let (pttl, _) = self.shared(conn, one(keys)?, op).await?;
+            let (pttl, _) = self.shared(conn, shared_key(keys)?, op).await?;
             return Ok(u64::try_from(pttl).ok().map(Duration::from_millis));
         }
         let mut call = SCRIPTS.remaining.prepare_invoke();
@@ -407,7 +407,7 @@ impl Node {
 fn wrong_type(e: redis::RedisError) -> Result<Attempt, BoxError> {
     if e.code() == Some("WRONGTYPE") {
         Ok(Attempt::Conflict {
-            held_as: "shared".to_owned(),
+            held_as: HeldAs::Leases,
         })
     } else {
         Err(e.into())

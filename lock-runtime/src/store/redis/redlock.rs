@@ -235,19 +235,42 @@ impl RedlockStore {
 
     /// The error when fewer than `quorum` masters answered.
     fn no_quorum<T>(&self, answers: &Answers<T>, quorum: usize) -> BoxError {
-        let answered = answered(answers);
-        let causes: Vec<String> = answers
-            .iter()
-            .filter_map(|a| a.as_ref().err().map(ToString::to_string))
-            .collect();
-        format!(
-            "only {answered} of {} redlock masters answered, and a quorum is {quorum}: {}",
-            self.masters.len(),
-            causes.join("; ")
-        )
-        .into()
+        Box::new(NoQuorum {
+            answered: answered(answers),
+            masters: self.masters.len(),
+            quorum,
+            causes: answers
+                .iter()
+                .filter_map(|a| a.as_ref().err().map(ToString::to_string))
+                .collect(),
+        })
     }
 }
+
+/// Fewer masters answered than a quorum: how many did, of how many, and why the others
+/// did not (each naming its master).
+#[derive(Debug)]
+struct NoQuorum {
+    answered: usize,
+    masters: usize,
+    quorum: usize,
+    causes: Vec<String>,
+}
+
+impl std::fmt::Display for NoQuorum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "only {} of {} redlock masters answered, and a quorum is {}: {}",
+            self.answered,
+            self.masters,
+            self.quorum,
+            self.causes.join("; ")
+        )
+    }
+}
+
+impl std::error::Error for NoQuorum {}
 
 /// How many masters answered.
 fn answered<T>(answers: &Answers<T>) -> usize {
@@ -279,8 +302,6 @@ impl Store for RedlockStore {
     fn caps(&self) -> Caps {
         Caps {
             fencing: false,
-            multi_key_same_slot: false,
-            sharded_wakeups: false,
             replica_sync: false,
             announces_releases: true,
         }
@@ -491,13 +512,12 @@ impl Store for RedlockStore {
                 .iter()
                 .filter_map(|(url, v)| v.as_ref().err().map(|e| format!("{url}: {e}")))
                 .collect();
-            return Err(format!(
-                "only {answered} of {} redlock masters answered, and a quorum is {}: {}",
-                self.masters.len(),
-                self.quorum(),
-                causes.join("; ")
-            )
-            .into());
+            return Err(Box::new(NoQuorum {
+                answered,
+                masters: self.masters.len(),
+                quorum: self.quorum(),
+                causes,
+            }));
         }
         let mut info = LockInfo::free(key);
         let mut left: Vec<Duration> = Vec::new();

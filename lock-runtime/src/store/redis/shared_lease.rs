@@ -9,7 +9,7 @@ use super::naming::{release_channel, writers_key};
 use super::protocol::Node;
 use super::script::SCRIPTS;
 use crate::error::BoxError;
-use crate::store::{Attempt, Kind, Lease, Release, Request};
+use crate::store::{Attempt, HeldAs, Kind, Lease, Release, Request, shared_key};
 
 /// One `shared.lua` operation (see the script for what each answers).
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +44,7 @@ impl Node {
         conn: &mut C,
         req: &Request<'_>,
     ) -> Result<Attempt, BoxError> {
-        let key = one(req.keys)?;
+        let key = shared_key(req.keys)?;
         let member = req.kind.member(req.token);
         let op = SharedOp {
             ttl_ms: req.ttl_ms,
@@ -64,7 +64,9 @@ impl Node {
             0 => Attempt::Held {
                 remaining: value.parse().ok().map(Duration::from_millis),
             },
-            _ => Attempt::Conflict { held_as: value },
+            _ => Attempt::Conflict {
+                held_as: HeldAs::from_tag(&value),
+            },
         })
     }
 
@@ -99,7 +101,7 @@ impl Node {
         lease: Lease<'_>,
         withdraw: bool,
     ) -> Result<Release, BoxError> {
-        let key = one(lease.keys)?;
+        let key = shared_key(lease.keys)?;
         let member = lease.kind.member(lease.token);
         let withdraw = withdraw && matches!(lease.kind, Kind::Read | Kind::Write);
         let mut pipe = redis::pipe();
@@ -120,13 +122,5 @@ impl Node {
             Err(e) if e.code() == Some("WRONGTYPE") => Ok(Release::Gone),
             Err(e) => Err(e.into()),
         }
-    }
-}
-
-/// The one key of a shared lease.
-pub(super) fn one(keys: &[String]) -> Result<&str, BoxError> {
-    match keys {
-        [key] => Ok(key),
-        _ => Err("a semaphore or read/write lease is on exactly one key".into()),
     }
 }

@@ -58,8 +58,6 @@ impl Deployment for Single {
     fn caps(&self) -> Caps {
         Caps {
             fencing: true,
-            multi_key_same_slot: false,
-            sharded_wakeups: false,
             replica_sync: true,
             announces_releases: true,
         }
