@@ -130,7 +130,11 @@ impl Node {
             if fencing {
                 // Runs even when the SET fails: that only skips a number. A successful
                 // SET's INCR comes before its own release, hence before the next holder's.
+                // The server's clock (µs) comes along: the token is the greater of the two,
+                // so that a replica promoted with a counter that missed the last INCRs
+                // still hands out greater tokens than its old master did (issue 16).
                 pipe.cmd("INCR").arg(fence_key(key));
+                pipe.cmd("TIME");
             }
             if waiting {
                 // A queued waiter also learns what holds the key: a semaphore's or read/write
@@ -149,26 +153,41 @@ impl Node {
             let mut replies = replies.into_iter();
             let set =
                 redis::from_redis_value::<Option<String>>(replies.next().unwrap_or(Value::Nil))?;
-            let mut next = || -> Result<Option<i64>, BoxError> {
+            let mut int = || -> Result<Option<i64>, BoxError> {
                 let value = replies.next().unwrap_or(Value::Nil);
                 Ok(redis::from_redis_value::<Option<i64>>(value)?)
             };
-            let fence = if fencing { next()? } else { None };
-            let pttl = if waiting { next()? } else { None };
+            let fence = if fencing { int()? } else { None };
+            let clock = if fencing {
+                let value = replies.next().unwrap_or(Value::Nil);
+                let (secs, micros) = redis::from_redis_value::<(u64, u64)>(value)?;
+                secs.saturating_mul(1_000_000).saturating_add(micros)
+            } else {
+                0
+            };
+            let mut int = || -> Result<Option<i64>, BoxError> {
+                let value = replies.next().unwrap_or(Value::Nil);
+                Ok(redis::from_redis_value::<Option<i64>>(value)?)
+            };
+            let pttl = if waiting { int()? } else { None };
             let held_as = if waiting {
                 let value = replies.next().unwrap_or(Value::Nil);
                 redis::from_redis_value::<String>(value).ok()
             } else {
                 None
             };
-            let mut next = || -> Result<Option<i64>, BoxError> {
-                let value = replies.next().unwrap_or(Value::Nil);
-                Ok(redis::from_redis_value::<Option<i64>>(value)?)
+            let acked = match replicas {
+                Some(_) => {
+                    let value = replies.next().unwrap_or(Value::Nil);
+                    redis::from_redis_value::<Option<i64>>(value)?
+                }
+                None => None,
             };
-            let acked = if replicas.is_some() { next()? } else { None };
             if self.set_taken(set, token) {
                 let fence = match fence {
-                    Some(f) if f >= FENCE_SEEDED_MIN => Some(u64::try_from(f).unwrap_or(0)),
+                    Some(f) if f >= FENCE_SEEDED_MIN => {
+                        Some(u64::try_from(f).unwrap_or(0).max(clock))
+                    }
                     Some(_) => Some(self.seed_fence(conn, key, ttl_ms).await?),
                     None => None,
                 };

@@ -31,6 +31,14 @@ if not fenced then
 end
 local counter = KEYS[n + 1]
 local fence = redis.call('INCR', counter)
+-- Never below the server's clock (µs): a replica promoted with a counter that missed the
+-- last INCRs still hands out greater tokens than its old master did.
+local t0 = redis.call('TIME')
+local clock = tonumber(t0[1]) * 1000000 + tonumber(t0[2])
+if fence >= 1e15 and fence < clock then
+  fence = clock
+  redis.call('SET', counter, string.format('%.0f', fence), 'PX', ARGV[4])
+end
 if fence < 1e15 then
   -- A new counter (first use, or its retention ran out): start it at the server time.
   local t = redis.call('TIME')
