@@ -1,9 +1,11 @@
-//! [`Locker::from_env`]: the store chosen by `LOCK_STORE`, `REDIS_URL` and `LOCK_PREFIX`.
+//! [`Locker::from_env`]: the store chosen by `LOCK_STORE`, `REDIS_URL` and `LOCK_PREFIX`,
+//! through the store registry (`store/registry.rs`): no store is named here.
 
 use std::sync::Once;
 
 use crate::error::LockError;
 use crate::locker::Locker;
+use crate::store::registry::{self, Entry, Lookup};
 
 /// The store: `redis`, `cluster`, `redlock`, `postgres` or `memory`.
 ///
@@ -49,20 +51,25 @@ pub const LOCK_PREFIX: &str = "LOCK_PREFIX";
 impl Locker {
     /// A locker configured from the process environment.
     ///
-    /// - `LOCK_STORE`: `redis`, `cluster`, `redlock` or `memory`. Unset: `redis` when a URL
-    ///   is set, else `memory`.
+    /// - `LOCK_STORE`: `memory`, `redis`, `cluster`, `redlock` or `postgres` (with the
+    ///   `postgres` feature). Unset: `redis` when a Redis URL is set, else `memory`.
     /// - `LOCK_REDIS_URL`, else `REDIS_URL`: the server, e.g. `redis://127.0.0.1:6379/0`;
     ///   for `cluster`, comma-separated seed nodes, e.g.
     ///   `redis://10.0.0.1:7000,redis://10.0.0.2:7000`; for `redlock`, the comma-separated
     ///   masters.
+    /// - `LOCK_DATABASE_URL`, else `DATABASE_URL`: the PostgreSQL URL for `postgres`, e.g.
+    ///   `postgres://app:password@127.0.0.1:5432/app`; `LOCK_DATABASE_LISTEN_URL`: a direct
+    ///   one for its release notifications behind PgBouncer (see
+    ///   `LockerBuilder::listen_url`).
     /// - `LOCK_PREFIX`: the key prefix, default `lock:`.
     ///
     /// With neither `LOCK_STORE` nor a URL set, the store is memory and a warning says once
     /// that locks are then not shared between processes. Empty values count as unset.
     ///
     /// # Errors
-    /// [`LockError::Config`] naming the variable: an unknown `LOCK_STORE`, `redis` or
-    /// `cluster` without a URL, a URL that does not parse.
+    /// [`LockError::Config`] naming the variable: an unknown `LOCK_STORE` (the message
+    /// lists the valid ones), a store without its URL, a URL that does not parse, a store
+    /// whose cargo feature is off.
     ///
     /// # Examples
     ///
@@ -99,107 +106,64 @@ impl Locker {
     /// ```
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, LockError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let url = get(LOCK_REDIS_URL)
-            .map(|u| (LOCK_REDIS_URL, u))
-            .or_else(|| get(REDIS_URL).map(|u| (REDIS_URL, u)));
         let mut builder = Locker::builder();
         if let Some(prefix) = lookup(LOCK_PREFIX) {
             builder = builder.prefix(prefix);
         }
-        let store = get(LOCK_STORE).map(|s| s.trim().to_ascii_lowercase());
-        let named = |var: &'static str| {
-            move |e| match e {
-                LockError::Config { message, .. } => LockError::config(var, message),
-                other => other,
+        let entry = match get(LOCK_STORE).map(|s| s.trim().to_ascii_lowercase()) {
+            Some(name) => registry::find(&name).ok_or_else(|| {
+                LockError::config(
+                    LOCK_STORE,
+                    format!("is `{name}`; expected {}", registry::names()),
+                )
+            })?,
+            None => {
+                let (entry, fallback) = registry::implied(&get).ok_or_else(|| {
+                    LockError::config(
+                        LOCK_STORE,
+                        format!("is unset; set it to {}", registry::names()),
+                    )
+                })?;
+                if fallback {
+                    static WARNED: Once = Once::new();
+                    WARNED.call_once(crate::telemetry::memory_store_fallback);
+                }
+                entry
             }
         };
-        if store.as_deref() == Some("postgres") {
-            return postgres_from_env(builder, &get);
-        }
-        match (store.as_deref(), url) {
-            (Some("memory"), _) => Ok(builder.memory()),
-            (Some("redis") | None, Some((var, url))) => builder.redis(&url).map_err(named(var)),
-            (Some("cluster"), Some((var, urls))) => {
-                builder.redis_cluster(urls.split(',')).map_err(named(var))
-            }
-            (Some("redlock"), Some((var, urls))) => {
-                builder.redlock(urls.split(',')).map_err(named(var))
-            }
-            (Some(store @ ("redis" | "cluster" | "redlock")), None) => Err(LockError::config(
-                LOCK_STORE,
-                format!(
-                    "is `{store}` but no URL is set; set REDIS_URL (or LOCK_REDIS_URL) to e.g. \
-                     `redis://127.0.0.1:6379/0` (comma-separated nodes for `cluster` and \
-                     `redlock`)"
-                ),
-            )),
-            (Some(other), _) => Err(LockError::config(
-                LOCK_STORE,
-                format!(
-                    "is `{other}`; expected `redis`, `cluster`, `redlock`, `postgres` or `memory`"
-                ),
-            )),
-            (None, None) => {
-                static WARNED: Once = Once::new();
-                WARNED.call_once(crate::telemetry::memory_store_fallback);
-                Ok(builder.memory())
-            }
-        }
+        entry
+            .open(builder, &get)
+            .map_err(|e| hint_scheme(entry, &get, e))
     }
 }
 
-/// A direct (unpooled) PostgreSQL URL for the connection a `Locker` listens for releases
-/// on, when `LOCK_DATABASE_URL` goes through PgBouncer in transaction mode (see
-/// `LockerBuilder::listen_url`).
-const LOCK_DATABASE_LISTEN_URL: &str = "LOCK_DATABASE_LISTEN_URL";
-
-/// `LOCK_STORE=postgres`: the URL from `LOCK_DATABASE_URL`, else `DATABASE_URL`; the
-/// listening connection's from `LOCK_DATABASE_LISTEN_URL`, else the same.
-fn postgres_from_env(
-    builder: crate::LockerBuilder,
-    get: &impl Fn(&str) -> Option<String>,
-) -> Result<Locker, LockError> {
-    let Some((var, url)) = get(LOCK_DATABASE_URL)
-        .map(|u| (LOCK_DATABASE_URL, u))
-        .or_else(|| get(DATABASE_URL).map(|u| (DATABASE_URL, u)))
-    else {
-        return Err(LockError::config(
-            LOCK_STORE,
-            "is `postgres` but no URL is set; set DATABASE_URL (or LOCK_DATABASE_URL) to e.g. \
-             `postgres://app:password@127.0.0.1:5432/app`",
-        ));
+/// A `Config` error about a URL that another store takes (`postgres://` in `REDIS_URL`)
+/// says which `LOCK_STORE` that URL is for.
+fn hint_scheme(entry: &Entry, get: Lookup<'_>, e: LockError) -> LockError {
+    let LockError::Config { setting, message } = e else {
+        return e;
     };
-    let listen = get(LOCK_DATABASE_LISTEN_URL);
-    #[cfg(feature = "postgres")]
-    {
-        let builder = match listen {
-            Some(listen) => builder.listen_url(listen),
-            None => builder,
-        };
-        builder.postgres(&url).map_err(|e| match e {
-            LockError::Config { setting, message } if setting == "listen_url" => {
-                LockError::config(LOCK_DATABASE_LISTEN_URL, message)
-            }
-            LockError::Config { message, .. } => LockError::config(var, message),
-            other => other,
-        })
-    }
-    #[cfg(not(feature = "postgres"))]
-    {
-        let _ = (builder, url, listen);
-        Err(LockError::config(
-            LOCK_STORE,
+    let other = entry
+        .url(get)
+        .filter(|(var, url)| *var == setting && !entry.takes_url(url))
+        .and_then(|(_, url)| registry::by_scheme(&url));
+    match other {
+        Some(other) if other.name != entry.name => LockError::config(
+            &setting,
             format!(
-                "is `postgres` (with {var} set), but this build has no PostgreSQL store; \
-                 enable the `postgres` feature of `locked`"
+                "{message}; for the `{}` store, set LOCK_STORE={}",
+                other.name, other.name
             ),
-        ))
+        ),
+        _ => LockError::Config { setting, message },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(feature = "postgres")]
+    use crate::store::postgres::LOCK_DATABASE_LISTEN_URL;
 
     fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |name| {
@@ -242,6 +206,76 @@ mod tests {
         let err = Locker::from_env_with(env(&[(LOCK_STORE, "mysql")])).unwrap_err();
         assert!(matches!(&err, LockError::Config { setting, .. } if setting == LOCK_STORE));
         assert!(err.to_string().contains("mysql"));
+    }
+
+    #[test]
+    fn from_env_unknown_store_lists_every_registered_store() {
+        let msg = Locker::from_env_with(env(&[(LOCK_STORE, "mysql")]))
+            .unwrap_err()
+            .to_string();
+        for entry in registry::stores() {
+            assert!(msg.contains(&format!("`{}`", entry.name)), "{msg}");
+        }
+    }
+
+    #[test]
+    fn from_env_store_name_is_the_one_lock_store_names() {
+        let three = "redis://127.0.0.1:1,redis://127.0.0.1:2,redis://127.0.0.1:3";
+        for (store, url, name) in [
+            ("memory", three, "memory"),
+            (" Redis ", "redis://127.0.0.1:1/", "redis"),
+            ("cluster", three, "cluster"),
+            ("REDLOCK", three, "redlock"),
+        ] {
+            let vars = move |n: &str| match n {
+                LOCK_STORE => Some(store.to_owned()),
+                REDIS_URL => Some(url.to_owned()),
+                _ => None,
+            };
+            assert_eq!(Locker::from_env_with(vars).unwrap().store_name(), name);
+        }
+        assert_eq!(
+            Locker::from_env_with(env(&[])).unwrap().store_name(),
+            "memory"
+        );
+    }
+
+    #[test]
+    fn from_env_a_url_of_another_store_says_which_store_it_is_for() {
+        let err =
+            Locker::from_env_with(env(&[(REDIS_URL, "postgres://app:pw@db/app")])).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("REDIS_URL"), "{msg}");
+        assert!(msg.contains("LOCK_STORE=postgres"), "{msg}");
+        assert!(!msg.contains(":pw@"), "{msg}");
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[test]
+    fn from_env_postgres_without_its_feature_says_which_feature_to_enable() {
+        let err = Locker::from_env_with(env(&[
+            (LOCK_STORE, "postgres"),
+            (DATABASE_URL, "postgres://app:pw@db/app"),
+        ]))
+        .unwrap_err();
+        assert!(matches!(&err, LockError::Config { setting, .. } if setting == LOCK_STORE));
+        assert!(err.to_string().contains("`postgres` feature"), "{err}");
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn from_env_postgres_without_url_names_its_variables() {
+        let err = Locker::from_env_with(env(&[(LOCK_STORE, "postgres")])).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(DATABASE_URL) && msg.contains(LOCK_DATABASE_URL),
+            "{msg}"
+        );
+        let ok = Locker::from_env_with(env(&[
+            (LOCK_STORE, "postgres"),
+            (DATABASE_URL, "postgresql://app:pw@db/app"),
+        ]));
+        assert_eq!(ok.unwrap().store_name(), "postgres");
     }
 
     #[test]

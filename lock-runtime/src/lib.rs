@@ -47,6 +47,7 @@
 )]
 
 mod acquire;
+mod builder;
 mod context;
 mod core;
 mod env;
@@ -73,8 +74,9 @@ mod wait;
 
 #[doc(hidden)]
 pub mod __private {
-    //! Called by the `#[locked]` expansion; not public API.
+    //! Called by the `#[locked]` expansion and the `locked` CLI; not public API.
     pub use crate::private::*;
+    pub use crate::store::registry::{Entry as StoreEntry, Implied, Lookup, OpenFromEnv, stores};
 }
 mod private;
 
@@ -87,7 +89,8 @@ pub use global::{global, init};
 pub use guard::LockGuard;
 pub use info::{LockInfo, MasterView};
 pub use keys::{DEFAULT_PREFIX, MAX_KEY_LEN, operation_key, resource_key};
-pub use locker::{Locker, LockerBuilder};
+pub use builder::LockerBuilder;
+pub use locker::Locker;
 pub use options::{DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_TTL, LockOptions};
 pub use rwlock::RwLock;
 pub use semaphore::Semaphore;

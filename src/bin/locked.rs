@@ -1,38 +1,104 @@
 //! `locked`: inspect and operate the locks of a `locked` deployment from a shell. It reads
 //! the same environment as the library (`LOCK_STORE`, `REDIS_URL`/`LOCK_REDIS_URL`,
-//! `LOCK_PREFIX`); `--url`, `--store` and `--prefix` override it.
+//! `DATABASE_URL`/`LOCK_DATABASE_URL`, `LOCK_PREFIX`); `--url`, `--store` and `--prefix`
+//! override it.
+//!
+//! The stores it names (the `--store` values and their help, the variables `--url`
+//! overrides) come from the library's store registry, `locked::__private::stores()`: a
+//! new store needs nothing here.
 //!
 //! Exit codes: 0 done; 1 the store failed or the configuration is invalid (the message
 //! says which and what to do); 2 the command line is wrong; 3 `wait` timed out with the
 //! lock still held; 4 `release` was refused (no terminal to confirm on and no `--yes`) or
 //! declined at the prompt.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::{PossibleValue, StringValueParser, TypedValueParser};
 use clap::{Parser, Subcommand};
-use locked::{LOCK_DATABASE_URL, LOCK_PREFIX, LOCK_REDIS_URL, LOCK_STORE, LockInfo, Locker};
+use locked::__private::stores;
+use locked::{LOCK_PREFIX, LOCK_STORE, LockInfo, Locker};
 use serde_json::{Value, json};
 
-/// Inspect and operate `locked` locks in Redis (single, Cluster or Redlock).
+/// Inspect and operate `locked` locks in their store (Redis, a Redis Cluster, Redlock or
+/// PostgreSQL).
 #[derive(Parser)]
 #[command(name = "locked", version, about)]
 struct Cli {
-    /// The store's URL: Redis (comma-separated nodes for `cluster` and `redlock`; default
-    /// from LOCK_REDIS_URL or REDIS_URL), or PostgreSQL for `postgres` (default from
-    /// LOCK_DATABASE_URL or DATABASE_URL).
-    #[arg(long, global = true)]
+    /// The store's URL (comma-separated nodes for `cluster` and `redlock`); default from
+    /// the store's variable (see --help).
+    #[arg(long, global = true, long_help = url_help())]
     url: Option<String>,
-    /// The store: redis, cluster, redlock or postgres (with the `postgres` feature);
-    /// default from LOCK_STORE.
-    #[arg(long, global = true)]
+    /// The store; default from LOCK_STORE.
+    #[arg(long, global = true, value_parser = StoreName)]
     store: Option<String>,
     /// The key prefix; default from LOCK_PREFIX, else `lock:`.
     #[arg(long, global = true)]
     prefix: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--store`: any text (an unknown store is the library's `LOCK_STORE` error, exit 1),
+/// with the registry's stores as the values `--help` lists.
+#[derive(Clone)]
+struct StoreName;
+
+impl TypedValueParser for StoreName {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<String, clap::Error> {
+        StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(stores().iter().map(|e| {
+            let help = match e.feature {
+                Some(feature) if !e.is_available() => {
+                    format!(
+                        "{} (not in this build: needs the `{feature}` feature)",
+                        e.help
+                    )
+                }
+                _ => e.help.to_owned(),
+            };
+            PossibleValue::new(e.name).help(help)
+        })))
+    }
+}
+
+/// `--url`'s long help: which variables each store reads its URL from.
+fn url_help() -> String {
+    let mut help = "The store's URL (comma-separated nodes for `cluster` and `redlock`), in \
+                    place of the store's variable.\n\nDefault, by store:"
+        .to_owned();
+    let mut names: Vec<&str> = Vec::new();
+    let with_url: Vec<_> = stores().iter().filter(|e| !e.url_vars.is_empty()).collect();
+    for (i, e) in with_url.iter().enumerate() {
+        names.push(e.name);
+        if with_url
+            .get(i + 1)
+            .is_none_or(|next| next.url_vars != e.url_vars)
+        {
+            let vars = e.url_vars.join(", else ");
+            help.push_str(&format!("\n  {}: {vars}", names.join(", ")));
+            names.clear();
+        }
+    }
+    help
+}
+
+/// Whether `--url` stands for the variable `name`: the first URL variable of a store.
+fn is_url_var(name: &str) -> bool {
+    stores().iter().any(|e| e.url_vars.first() == Some(&name))
 }
 
 #[derive(Subcommand)]
@@ -119,9 +185,7 @@ fn fail(Failure(code, message): Failure) -> ExitCode {
 
 fn locker(cli: &Cli) -> Result<Locker, Failure> {
     let lookup = |name: &str| match name {
-        n if (n == LOCK_REDIS_URL || n == LOCK_DATABASE_URL) && cli.url.is_some() => {
-            cli.url.clone()
-        }
+        n if is_url_var(n) && cli.url.is_some() => cli.url.clone(),
         n if n == LOCK_STORE && cli.store.is_some() => cli.store.clone(),
         n if n == LOCK_PREFIX && cli.prefix.is_some() => cli.prefix.clone(),
         n => std::env::var(n).ok(),
@@ -134,9 +198,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Env { json } => {
             let shown = format!("{locker:?}");
-            let memory = shown.contains("\"memory\"");
+            let store = locker.store_name();
+            let memory = store == "memory";
             if json {
-                println!("{}", json!({ "locker": shown, "memory": memory }));
+                println!(
+                    "{}",
+                    json!({ "locker": shown, "store": store, "memory": memory })
+                );
             } else {
                 println!("{shown}");
                 if memory {

@@ -1,28 +1,40 @@
-//! The one list of stores, and the static dispatch it generates: [`AnyStore`], one enum
-//! variant per store, and its [`Store`] impl, which delegates without a boxed future.
+//! The one list of stores, and what it generates: [`AnyStore`], one enum variant per
+//! store, and its [`Store`] impl, which delegates without a boxed future; the registry's
+//! [`STORES`], each store's [`Entry`]; and [`AnyStore::entry`].
 
 use std::sync::Weak;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-#[cfg(feature = "postgres")]
-use super::postgres;
+use super::registry::Entry;
 use super::{Attempt, Lease, Release, Replicas, Request};
 use super::{Caps, Store, WakeTarget};
-use super::{memory, redis};
+use super::{memory, postgres, redis};
 use crate::error::BoxError;
 use crate::info::LockInfo;
 
-/// The list of stores: one line per store generates the [`AnyStore`] enum, its `From`
-/// conversions and its delegating [`Store`] impl.
+/// The list of stores: one line per store, `Variant(store type) = its entry`, generates
+/// the [`AnyStore`] enum, its `From` conversions, its delegating [`Store`] impl, and the
+/// registry ([`STORES`], [`AnyStore::entry`]). A `#[cfg]` on a line gates the variant, not
+/// the entry: a store whose feature is off stays in the registry, unopenable.
 macro_rules! stores {
-    ($($(#[$cfg:meta])* $variant:ident($ty:ty)),* $(,)?) => {
+    ($($(#[$cfg:meta])* $variant:ident($ty:ty) = $entry:path),* $(,)?) => {
         /// The store a `Locker` was built with. It lives once per `Locker`, in an `Arc`,
         /// so the variants' size difference costs nothing worth a box.
         #[allow(clippy::large_enum_variant)]
         pub(crate) enum AnyStore {
             $($(#[$cfg])* $variant($ty)),*
+        }
+
+        /// Every store's entry, in the list's order, feature-gated ones included.
+        pub(super) const STORES: &[Entry] = &[$($entry),*];
+
+        impl AnyStore {
+            /// The registry's entry of this store.
+            pub(crate) fn entry(&self) -> &'static Entry {
+                match self { $($(#[$cfg])* Self::$variant(_) => &$entry),* }
+            }
         }
 
         $($(#[$cfg])* impl From<$ty> for AnyStore {
@@ -95,12 +107,12 @@ macro_rules! stores {
     };
 }
 
-// A new store is one line here (and its file or folder beside `mod.rs`).
+// A new store is one line here (and its file or folder beside `mod.rs`, with its entry).
 stores! {
-    Memory(memory::MemoryStore),
-    Redis(redis::RedisStore),
-    Cluster(redis::ClusterStore),
-    Redlock(redis::RedlockStore),
+    Memory(memory::MemoryStore) = memory::ENTRY,
+    Redis(redis::RedisStore) = redis::REDIS,
+    Cluster(redis::ClusterStore) = redis::CLUSTER,
+    Redlock(redis::RedlockStore) = redis::REDLOCK,
     #[cfg(feature = "postgres")]
-    Postgres(postgres::Postgres),
+    Postgres(postgres::Postgres) = postgres::ENTRY,
 }

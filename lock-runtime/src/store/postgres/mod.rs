@@ -34,11 +34,71 @@
 //!   direct URL (`listen_url`).
 //! - The URL's password never appears in errors, logs or `Debug`.
 
+//!
+//! ## Without the `postgres` feature
+//! Only [`ENTRY`] is compiled: the registry still knows the store, and naming it says
+//! which feature to enable.
+
+#[cfg(feature = "postgres")]
 mod acquire;
+#[cfg(feature = "postgres")]
 mod conn;
+#[cfg(feature = "postgres")]
 mod listener;
+#[cfg(feature = "postgres")]
 mod setup;
+#[cfg(feature = "postgres")]
 mod sql;
+#[cfg(feature = "postgres")]
 mod store;
 
+#[cfg(feature = "postgres")]
 pub(crate) use store::{Postgres, PostgresStore};
+
+use super::registry::{Entry, Implied};
+use crate::env::{DATABASE_URL, LOCK_DATABASE_URL};
+
+/// A direct (unpooled) PostgreSQL URL for the connection a `Locker` listens for releases
+/// on, when `LOCK_DATABASE_URL` goes through PgBouncer in transaction mode (see
+/// `LockerBuilder::listen_url`).
+pub(crate) const LOCK_DATABASE_LISTEN_URL: &str = "LOCK_DATABASE_LISTEN_URL";
+
+/// The registry's entry: `LOCK_STORE=postgres` (never implied: `DATABASE_URL` alone
+/// is often set for other reasons).
+pub(crate) const ENTRY: Entry = Entry {
+    name: "postgres",
+    help: "PostgreSQL, a lease table, e.g. `postgres://app:pw@127.0.0.1:5432/app`",
+    schemes: &["postgres://", "postgresql://"],
+    url_vars: &[LOCK_DATABASE_URL, DATABASE_URL],
+    other_vars: &[LOCK_DATABASE_LISTEN_URL],
+    url_example: "e.g. `postgres://app:password@127.0.0.1:5432/app`",
+    feature: Some("postgres"),
+    implied: Implied::Never,
+    #[cfg(feature = "postgres")]
+    open_from_env: Some(from_env),
+    #[cfg(not(feature = "postgres"))]
+    open_from_env: None,
+};
+
+/// The URL from `LOCK_DATABASE_URL`, else `DATABASE_URL`; the listening connection's
+/// from `LOCK_DATABASE_LISTEN_URL`, else the same.
+#[cfg(feature = "postgres")]
+fn from_env(
+    builder: crate::builder::LockerBuilder,
+    get: super::registry::Lookup<'_>,
+) -> Result<crate::locker::Locker, crate::error::LockError> {
+    use crate::error::LockError;
+
+    let (var, url) = ENTRY.require_url(get)?;
+    let builder = match get(LOCK_DATABASE_LISTEN_URL) {
+        Some(listen) => builder.listen_url(listen),
+        None => builder,
+    };
+    builder.postgres(&url).map_err(|e| match e {
+        LockError::Config { setting, message } if setting == "listen_url" => {
+            LockError::config(LOCK_DATABASE_LISTEN_URL, message)
+        }
+        LockError::Config { message, .. } => LockError::config(var, message),
+        other => other,
+    })
+}
