@@ -10,12 +10,16 @@
 //! - `kind`, `lease`: the vocabulary the engine and the stores share.
 //! - `seam`: the [`Store`] trait, [`Caps`], [`WakeTarget`].
 //! - `dispatch`: the one list of stores, and [`AnyStore`] generated from it.
+//! - `registry`: what each store declares for the rest of the crate (its `LOCK_STORE`
+//!   name, URL schemes, environment variables, feature, how to open it from the
+//!   environment, its line in the CLI's help); `from_env` and the CLI read the list.
 //! - `memory`; `redis` (one Redis, a Cluster and Redlock over one node layer);
 //!   `postgres` (behind the `postgres` feature): the stores.
 //!
 //! ## Adding a store
-//! A new store is a file or folder here with a type that implements [`Store`], plus one
-//! line in the list in `dispatch.rs`. Nothing else may match on the store kind.
+//! A new store is a file or folder here with a type that implements [`Store`] and its
+//! registry entry (`ENTRY`), plus one line in the list in `dispatch.rs`. Nothing else may
+//! match on the store kind.
 
 pub(crate) mod memory;
 pub(crate) mod postgres;
