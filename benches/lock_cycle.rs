@@ -7,15 +7,14 @@
 //! short blocks of the floor and the library and taking the median of per-block ratios,
 //! because a process's round trip on a noisy machine drifts more than the effect measured.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use locked::{LockError, Locker, locked};
+use locked_test_support::bench::{Rounds, alternate, percentile, shares_over_mean, throughput, us};
+use locked_test_support::{RedisCluster, RedisServer};
 use redis::aio::{ConnectionLike, ConnectionManager};
 use serde_json::{Value, json};
 
@@ -94,27 +93,6 @@ async fn sem_floor_cycle<C: ConnectionLike + Send>(
         .unwrap();
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
-    }
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
 async fn commands_processed(conn: &mut ConnectionManager) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("stats")
@@ -136,8 +114,8 @@ async fn w1<C: ConnectionLike + Send>(
     attribute: bool,
 ) -> Value {
     let (mut f_all, mut l_all, mut a_all) = (Vec::new(), Vec::new(), Vec::new());
-    let mut ratios = Vec::new();
-    let mut attr_ratios = Vec::new();
+    // Per block: the p50 of the floor, the library and the annotated fn.
+    let mut p50s = Rounds::new();
     let opts = locker.options().logging(false);
     let mut n = 0u64;
     for _ in 0..blocks {
@@ -167,10 +145,8 @@ async fn w1<C: ConnectionLike + Send>(
         for v in [&mut f, &mut l, &mut a] {
             v.sort();
         }
-        ratios.push(us(percentile(&l, 0.5)) / us(percentile(&f, 0.5)));
-        if attribute {
-            attr_ratios.push(us(percentile(&a, 0.5)) / us(percentile(&f, 0.5)));
-        }
+        let p50 = |v: &[Duration]| us(percentile(v, 0.5));
+        p50s.push([p50(&f), p50(&l), if attribute { p50(&a) } else { f64::NAN }]);
         f_all.extend(f);
         l_all.extend(l);
         a_all.extend(a);
@@ -189,12 +165,13 @@ async fn w1<C: ConnectionLike + Send>(
             "p99_us": us(percentile(v, 0.99)),
         })
     };
+    let [_, ratio, attr_ratio] = p50s.ratios_to(0);
     json!({
         "floor": stat(&f_all),
         "acquire_release": stat(&l_all),
         "annotated_fn": stat(&a_all),
-        "p50_ratio_median": median(ratios),
-        "annotated_p50_ratio_median": median(attr_ratios),
+        "p50_ratio_median": ratio,
+        "annotated_p50_ratio_median": attr_ratio,
     })
 }
 
@@ -343,7 +320,7 @@ async fn w3(
     let ideal_wait = (hold + cycle) * (TASKS as u32 - permits) / permits;
     let max_rate = f64::from(permits) / (hold + cycle).as_secs_f64();
     let rate = sections as f64 / elapsed.as_secs_f64();
-    let mean = sections as f64 / TASKS as f64;
+    let (min_share, max_share) = shares_over_mean(&per_task);
     json!({
         "sections": sections,
         "sections_per_s": rate,
@@ -358,8 +335,8 @@ async fn w3(
         "wait_max_over_ideal": us(*waits.last().unwrap_or(&Duration::ZERO)) / us(ideal_wait),
         "fewest_sections_per_task": per_task.iter().min(),
         "most_sections_per_task": per_task.iter().max(),
-        "max_share_over_mean": *per_task.iter().max().unwrap_or(&0) as f64 / mean,
-        "min_share_over_mean": *per_task.iter().min().unwrap_or(&0) as f64 / mean,
+        "max_share_over_mean": max_share,
+        "min_share_over_mean": min_share,
         "redis_commands_per_section": cmds,
         "lost_updates": (permits == 1).then(|| sections - counter.load(Ordering::SeqCst)),
         "overlaps": overlaps.load(Ordering::SeqCst),
@@ -375,7 +352,7 @@ async fn cluster_section(
     block: Duration,
     seconds: f64,
 ) -> Value {
-    let cluster = support::RedisCluster::start();
+    let cluster = RedisCluster::start();
     let locker = cluster.locker("lock:");
     let conn = redis::cluster::ClusterClient::new(cluster.urls())
         .unwrap()
@@ -399,27 +376,21 @@ async fn cluster_section(
         .get_async_connection()
         .await
         .unwrap();
-    let (mut ratios, mut bounded_ratios) = (Vec::new(), Vec::new());
-    let (mut floor_rates, mut bounded_rates, mut lib_rates) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        let f = concurrent("floor", &conn, &locker, false, block).await;
-        let b = concurrent("floor", &bounded, &locker, false, block).await;
-        let l = concurrent("lib", &conn, &locker, false, block).await;
-        ratios.push(l / f);
-        bounded_ratios.push(l / b);
-        floor_rates.push(f);
-        bounded_rates.push(b);
-        lib_rates.push(l);
-    }
+    let sides = [("floor", &conn), ("floor", &bounded), ("lib", &conn)];
+    let w2 = alternate(rounds, sides, async |(kind, conn)| {
+        concurrent(kind, conn, &locker, false, block).await
+    })
+    .await;
+    let [floor_rate, bounded_rate, lib_rate] = w2.medians();
     let w3v = w3(&locker, Duration::from_secs_f64(seconds), cycle, None, 1).await;
     json!({
         "w1_sequential": w1v,
         "w2_64_tasks_own_keys": {
-            "floor_cycles_per_s": median(floor_rates),
-            "bounded_floor_cycles_per_s": median(bounded_rates),
-            "default_cycles_per_s": median(lib_rates),
-            "default_ratio_median": median(ratios),
-            "default_over_bounded_floor_median": median(bounded_ratios),
+            "floor_cycles_per_s": floor_rate,
+            "bounded_floor_cycles_per_s": bounded_rate,
+            "default_cycles_per_s": lib_rate,
+            "default_ratio_median": w2.ratios_to(0)[2],
+            "default_over_bounded_floor_median": w2.ratios_to(1)[2],
         },
         "w3_8_tasks_one_key": w3v,
     })
@@ -428,9 +399,8 @@ async fn cluster_section(
 /// W1 and W2 on three independent masters: `Locker::redlock` (through `run`, renewal and
 /// wake-ups on) against `rslock` on the same masters, alternating blocks.
 async fn redlock_section(blocks: usize, per_block: usize, rounds: usize, block: Duration) -> Value {
-    let masters: Vec<support::RedisServer> =
-        (0..3).map(|_| support::RedisServer::start()).collect();
-    let urls: Vec<String> = masters.iter().map(support::RedisServer::url).collect();
+    let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let urls: Vec<String> = masters.iter().map(RedisServer::url).collect();
     let locker = Locker::redlock(&urls).unwrap();
     let rslock = Arc::new(rslock::LockManager::new(urls.clone()));
     let opts = locker.options().logging(false);
@@ -447,7 +417,7 @@ async fn redlock_section(blocks: usize, per_block: usize, rounds: usize, block: 
         }
     };
     // W1: sequential, fresh keys, p50 per block.
-    let (mut lib_all, mut rs_all, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lib_all, mut rs_all, mut p50s) = (Vec::new(), Vec::new(), Rounds::new());
     let mut n = 0u64;
     for _ in 0..blocks {
         let (mut l, mut r) = (Vec::new(), Vec::new());
@@ -462,63 +432,41 @@ async fn redlock_section(blocks: usize, per_block: usize, rounds: usize, block: 
         }
         l.sort();
         r.sort();
-        ratios.push(us(percentile(&l, 0.5)) / us(percentile(&r, 0.5)));
+        p50s.push([us(percentile(&r, 0.5)), us(percentile(&l, 0.5))]);
         lib_all.extend(l);
         rs_all.extend(r);
     }
     lib_all.sort();
     rs_all.sort();
-    // W2: 64 tasks on their own keys.
-    let w2 = |lib: bool| {
+    // W2: 64 tasks on their own keys, rslock then `locked` in each round.
+    let w2 = alternate(rounds, [false, true], async |lib| {
         let (lib_cycle, rs_cycle) = (lib_cycle.clone(), rs_cycle.clone());
-        async move {
-            let count = Arc::new(AtomicU64::new(0));
-            let end = Instant::now() + block;
-            let mut tasks = Vec::new();
-            for t in 0..64 {
-                let (count, lib_cycle, rs_cycle) =
-                    (count.clone(), lib_cycle.clone(), rs_cycle.clone());
-                tasks.push(tokio::spawn(async move {
-                    let mut i = 0u64;
-                    while Instant::now() < end {
-                        i += 1;
-                        let key = format!("rl:w2:{lib}:{t}:{}", i % 16);
-                        if lib {
-                            lib_cycle(key).await;
-                        } else {
-                            rs_cycle(key).await;
-                        }
-                        count.fetch_add(1, Ordering::Relaxed);
-                    }
-                }));
+        throughput(64, block, move |t, i| {
+            let key = format!("rl:w2:{lib}:{t}:{}", i % 16);
+            let (lib_cycle, rs_cycle) = (lib_cycle.clone(), rs_cycle.clone());
+            async move {
+                if lib {
+                    lib_cycle(key).await;
+                } else {
+                    rs_cycle(key).await;
+                }
             }
-            let start = Instant::now();
-            for t in tasks {
-                t.await.unwrap();
-            }
-            count.load(Ordering::Relaxed) as f64
-                / start.elapsed().as_secs_f64().max(block.as_secs_f64())
-        }
-    };
-    let (mut w2_ratios, mut lib_rates, mut rs_rates) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        let r = w2(false).await;
-        let l = w2(true).await;
-        w2_ratios.push(l / r);
-        lib_rates.push(l);
-        rs_rates.push(r);
-    }
+        })
+        .await
+    })
+    .await;
+    let [rs_rate, lib_rate] = w2.medians();
     drop(masters);
     json!({
         "w1_sequential": {
             "locked_p50_us": us(percentile(&lib_all, 0.5)),
             "rslock_p50_us": us(percentile(&rs_all, 0.5)),
-            "p50_ratio_median": median(ratios),
+            "p50_ratio_median": p50s.ratios_to(0)[1],
         },
         "w2_64_tasks_own_keys": {
-            "locked_cycles_per_s": median(lib_rates),
-            "rslock_cycles_per_s": median(rs_rates),
-            "ratio_median": median(w2_ratios),
+            "locked_cycles_per_s": lib_rate,
+            "rslock_cycles_per_s": rs_rate,
+            "ratio_median": w2.ratios_to(0)[1],
         },
     })
 }
@@ -584,7 +532,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let server = support::RedisServer::start();
+        let server = RedisServer::start();
         let url = server.url();
         let locker = server.locker();
         BENCH_LOCKER.set(locker.clone()).unwrap();
@@ -592,13 +540,12 @@ fn main() {
         let mut floor = Floor { conn: conn.clone(), release: redis::Script::new(RELEASE) };
         if w2_ratio_only {
             // Only W2's default ratio, 20 alternating rounds: for trying changes quickly.
-            let mut ratios = Vec::new();
-            for _ in 0..20 {
-                let f = concurrent("floor", &conn, &locker, false, Duration::from_millis(200)).await;
-                let l = concurrent("lib", &conn, &locker, false, Duration::from_millis(200)).await;
-                ratios.push(l / f);
-            }
-            println!("W2 default / floor, median of 20 rounds: {:.3}", median(ratios));
+            let block = Duration::from_millis(200);
+            let w2 = alternate(20, ["floor", "lib"], async |kind| {
+                concurrent(kind, &conn, &locker, false, block).await
+            })
+            .await;
+            println!("W2 default / floor, median of 20 rounds: {:.3}", w2.ratios_to(0)[1]);
             return;
         }
         if redlock_only {
@@ -639,24 +586,18 @@ fn main() {
         // Short alternating blocks: a ratio per round, the median over rounds.
         let rounds = if quick { 1 } else { 10 };
         let block = Duration::from_secs_f64((seconds / 6.0).max(0.1));
-        let (mut floor_rates, mut lib_rates, mut fenced_rates) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut lib_ratio, mut fenced_ratio) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            let f = concurrent("floor", &conn, &locker, false, block).await;
-            let l = concurrent("lib", &conn, &locker, false, block).await;
-            let x = concurrent("fenced", &conn, &locker, true, block).await;
-            lib_ratio.push(l / f);
-            fenced_ratio.push(x / f);
-            floor_rates.push(f);
-            lib_rates.push(l);
-            fenced_rates.push(x);
-        }
+        let w2 = alternate(rounds, ["floor", "lib", "fenced"], async |kind| {
+            concurrent(kind, &conn, &locker, kind == "fenced", block).await
+        })
+        .await;
+        let [floor_rate, lib_rate, fenced_rate] = w2.medians();
+        let [_, lib_ratio, fenced_ratio] = w2.ratios_to(0);
         let w2v = json!({
-            "floor_cycles_per_s": median(floor_rates),
-            "default_cycles_per_s": median(lib_rates),
-            "fencing_cycles_per_s": median(fenced_rates),
-            "default_ratio_median": median(lib_ratio),
-            "fencing_ratio_median": median(fenced_ratio),
+            "floor_cycles_per_s": floor_rate,
+            "default_cycles_per_s": lib_rate,
+            "fencing_cycles_per_s": fenced_rate,
+            "default_ratio_median": lib_ratio,
+            "fencing_ratio_median": fenced_ratio,
         });
 
         let semaphore = semaphore_section(&conn, &locker, rounds, block, seconds, cycle).await;
@@ -706,20 +647,17 @@ async fn semaphore_section(
     seconds: f64,
     cycle: Duration,
 ) -> Value {
-    let (mut ratio, mut floor_rates, mut sem_rates) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        let f = concurrent("semfloor", conn, locker, false, block).await;
-        let l = concurrent("sem", conn, locker, false, block).await;
-        ratio.push(l / f);
-        floor_rates.push(f);
-        sem_rates.push(l);
-    }
+    let w2 = alternate(rounds, ["semfloor", "sem"], async |kind| {
+        concurrent(kind, conn, locker, false, block).await
+    })
+    .await;
+    let [floor_rate, sem_rate] = w2.medians();
     let w3v = w3(locker, Duration::from_secs_f64(seconds), cycle, None, 3).await;
     json!({
         "w2_64_tasks_own_keys": {
-            "floor_cycles_per_s": median(floor_rates),
-            "semaphore_cycles_per_s": median(sem_rates),
-            "ratio_median": median(ratio),
+            "floor_cycles_per_s": floor_rate,
+            "semaphore_cycles_per_s": sem_rate,
+            "ratio_median": w2.ratios_to(0)[1],
         },
         "w3_8_tasks_3_permits": w3v,
     })

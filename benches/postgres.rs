@@ -13,15 +13,14 @@
 //!   with the transactions the server committed per cycle.
 //!   Under `cargo test` the bench runs a short smoke version of itself.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use locked::{LockOptions, Locker};
+use locked_test_support::PgServer;
+use locked_test_support::bench::{alternate, percentile, shares_over_mean, throughput, us};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgAdvisoryLock, PgPool, PgPoolOptions};
 
@@ -78,92 +77,64 @@ impl Sides {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
+/// The three sides, in the order each round measures them.
+const SIDES: [Side; 3] = [Side::Floor, Side::Lib, Side::Sqlx];
 
 /// W1: sequential cycles on fresh keys; the median over blocks of each side's p50 over
 /// the floor's p50 in the same round.
 async fn w1(sides: &Sides, blocks: usize, per_block: usize) -> Value {
-    let (mut f, mut l, mut q) = (Vec::new(), Vec::new(), Vec::new());
     let mut n = 0u64;
-    for _ in 0..blocks {
-        for (side, out) in [
-            (Side::Floor, &mut f),
-            (Side::Lib, &mut l),
-            (Side::Sqlx, &mut q),
-        ] {
-            let mut times = Vec::with_capacity(per_block);
-            for _ in 0..per_block {
-                n += 1;
-                let key = format!("w1:{side:?}:{n}");
-                let start = Instant::now();
-                sides.cycle(side, &key).await;
-                times.push(start.elapsed());
-            }
-            times.sort();
-            out.push(us(pct(&times, 0.5)));
+    let p50s = alternate(blocks, SIDES, async |side| {
+        let mut times = Vec::with_capacity(per_block);
+        for _ in 0..per_block {
+            n += 1;
+            let key = format!("w1:{side:?}:{n}");
+            let start = Instant::now();
+            sides.cycle(side, &key).await;
+            times.push(start.elapsed());
         }
-    }
-    let ratio = |x: &[f64]| median(x.iter().zip(&f).map(|(a, b)| a / b).collect());
+        times.sort();
+        us(percentile(&times, 0.5))
+    })
+    .await;
+    let [floor, lib, sqlx] = p50s.medians();
+    let [_, lib_ratio, sqlx_ratio] = p50s.ratios_to(0);
     json!({
-        "floor_p50_us": median(f.clone()),
-        "locked_p50_us": median(l.clone()),
-        "sqlx_p50_us": median(q.clone()),
-        "locked_over_floor": ratio(&l),
-        "sqlx_over_floor": ratio(&q),
+        "floor_p50_us": floor,
+        "locked_p50_us": lib,
+        "sqlx_p50_us": sqlx,
+        "locked_over_floor": lib_ratio,
+        "sqlx_over_floor": sqlx_ratio,
     })
 }
 
 /// 64 tasks on their own keys for `dur`: cycles/s.
 async fn concurrent(sides: &Sides, side: Side, dur: Duration) -> f64 {
-    let count = Arc::new(AtomicU64::new(0));
-    let end = Instant::now() + dur;
-    let mut tasks = Vec::new();
-    for t in 0..64 {
-        let (sides, count) = (sides.clone(), count.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut i = 0u64;
-            while Instant::now() < end {
-                i += 1;
-                sides
-                    .cycle(side, &format!("w2:{side:?}:{t}:{}", i % 16))
-                    .await;
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    let start = Instant::now();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64().max(dur.as_secs_f64())
+    let sides = Arc::new(sides.clone());
+    throughput(64, dur, move |t, i| {
+        let sides = sides.clone();
+        async move {
+            sides
+                .cycle(side, &format!("w2:{side:?}:{t}:{}", i % 16))
+                .await;
+        }
+    })
+    .await
 }
 
 async fn w2(sides: &Sides, rounds: usize, block: Duration) -> Value {
-    let (mut f, mut l, mut q) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        f.push(concurrent(sides, Side::Floor, block).await);
-        l.push(concurrent(sides, Side::Lib, block).await);
-        q.push(concurrent(sides, Side::Sqlx, block).await);
-    }
-    let ratio = |x: &[f64]| median(x.iter().zip(&f).map(|(a, b)| a / b).collect());
+    let rates = alternate(rounds, SIDES, async |side| {
+        concurrent(sides, side, block).await
+    })
+    .await;
+    let [floor, lib, sqlx] = rates.medians();
+    let [_, lib_ratio, sqlx_ratio] = rates.ratios_to(0);
     json!({
-        "floor_cycles_per_s": median(f.clone()),
-        "locked_cycles_per_s": median(l.clone()),
-        "sqlx_cycles_per_s": median(q.clone()),
-        "locked_over_floor": ratio(&l),
-        "sqlx_over_floor": ratio(&q),
+        "floor_cycles_per_s": floor,
+        "locked_cycles_per_s": lib,
+        "sqlx_cycles_per_s": sqlx,
+        "locked_over_floor": lib_ratio,
+        "sqlx_over_floor": sqlx_ratio,
     })
 }
 
@@ -219,14 +190,14 @@ async fn w3(sides: &Sides, side: Side, dur: Duration) -> Value {
     }
     let elapsed = start.elapsed();
     waits.sort();
-    let mean = waits.len() as f64 / TASKS as f64;
+    let (min_share, max_share) = shares_over_mean(&per_task);
     json!({
         "sections_per_s": waits.len() as f64 / elapsed.as_secs_f64(),
-        "wait_p50_us": us(pct(&waits, 0.5)),
-        "wait_p99_us": us(pct(&waits, 0.99)),
+        "wait_p50_us": us(percentile(&waits, 0.5)),
+        "wait_p99_us": us(percentile(&waits, 0.99)),
         "wait_max_us": us(waits.last().copied().unwrap_or_default()),
-        "min_share_over_mean": *per_task.iter().min().unwrap_or(&0) as f64 / mean,
-        "max_share_over_mean": *per_task.iter().max().unwrap_or(&0) as f64 / mean,
+        "min_share_over_mean": min_share,
+        "max_share_over_mean": max_share,
         "overlaps": overlaps.load(Ordering::SeqCst),
     })
 }
@@ -262,7 +233,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let server = support::PgServer::start();
+        let server = PgServer::start();
         let url = server.url();
         // The floor's tables: the store's own schema, made by a locker on `floor`.
         let floor_locker = server.locker("floor");
@@ -288,7 +259,7 @@ fn main() {
                 .unwrap(),
         };
         // Warm up: connections, prepared statements, the schema.
-        for side in [Side::Floor, Side::Lib, Side::Sqlx] {
+        for side in SIDES {
             for i in 0..50 {
                 sides.cycle(side, &format!("warm:{i}")).await;
             }

@@ -434,8 +434,7 @@ fn wrong_type(e: redis::RedisError) -> Result<Attempt, BoxError> {
 }
 
 #[cfg(test)]
-#[path = "../../../../tests/support/mod.rs"]
-mod support;
+use locked_test_support as support;
 
 #[cfg(test)]
 mod tests {
