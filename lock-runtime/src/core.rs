@@ -102,9 +102,16 @@ impl Core {
             let core = self.clone();
             handle.spawn(async move {
                 let key = held.keys.join(", ");
-                let release = core.store.release(held.lease());
-                if let Ok(Release::Released) = core.call(&key, CALL_LIMIT, release).await {
-                    core.released(&held.keys);
+                // A store that failed (or a pool that had no connection free in time) gets
+                // a few more tries: the lease would otherwise block others for its whole
+                // ttl. Releases compare tokens, so a late one deletes nothing of another's.
+                for pause in [200, 1_000, 3_000] {
+                    let release = core.store.release(held.lease());
+                    match core.call(&key, CALL_LIMIT, release).await {
+                        Ok(Release::Released) => return core.released(&held.keys),
+                        Ok(_) => return,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(pause)).await,
+                    }
                 }
             });
         }
