@@ -8,10 +8,9 @@ use crate::error::LockError;
 use crate::keys::DEFAULT_PREFIX;
 use crate::locker::Locker;
 use crate::options::LockOptions;
-use crate::store::AnyStore;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::{Cluster, RedlockStore, Single, TlsRoots};
-use crate::url::RedactedUrl;
+use crate::store::redis;
+use crate::store::{AnyStore, Settings};
 
 /// Builds a [`Locker`] with a key prefix and default options.
 ///
@@ -28,29 +27,28 @@ use crate::url::RedactedUrl;
 /// assert_eq!(locker.prefix(), "billing:");
 /// assert_eq!(locker.options().ttl_value(), Duration::from_secs(10));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LockerBuilder {
     prefix: String,
     defaults: LockOptions,
-    tls_roots: TlsRoots,
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    schema: String,
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    listen_url: Option<ListenUrl>,
+    /// What the stores' open code needs (TLS roots, schema, listen URL).
+    settings: Settings,
 }
 
-/// [`LockerBuilder::listen_url`]'s URL, whose `Debug` hides the password.
-#[derive(Clone)]
-struct ListenUrl(String);
-
-impl fmt::Debug for ListenUrl {
+impl fmt::Debug for LockerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.contains("://") {
-            fmt::Debug::fmt(&RedactedUrl::new(&self.0), f)
-        } else {
-            // `host=... password=...`: nothing of it is shown.
-            f.write_str("\"***\"")
-        }
+        let Settings {
+            tls_roots,
+            schema,
+            listen_url,
+        } = &self.settings;
+        f.debug_struct("LockerBuilder")
+            .field("prefix", &self.prefix)
+            .field("defaults", &self.defaults)
+            .field("tls_roots", tls_roots)
+            .field("schema", schema)
+            .field("listen_url", listen_url)
+            .finish()
     }
 }
 
@@ -61,9 +59,7 @@ impl LockerBuilder {
         Self {
             prefix: DEFAULT_PREFIX.to_owned(),
             defaults: LockOptions::default(),
-            tls_roots: TlsRoots::default(),
-            schema: "locked".to_owned(),
-            listen_url: None,
+            settings: Settings::default(),
         }
     }
 
@@ -103,7 +99,7 @@ impl LockerBuilder {
     #[cfg(feature = "tls")]
     #[must_use]
     pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.tls_roots = TlsRoots(Some(pem.into()));
+        self.settings.tls_roots = redis::TlsRoots(Some(pem.into()));
         self
     }
 
@@ -120,7 +116,7 @@ impl LockerBuilder {
     #[cfg(feature = "postgres")]
     #[must_use]
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
-        self.schema = schema.into();
+        self.settings.schema = schema.into();
         self
     }
 
@@ -151,7 +147,7 @@ impl LockerBuilder {
     #[cfg(feature = "postgres")]
     #[must_use]
     pub fn listen_url(mut self, url: impl Into<String>) -> Self {
-        self.listen_url = Some(ListenUrl(url.into()));
+        self.settings.listen_url = Some(crate::store::settings::ListenUrl(url.into()));
         self
     }
 
@@ -170,15 +166,8 @@ impl LockerBuilder {
     /// ```
     #[cfg(feature = "postgres")]
     pub fn postgres(self, url: &str) -> Result<Locker, LockError> {
-        use crate::store::postgres::{Postgres, PostgresStore};
-        let mut store = PostgresStore::open(url, &self.schema)
-            .map_err(|message| LockError::config("postgres url", message))?;
-        if let Some(ListenUrl(listen)) = &self.listen_url {
-            store
-                .listen_on(listen)
-                .map_err(|message| LockError::config("listen_url", message))?;
-        }
-        Ok(self.build(Postgres::new(store)))
+        let store = crate::store::postgres::open(url, &self.settings)?;
+        Ok(self.build(store))
     }
 
     /// A locker on the in-process memory store.
@@ -203,7 +192,7 @@ impl LockerBuilder {
     /// assert!(locked::Locker::builder().redis("http://nope").is_err());
     /// ```
     pub fn redis(self, url: &str) -> Result<Locker, LockError> {
-        let store = Single::open(url, &self.tls_roots).map_err(|e| url_error(url, &e))?;
+        let store = redis::open_single(url, &self.settings)?;
         Ok(self.build(store))
     }
 
@@ -225,24 +214,7 @@ impl LockerBuilder {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let seeds = url_list(seeds);
-        if seeds.is_empty() {
-            return Err(LockError::config(
-                "redis cluster urls",
-                "is empty; give at least one node, e.g. `redis://127.0.0.1:7000`",
-            ));
-        }
-        for seed in &seeds {
-            crate::store::redis::client(seed, &self.tls_roots).map_err(|e| {
-                LockError::config(
-                    "redis cluster urls",
-                    format!("holds {}", url_message(seed, &e)),
-                )
-            })?;
-        }
-        let store = Cluster::open(&seeds, &self.tls_roots).map_err(|e| {
-            LockError::config("redis cluster urls", format!("are not usable ({e})"))
-        })?;
+        let store = redis::open_cluster(seeds, &self.settings)?;
         Ok(self.build(store))
     }
 
@@ -265,44 +237,20 @@ impl LockerBuilder {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let store = RedlockStore::open(&url_list(masters), &self.tls_roots)
-            .map_err(|message| LockError::config("redlock urls", message))?;
+        let store = redis::open_redlock(masters, &self.settings)?;
         Ok(self.build(store))
     }
 
+    /// The store settings every store's open code reads (`Locker::from_env_with` passes
+    /// them to the registry's entry).
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// The one line of wiring a store needs: any store converts into [`AnyStore`].
-    fn build(self, store: impl Into<AnyStore>) -> Locker {
+    pub(crate) fn build(self, store: impl Into<AnyStore>) -> Locker {
         Locker {
             inner: Core::new(store.into(), self.prefix, self.defaults),
         }
     }
-}
-
-/// URLs as given: trimmed, empty ones left out.
-fn url_list<I>(urls: I) -> Vec<String>
-where
-    I: IntoIterator,
-    I::Item: AsRef<str>,
-{
-    urls.into_iter()
-        .map(|u| u.as_ref().trim().to_owned())
-        .filter(|u| !u.is_empty())
-        .collect()
-}
-
-/// A URL the client refused, as a `Config` error.
-fn url_error(url: &str, e: &redis::RedisError) -> LockError {
-    LockError::config("redis url", format!("is {}", url_message(url, e)))
-}
-
-/// What is wrong with a URL, and what to write (credentials redacted).
-fn url_message(url: &str, e: &redis::RedisError) -> String {
-    let shown = RedactedUrl::new(url);
-    if url.starts_with("rediss://") && !cfg!(feature = "tls") {
-        return format!(
-            "`{shown}`, a TLS URL, but `locked` was built without TLS ({e}); enable its `tls` \
-             feature"
-        );
-    }
-    format!("`{shown}`, which is not a Redis URL ({e}); write `redis://host:6379/0`")
 }

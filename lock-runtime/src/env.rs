@@ -13,33 +13,33 @@ use crate::store::registry::{self, Entry, Lookup};
 /// let locker = locked::Locker::from_env_with(|v| (v == locked::LOCK_STORE).then(|| "memory".into()));
 /// assert!(locker.is_ok());
 /// ```
-pub const LOCK_STORE: &str = "LOCK_STORE";
+pub const LOCK_STORE: &str = crate::store::registry::LOCK_STORE;
 /// The PostgreSQL URL for `LOCK_STORE=postgres`; wins over [`DATABASE_URL`].
 ///
 /// ```
 /// assert_eq!(locked::LOCK_DATABASE_URL, "LOCK_DATABASE_URL");
 /// ```
-pub const LOCK_DATABASE_URL: &str = "LOCK_DATABASE_URL";
+pub const LOCK_DATABASE_URL: &str = crate::store::postgres::LOCK_DATABASE_URL;
 /// The PostgreSQL URL for `LOCK_STORE=postgres`, as most services already set it.
 ///
 /// ```
 /// assert_eq!(locked::DATABASE_URL, "DATABASE_URL");
 /// ```
-pub const DATABASE_URL: &str = "DATABASE_URL";
+pub const DATABASE_URL: &str = crate::store::postgres::DATABASE_URL;
 /// The Redis URL, read before [`REDIS_URL`].
 ///
 /// ```
 /// let url = |v: &str| (v == locked::LOCK_REDIS_URL).then(|| "redis://127.0.0.1:6379/".into());
 /// assert!(locked::Locker::from_env_with(url).is_ok());
 /// ```
-pub const LOCK_REDIS_URL: &str = "LOCK_REDIS_URL";
+pub const LOCK_REDIS_URL: &str = crate::store::redis::LOCK_REDIS_URL;
 /// The Redis URL.
 ///
 /// ```
 /// let url = |v: &str| (v == locked::REDIS_URL).then(|| "not a url".into());
 /// assert!(locked::Locker::from_env_with(url).unwrap_err().to_string().contains("REDIS_URL"));
 /// ```
-pub const REDIS_URL: &str = "REDIS_URL";
+pub const REDIS_URL: &str = crate::store::redis::REDIS_URL;
 /// The key prefix (default `lock:`).
 ///
 /// ```
@@ -131,9 +131,10 @@ impl Locker {
                 entry
             }
         };
-        entry
-            .open(builder, &get)
-            .map_err(|e| hint_scheme(entry, &get, e))
+        let store = entry
+            .open(builder.settings(), &get)
+            .map_err(|e| hint_scheme(entry, &get, e))?;
+        Ok(builder.build(store))
     }
 }
 

@@ -76,7 +76,7 @@ mod wait;
 pub mod __private {
     //! Called by the `#[locked]` expansion and the `locked` CLI; not public API.
     pub use crate::private::*;
-    pub use crate::store::registry::{Entry as StoreEntry, Implied, Lookup, OpenFromEnv, stores};
+    pub use crate::store::registry::{Entry as StoreEntry, Implied, Lookup, stores};
 }
 mod private;
 

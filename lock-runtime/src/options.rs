@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::store::Replicas;
-pub(crate) use crate::time::duration_ms;
+use crate::time::duration_ms;
 
 /// Default lock lifetime: 30 s.
 ///

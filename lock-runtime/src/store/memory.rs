@@ -65,7 +65,7 @@ pub(crate) const ENTRY: super::registry::Entry = super::registry::Entry {
     url_example: "",
     feature: None,
     implied: super::registry::Implied::Fallback,
-    open_from_env: Some(|builder, _| Ok(builder.memory())),
+    open_from_env: Some(|_, _| Ok(MemoryStore::new().into())),
 };
 
 const MIN_SWEEP: usize = 64;

@@ -13,6 +13,8 @@
 //! - `registry`: what each store declares for the rest of the crate (its `LOCK_STORE`
 //!   name, URL schemes, environment variables, feature, how to open it from the
 //!   environment, its line in the CLI's help); `from_env` and the CLI read the list.
+//! - `settings`: what opening a store needs besides its URL ([`Settings`]: TLS roots,
+//!   PostgreSQL's schema and listen URL), kept by the builder and passed down.
 //! - `memory`; `redis` (one Redis, a Cluster and Redlock over one node layer);
 //!   `postgres` (behind the `postgres` feature): the stores.
 //!
@@ -25,6 +27,7 @@ pub(crate) mod memory;
 pub(crate) mod postgres;
 pub(crate) mod redis;
 pub(crate) mod registry;
+pub(crate) mod settings;
 
 mod dispatch;
 mod kind;
@@ -35,3 +38,4 @@ pub(crate) use dispatch::AnyStore;
 pub(crate) use kind::{HeldAs, Kind};
 pub(crate) use lease::{Attempt, Lease, OwnedLease, Release, Replicas, Request, shared_key};
 pub(crate) use seam::{Caps, Store, WakeTarget};
+pub(crate) use settings::Settings;

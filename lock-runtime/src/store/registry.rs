@@ -4,8 +4,9 @@
 //! `dispatch.rs` names them, and [`stores`] is that list, in its order.
 //!
 //! Everything that used to match on store names reads the registry instead:
-//! [`Locker::from_env`] (which entry `LOCK_STORE` names, or which one the environment
-//! implies, and how to open it), [`Locker::store_name`], and the `locked` CLI's `--store`
+//! [`Locker::from_env`](crate::Locker::from_env) (which entry `LOCK_STORE` names, or
+//! which one the environment implies, and how to open its store),
+//! [`Locker::store_name`](crate::Locker::store_name), and the `locked` CLI's `--store`
 //! help and `--url` override. The CLI reaches it through `__private` (not public API).
 //!
 //! A store behind a cargo feature keeps its entry when the feature is off (its folder
@@ -14,16 +15,19 @@
 
 use std::fmt;
 
-use crate::builder::LockerBuilder;
+use super::AnyStore;
+use super::settings::Settings;
 use crate::error::LockError;
-use crate::locker::Locker;
+
+/// The variable that names the store (`Locker::from_env`).
+pub(crate) const LOCK_STORE: &str = "LOCK_STORE";
 
 /// A lookup of one environment variable: `None` when unset or empty.
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-/// How a store is opened from the environment: the builder (prefix already set) and the
+/// How a store is opened from the environment: the builder's store settings and the
 /// variables. A `Config` error names the variable at fault.
-pub type OpenFromEnv = fn(LockerBuilder, Lookup<'_>) -> Result<Locker, LockError>;
+pub(crate) type OpenFromEnv = fn(&Settings, Lookup<'_>) -> Result<AnyStore, LockError>;
 
 /// Whether a store is chosen when `LOCK_STORE` is unset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +43,8 @@ pub enum Implied {
 /// What one store declares about itself.
 #[derive(Clone, Copy)]
 pub struct Entry {
-    /// Its `LOCK_STORE` value, and what [`Locker::store_name`] answers.
+    /// Its `LOCK_STORE` value, and what
+    /// [`Locker::store_name`](crate::Locker::store_name) answers.
     pub name: &'static str,
     /// One line for the CLI's `--store` help.
     pub help: &'static str,
@@ -57,7 +62,7 @@ pub struct Entry {
     /// Whether it is chosen when `LOCK_STORE` is unset.
     pub implied: Implied,
     /// How to open it from the environment; `None` when its feature is off.
-    pub open_from_env: Option<OpenFromEnv>,
+    pub(crate) open_from_env: Option<OpenFromEnv>,
 }
 
 impl fmt::Debug for Entry {
@@ -105,7 +110,7 @@ impl Entry {
                 [preferred @ .., common] => format!("{common} (or {})", preferred.join(" or ")),
             };
             LockError::config(
-                crate::env::LOCK_STORE,
+                LOCK_STORE,
                 format!(
                     "is `{}` but no URL is set; set {set} to {}",
                     self.name, self.url_example
@@ -115,15 +120,11 @@ impl Entry {
     }
 
     /// Opens it from the environment, or says which feature to enable.
-    pub(crate) fn open(
-        &self,
-        builder: LockerBuilder,
-        get: Lookup<'_>,
-    ) -> Result<Locker, LockError> {
+    pub(crate) fn open(&self, settings: &Settings, get: Lookup<'_>) -> Result<AnyStore, LockError> {
         match (self.open_from_env, self.feature) {
-            (Some(open), _) => open(builder, get),
+            (Some(open), _) => open(settings, get),
             (None, feature) => Err(LockError::config(
-                crate::env::LOCK_STORE,
+                LOCK_STORE,
                 format!(
                     "is `{}`, but this build of `locked` has no {} store; enable its `{}` \
                      feature",
@@ -177,7 +178,7 @@ pub(crate) fn names() -> String {
     }
 }
 
-/// A `Config` error of the builder re-attributed to the variable its value came from.
+/// A `Config` error of a store's open code re-attributed to the variable its value came from.
 pub(crate) fn from_var(var: &'static str) -> impl Fn(LockError) -> LockError {
     move |e| match e {
         LockError::Config { message, .. } => LockError::config(var, message),

@@ -56,7 +56,12 @@ mod store;
 pub(crate) use store::{Postgres, PostgresStore};
 
 use super::registry::{Entry, Implied};
-use crate::env::{DATABASE_URL, LOCK_DATABASE_URL};
+
+/// The PostgreSQL URL for `LOCK_STORE=postgres`; wins over [`DATABASE_URL`]
+/// (`locked::LOCK_DATABASE_URL`).
+pub(crate) const LOCK_DATABASE_URL: &str = "LOCK_DATABASE_URL";
+/// The PostgreSQL URL, as most services already set it (`locked::DATABASE_URL`).
+pub(crate) const DATABASE_URL: &str = "DATABASE_URL";
 
 /// A direct (unpooled) PostgreSQL URL for the connection a `Locker` listens for releases
 /// on, when `LOCK_DATABASE_URL` goes through PgBouncer in transaction mode (see
@@ -81,24 +86,57 @@ pub(crate) const ENTRY: Entry = Entry {
 };
 
 /// The URL from `LOCK_DATABASE_URL`, else `DATABASE_URL`; the listening connection's
-/// from `LOCK_DATABASE_LISTEN_URL`, else the same.
+/// from `LOCK_DATABASE_LISTEN_URL`, else the builder's listen URL, else the same.
 #[cfg(feature = "postgres")]
 fn from_env(
-    builder: crate::builder::LockerBuilder,
+    settings: &super::Settings,
     get: super::registry::Lookup<'_>,
-) -> Result<crate::locker::Locker, crate::error::LockError> {
+) -> Result<super::AnyStore, crate::error::LockError> {
     use crate::error::LockError;
 
     let (var, url) = ENTRY.require_url(get)?;
-    let builder = match get(LOCK_DATABASE_LISTEN_URL) {
-        Some(listen) => builder.listen_url(listen),
-        None => builder,
-    };
-    builder.postgres(&url).map_err(|e| match e {
-        LockError::Config { setting, message } if setting == "listen_url" => {
-            LockError::config(LOCK_DATABASE_LISTEN_URL, message)
-        }
-        LockError::Config { message, .. } => LockError::config(var, message),
-        other => other,
-    })
+    let listen = get(LOCK_DATABASE_LISTEN_URL);
+    let listen = listen
+        .as_deref()
+        .or(settings.listen_url.as_ref().map(|l| l.0.as_str()));
+    open_with(&url, &settings.schema, listen)
+        .map(Into::into)
+        .map_err(|e| match e {
+            LockError::Config { setting, message } if setting == "listen_url" => {
+                LockError::config(LOCK_DATABASE_LISTEN_URL, message)
+            }
+            LockError::Config { message, .. } => LockError::config(var, message),
+            other => other,
+        })
+}
+
+/// PostgreSQL at `url` (`LockerBuilder::postgres`), in the settings' schema, listening on
+/// their listen URL when one is given. The URLs are checked now; the database is reached on
+/// first use.
+#[cfg(feature = "postgres")]
+pub(crate) fn open(
+    url: &str,
+    settings: &super::Settings,
+) -> Result<Postgres, crate::error::LockError> {
+    let listen = settings.listen_url.as_ref().map(|l| l.0.as_str());
+    open_with(url, &settings.schema, listen)
+}
+
+/// A `Config` error on `postgres url` or `listen_url`.
+#[cfg(feature = "postgres")]
+fn open_with(
+    url: &str,
+    schema: &str,
+    listen: Option<&str>,
+) -> Result<Postgres, crate::error::LockError> {
+    use crate::error::LockError;
+
+    let mut store = PostgresStore::open(url, schema)
+        .map_err(|message| LockError::config("postgres url", message))?;
+    if let Some(listen) = listen {
+        store
+            .listen_on(listen)
+            .map_err(|message| LockError::config("listen_url", message))?;
+    }
+    Ok(Postgres::new(store))
 }

@@ -15,8 +15,10 @@
 //!   deployment made a `Store`).
 //! - The stores, built on it: `single`, `cluster` (a `Deployment` each) and `redlock` (a
 //!   quorum around the same primitives).
-//! - Here: the three stores' registry entries (`REDIS`, `CLUSTER`, `REDLOCK`), which read
-//!   their URLs from `LOCK_REDIS_URL`, else `REDIS_URL`.
+//! - Here: the three stores' open code (`open_single`, `open_cluster`, `open_redlock`:
+//!   the URLs checked, the store built, a `Config` error when one is wrong), which the
+//!   builder's constructors call, and their registry entries (`REDIS`, `CLUSTER`,
+//!   `REDLOCK`), which read their URLs from `LOCK_REDIS_URL`, else `REDIS_URL`.
 
 mod cluster;
 mod conn;
@@ -41,10 +43,14 @@ pub(crate) use single::{RedisStore, Single};
 pub(crate) use tls::{TlsRoots, client};
 
 use super::registry::{Entry, Implied, Lookup, from_var};
-use crate::builder::LockerBuilder;
-use crate::env::{LOCK_REDIS_URL, REDIS_URL};
+use super::{AnyStore, Settings};
 use crate::error::LockError;
-use crate::locker::Locker;
+use crate::url::RedactedUrl;
+
+/// The Redis URL, read before [`REDIS_URL`] (`locked::LOCK_REDIS_URL`).
+pub(crate) const LOCK_REDIS_URL: &str = "LOCK_REDIS_URL";
+/// The Redis URL (`locked::REDIS_URL`).
+pub(crate) const REDIS_URL: &str = "REDIS_URL";
 
 /// The Redis stores' URL schemes and variables (`LOCK_REDIS_URL` wins).
 const SCHEMES: &[&str] = &["redis://", "rediss://"];
@@ -87,19 +93,95 @@ pub(crate) const REDLOCK: Entry = Entry {
     ..REDIS
 };
 
-fn redis_from_env(builder: LockerBuilder, get: Lookup<'_>) -> Result<Locker, LockError> {
+fn redis_from_env(settings: &Settings, get: Lookup<'_>) -> Result<AnyStore, LockError> {
     let (var, url) = REDIS.require_url(get)?;
-    builder.redis(&url).map_err(from_var(var))
-}
-
-fn cluster_from_env(builder: LockerBuilder, get: Lookup<'_>) -> Result<Locker, LockError> {
-    let (var, urls) = CLUSTER.require_url(get)?;
-    builder
-        .redis_cluster(urls.split(','))
+    open_single(&url, settings)
+        .map(Into::into)
         .map_err(from_var(var))
 }
 
-fn redlock_from_env(builder: LockerBuilder, get: Lookup<'_>) -> Result<Locker, LockError> {
+fn cluster_from_env(settings: &Settings, get: Lookup<'_>) -> Result<AnyStore, LockError> {
+    let (var, urls) = CLUSTER.require_url(get)?;
+    open_cluster(urls.split(','), settings)
+        .map(Into::into)
+        .map_err(from_var(var))
+}
+
+fn redlock_from_env(settings: &Settings, get: Lookup<'_>) -> Result<AnyStore, LockError> {
     let (var, urls) = REDLOCK.require_url(get)?;
-    builder.redlock(urls.split(',')).map_err(from_var(var))
+    open_redlock(urls.split(','), settings)
+        .map(Into::into)
+        .map_err(from_var(var))
+}
+
+/// One Redis server (`LockerBuilder::redis`). The URL is checked now; the connection is
+/// opened on first use.
+pub(crate) fn open_single(url: &str, settings: &Settings) -> Result<RedisStore, LockError> {
+    Single::open(url, &settings.tls_roots).map_err(|e| url_error(url, &e))
+}
+
+/// A Redis Cluster through its seed nodes (`LockerBuilder::redis_cluster`). The URLs are
+/// checked now; the cluster is reached on first use.
+pub(crate) fn open_cluster<I>(seeds: I, settings: &Settings) -> Result<ClusterStore, LockError>
+where
+    I: IntoIterator,
+    I::Item: AsRef<str>,
+{
+    let seeds = url_list(seeds);
+    if seeds.is_empty() {
+        return Err(LockError::config(
+            "redis cluster urls",
+            "is empty; give at least one node, e.g. `redis://127.0.0.1:7000`",
+        ));
+    }
+    for seed in &seeds {
+        client(seed, &settings.tls_roots).map_err(|e| {
+            LockError::config(
+                "redis cluster urls",
+                format!("holds {}", url_message(seed, &e)),
+            )
+        })?;
+    }
+    Cluster::open(&seeds, &settings.tls_roots)
+        .map_err(|e| LockError::config("redis cluster urls", format!("are not usable ({e})")))
+}
+
+/// Redlock over N independent masters (`LockerBuilder::redlock`). The URLs are checked
+/// now; the masters are reached on first use.
+pub(crate) fn open_redlock<I>(masters: I, settings: &Settings) -> Result<RedlockStore, LockError>
+where
+    I: IntoIterator,
+    I::Item: AsRef<str>,
+{
+    RedlockStore::open(&url_list(masters), &settings.tls_roots)
+        .map_err(|message| LockError::config("redlock urls", message))
+}
+
+/// URLs as given: trimmed, empty ones left out.
+fn url_list<I>(urls: I) -> Vec<String>
+where
+    I: IntoIterator,
+    I::Item: AsRef<str>,
+{
+    urls.into_iter()
+        .map(|u| u.as_ref().trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
+/// A URL the client refused, as a `Config` error.
+fn url_error(url: &str, e: &redis::RedisError) -> LockError {
+    LockError::config("redis url", format!("is {}", url_message(url, e)))
+}
+
+/// What is wrong with a URL, and what to write (credentials redacted).
+fn url_message(url: &str, e: &redis::RedisError) -> String {
+    let shown = RedactedUrl::new(url);
+    if url.starts_with("rediss://") && !cfg!(feature = "tls") {
+        return format!(
+            "`{shown}`, a TLS URL, but `locked` was built without TLS ({e}); enable its `tls` \
+             feature"
+        );
+    }
+    format!("`{shown}`, which is not a Redis URL ({e}); write `redis://host:6379/0`")
 }
