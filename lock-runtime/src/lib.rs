@@ -80,6 +80,7 @@ pub mod __private {
 }
 mod private;
 
+pub use builder::LockerBuilder;
 pub use context::{fencing_token, handoff};
 pub use env::{
     DATABASE_URL, LOCK_DATABASE_URL, LOCK_PREFIX, LOCK_REDIS_URL, LOCK_STORE, REDIS_URL,
@@ -89,7 +90,6 @@ pub use global::{global, init};
 pub use guard::LockGuard;
 pub use info::{LockInfo, MasterView};
 pub use keys::{DEFAULT_PREFIX, MAX_KEY_LEN, operation_key, resource_key};
-pub use builder::LockerBuilder;
 pub use locker::Locker;
 pub use options::{DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_TTL, LockOptions};
 pub use rwlock::RwLock;
