@@ -254,3 +254,102 @@ impl LockerBuilder {
         }
     }
 }
+
+/// The constructors: a builder, or a store with the defaults.
+impl Locker {
+    /// A builder for a prefix and default options.
+    ///
+    /// ```
+    /// let locker = locked::Locker::builder().prefix("jobs:").memory();
+    /// assert_eq!(locker.prefix(), "jobs:");
+    /// ```
+    pub fn builder() -> LockerBuilder {
+        LockerBuilder::new()
+    }
+
+    /// A locker on the in-process memory store: locks exclude callers in this process only.
+    ///
+    /// ```
+    /// let locker = locked::Locker::memory();
+    /// assert_eq!(locker.prefix(), "lock:");
+    /// ```
+    pub fn memory() -> Self {
+        Self::builder().memory()
+    }
+
+    /// A locker on one Redis server, e.g. `redis://127.0.0.1:6379/0`.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] when the URL does not parse. Nothing is connected yet.
+    ///
+    /// ```
+    /// let locker = locked::Locker::redis("redis://127.0.0.1:6379/0").unwrap();
+    /// assert_eq!(locker.prefix(), "lock:");
+    /// ```
+    pub fn redis(url: &str) -> Result<Self, LockError> {
+        Self::builder().redis(url)
+    }
+
+    /// A locker on PostgreSQL, in the schema `locked` (see [`LockerBuilder::postgres`]).
+    /// Needs the `postgres` feature.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] when the URL does not parse. Nothing is connected yet.
+    ///
+    /// ```
+    /// let locker = locked::Locker::postgres("postgres://app:secret@127.0.0.1:5432/app").unwrap();
+    /// assert_eq!(locker.prefix(), "lock:");
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub fn postgres(url: &str) -> Result<Self, LockError> {
+        Self::builder().postgres(url)
+    }
+
+    /// A locker on N independent Redis masters with Redlock (`&[&str]`, `&[String]`, or
+    /// any iterable of `AsRef<str>`).
+    ///
+    /// A lock is granted when a majority of masters took it within its validity (`ttl`
+    /// minus the time the requests took, minus a clock-drift allowance of 1% of `ttl` +
+    /// 2 ms), and renewal keeps it on a majority. No fencing tokens (they cannot strictly
+    /// increase across independent masters): asking for one is a `Config` error at the
+    /// call. See the README's Safety section for what Redlock does and does not promise.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] when no URL is given, one does not parse, one is given twice,
+    /// or their number is even. Nothing is connected yet.
+    ///
+    /// ```
+    /// let locker = locked::Locker::redlock(&["redis://10.0.0.1:6379", "redis://10.0.0.2:6379",
+    ///     "redis://10.0.0.3:6379"]).unwrap();
+    /// assert_eq!(locker.prefix(), "lock:");
+    /// ```
+    pub fn redlock<I>(masters: I) -> Result<Self, LockError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self::builder().redlock(masters)
+    }
+
+    /// A locker on a Redis Cluster, reached through any of its `seeds`.
+    ///
+    /// Same attribute, API and storage format as on one server. Several keys locked
+    /// together must share a hash slot (give them a common `{tag}`); releases wake waiters
+    /// through sharded pub/sub.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] when no URL is given or one does not parse. Nothing is
+    /// connected yet.
+    ///
+    /// ```
+    /// let locker = locked::Locker::redis_cluster(["redis://127.0.0.1:7000"]).unwrap();
+    /// assert_eq!(locker.prefix(), "lock:");
+    /// ```
+    pub fn redis_cluster<I>(seeds: I) -> Result<Self, LockError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self::builder().redis_cluster(seeds)
+    }
+}
