@@ -1,14 +1,12 @@
 //! `#[locked]` as users write it: free fns, methods, generics, trait impls, try mode,
 //! fallbacks, errors through `?`, and the lock released on every exit.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use locked::{LockError, LockOptions, Locker, locked};
-use support::eventually;
+use locked_test_support::eventually;
 
 static LOCKER: LazyLock<Locker> = LazyLock::new(Locker::memory);
 

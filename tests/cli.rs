@@ -3,15 +3,13 @@
 //! returning when another process releases, and the documented exit codes.
 #![cfg(feature = "cli")]
 
-mod support;
-
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use locked::{LockOptions, Locker};
+use locked_test_support::{RedisServer, eventually, redlock_locker, shared_cluster};
 use serde_json::Value;
-use support::{RedisServer, redlock_locker, shared_cluster};
 
 const BIN: &str = env!("CARGO_BIN_EXE_locked");
 
@@ -106,7 +104,7 @@ async fn redlock_inspect_shows_each_master_and_the_quorum() {
         .unwrap();
     let urls: Vec<String> = masters.iter().map(RedisServer::url).collect();
     let urls = urls.join(",");
-    let info = support::eventually(Duration::from_secs(5), async || {
+    let info = eventually(Duration::from_secs(5), async || {
         let info = json(&locked(&[
             "--store", "redlock", "--url", &urls, "inspect", "report", "--json",
         ]));
@@ -257,7 +255,7 @@ fn env_says_which_store_the_environment_selects() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_lists_inspects_and_releases() {
-    let server = support::shared_postgres();
+    let server = locked_test_support::shared_postgres();
     // The CLI uses the default schema, `locked`.
     let locker = Locker::postgres(&server.url()).unwrap();
     let _a = locker

@@ -5,26 +5,24 @@
 //! The tests that change the topology or stop a process each start a cluster of their own
 //! and run one at a time (a 6-node cluster on a 2-core machine is load enough).
 
-mod support;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use locked::{LockError, LockOptions};
-use support::{RedisCluster, eventually, shared_cluster};
+use locked_test_support::{ClusterNode, RedisCluster, eventually, shared_cluster};
 use tokio::time::Instant;
 
 /// One topology-changing test at a time.
 static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn query<T: redis::FromRedisValue>(node: &support::ClusterNode, cmd: &mut redis::Cmd) -> T {
+fn query<T: redis::FromRedisValue>(node: &ClusterNode, cmd: &mut redis::Cmd) -> T {
     cmd.query(&mut node.client()).unwrap()
 }
 
 /// `GET` on a replica (which answers reads only after `READONLY`).
-fn replica_get(node: &support::ClusterNode, key: &str) -> Option<String> {
+fn replica_get(node: &ClusterNode, key: &str) -> Option<String> {
     let (value,): (Option<String>,) = redis::pipe()
         .cmd("READONLY")
         .ignore()
@@ -153,7 +151,7 @@ async fn slot_migrated_while_waiter_waits_and_holder_renews() {
     let (src, _) = cluster.owner(key);
     let src_port = src.port;
     let slot: i64 = query(src, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key));
-    let masters: Vec<&support::ClusterNode> = cluster
+    let masters: Vec<&ClusterNode> = cluster
         .nodes
         .iter()
         .filter(|n| {
@@ -191,7 +189,7 @@ async fn slot_migrated_while_waiter_waits_and_holder_renews() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Move the slot: IMPORTING/MIGRATING, MIGRATE the keys, then NODE everywhere.
-    let id = |n: &support::ClusterNode| -> String { query(n, redis::cmd("CLUSTER").arg("MYID")) };
+    let id = |n: &ClusterNode| -> String { query(n, redis::cmd("CLUSTER").arg("MYID")) };
     let (src_id, dst_id) = (id(src), id(dst));
     let _: () = query(
         dst,

@@ -1,12 +1,10 @@
 //! Production connections: a Redis ACL user granted only what the library needs (the
 //! README's least-privilege ACL, tested as written), and a wrong password.
 
-mod support;
-
 use std::time::Duration;
 
 use locked::{LockError, LockOptions, Locker};
-use support::RedisServer;
+use locked_test_support::RedisServer;
 use tokio::time::Instant;
 
 /// The ACL from the README's Operations section, for a user `locker`.

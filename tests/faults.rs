@@ -2,14 +2,12 @@
 //! waiters, and the errors a user reads when the store is down. Each test starts and stops
 //! its own `redis-server`.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use locked::{LockError, LockOptions};
-use support::{RedisServer, eventually, free_port};
+use locked_test_support::{RedisServer, eventually, free_port};
 use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

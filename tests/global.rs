@@ -1,10 +1,8 @@
 //! The global locker: `init` once per process, then `#[locked]` without `locker = ...`.
 //! One test only, because the global cannot be reset within a process.
 
-mod support;
-
 use locked::{LockError, Locker, locked};
-use support::RedisServer;
+use locked_test_support::RedisServer;
 
 #[locked(key = "my-task")]
 async fn my_task(server: &RedisServer) -> Result<i64, LockError> {

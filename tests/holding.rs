@@ -1,15 +1,12 @@
 //! Holding safely: renewal, cancellation on loss, `max_hold`, fencing tokens, nested-lock
 //! detection and multi-key locks, on both stores where they apply.
 
-#[macro_use]
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use locked::{LockError, LockOptions, Locker, locked};
-use support::{RedisServer, Store};
+use locked_test_support::{RedisServer, Store, companion, eventually, on_stores};
 use tokio::time::Instant;
 
 on_stores!(
@@ -75,7 +72,7 @@ async fn run_lock_taken_behind_back_cancels_body_with_lost(s: Store) {
     });
     let other = s.other();
     assert!(
-        support::eventually(Duration::from_secs(5), async || other
+        eventually(Duration::from_secs(5), async || other
             .is_locked("stolen")
             .await
             .unwrap())
@@ -197,7 +194,7 @@ async fn fencing_tokens_strictly_increase_across_expiry(s: Store) {
             std::mem::forget(guard); // let the lock key expire instead of releasing it
             let locker = &s.locker;
             assert!(
-                support::eventually(Duration::from_secs(5), async || !locker
+                eventually(Duration::from_secs(5), async || !locker
                     .is_locked("ledger")
                     .await
                     .unwrap())
@@ -208,7 +205,7 @@ async fn fencing_tokens_strictly_increase_across_expiry(s: Store) {
         }
         if i == 500 {
             // Even with the counter gone (its retention ran out), tokens keep rising.
-            let counter = support::companion(&s.full("ledger"), "fence");
+            let counter = companion(&s.full("ledger"), "fence");
             let _: Option<i64> = s.query(::redis::cmd("DEL").arg(counter));
         }
     }
@@ -365,7 +362,7 @@ async fn run_with_renewal_leaves_no_task_behind(s: Store) {
             .unwrap();
     }
     assert!(
-        support::eventually(Duration::from_secs(5), async || metrics.num_alive_tasks()
+        eventually(Duration::from_secs(5), async || metrics.num_alive_tasks()
             <= before)
         .await,
         "{} tasks alive after the calls, {before} before",
@@ -431,7 +428,7 @@ async fn run_redis_down_mid_body_cancels_before_lapse() {
         .await
     });
     assert!(
-        support::eventually(Duration::from_secs(5), async || locker
+        eventually(Duration::from_secs(5), async || locker
             .is_locked("fragile")
             .await
             .unwrap())

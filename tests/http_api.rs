@@ -2,14 +2,12 @@
 //! built example binary on a free port and driven over real HTTP with a real client, on
 //! the memory store and on Redis.
 
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use locked_test_support::{RedisServer, eventually, free_port};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-use support::{RedisServer, eventually, free_port};
 
 /// The built example, `examples/http_api` beside the test binaries' `deps/`: the test
 /// script builds it first (`cargo build --example http_api --all-features`), with the

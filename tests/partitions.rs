@@ -1,10 +1,8 @@
-//! Network partitions through a TCP fault proxy (`support::Proxy`): a holder whose store
+//! Network partitions through a TCP fault proxy (`locked_test_support::Proxy`): a holder whose store
 //! connection is cut must stop its body before anyone on the other side gets the lock,
 //! and its bytes, delivered late once the partition heals, must do no harm. On one Redis,
 //! PostgreSQL, Redlock (a minority cut: the holder keeps its lock; a majority cut: it
 //! stops) and a Redis Cluster whose nodes the holder reaches through proxies.
-
-mod support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -14,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use locked::{LockError, LockGuard, LockOptions, Locker};
-use support::{Proxy, RedisServer, eventually, free_port, redlock_locker};
+use locked_test_support::{Proxy, RedisServer, eventually, free_port, redlock_locker};
 
 /// The holder's ttl: renewed every 500 ms, stopped 150 ms before it would lapse.
 const TTL: Duration = Duration::from_millis(1500);
@@ -334,7 +332,7 @@ async fn redis_holder_behind_a_cut_stops_before_the_other_side_gets_in() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_holder_behind_a_cut_stops_before_the_other_side_gets_in() {
-    let server = support::shared_postgres();
+    let server = locked_test_support::shared_postgres();
     let proxy = Proxy::start(server.port);
     let schema = "partition_pg";
     let url = server.url().replace(

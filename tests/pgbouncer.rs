@@ -5,15 +5,13 @@
 //! failing calls with an error that names PostgreSQL and pgbouncer's host.
 #![cfg(feature = "postgres")]
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use locked::{LockOptions, Locker};
-use support::pgbouncer::{PgBouncer, shared_pgbouncer};
-use support::{eventually, shared_postgres};
+use locked_test_support::pgbouncer::{POOL_SIZE, PgBouncer, shared_pgbouncer};
+use locked_test_support::{eventually, free_port, shared_postgres};
 use tokio::time::Instant;
 
 /// Rows of `schema`'s lock and lease tables, read on the server itself (not through
@@ -243,7 +241,7 @@ async fn an_unreachable_listen_url_falls_back_to_polling() {
     let bouncer = shared_pgbouncer();
     let nowhere = format!(
         "postgres://postgres:secret-pw@127.0.0.1:{}/postgres",
-        support::free_port()
+        free_port()
     );
     let locker = || {
         Locker::builder()
@@ -411,7 +409,7 @@ async fn no_prepared_statement_is_left_on_the_shared_server_connections() {
             .unwrap();
     }
     // Whichever server connection this lands on, it holds no named statement.
-    for _ in 0..support::pgbouncer::POOL_SIZE * 2 {
+    for _ in 0..POOL_SIZE * 2 {
         let named = bouncer
             .try_psql("SELECT count(*) FROM pg_prepared_statements")
             .unwrap();

@@ -5,15 +5,13 @@
 //! store list (`on_stores!`) run on it too.
 #![cfg(feature = "postgres")]
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use locked::{LockOptions, Locker};
-use support::{PgServer, eventually, free_port, shared_postgres};
+use locked_test_support::{PgServer, eventually, free_port, shared_postgres};
 use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,15 +2,12 @@
 //! woken by releases, crash, expiry, renewal and loss, writer preference, and the errors
 //! for a key used as two kinds.
 
-#[macro_use]
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use locked::{LockError, LockOptions};
-use support::{Store, eventually};
+use locked_test_support::{Store, eventually, on_stores};
 use tokio::time::Instant;
 
 on_stores!(

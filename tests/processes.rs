@@ -6,15 +6,13 @@
 //! The worker is this test binary itself, started again with `LOCKED_WORKER` set: the
 //! `worker` test then plays the role it is given instead of returning at once.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use locked::{LockOptions, Locker};
-use support::{RedisServer, shared_cluster};
+use locked_test_support::{RedisServer, shared_cluster};
 use tokio::time::Instant;
 
 /// A non-atomic increment: read, pause, write.

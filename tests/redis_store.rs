@@ -1,13 +1,11 @@
 //! What only a real Redis shows: the stored format, an unreachable or restarted server.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use locked::{LockOptions, Locker};
-use support::{RedisServer, free_port};
+use locked_test_support::{RedisServer, free_port};
 use tokio::time::Instant;
 
 #[tokio::test]

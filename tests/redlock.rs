@@ -2,14 +2,12 @@
 //! keeps working) and a majority down (a clear error, no body, nothing left behind). Every
 //! other promise runs on three masters through the store list of the behaviour tests.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use locked::{LockError, LockOptions};
-use support::{RedisServer, redlock_locker};
+use locked_test_support::{RedisServer, eventually, redlock_locker};
 use tokio::time::Instant;
 
 fn masters() -> Vec<RedisServer> {
@@ -34,7 +32,7 @@ async fn each_master_holds_the_token_in_the_single_server_format() {
     // A quorum answered before `acquire` returned; the last master's `SET` lands in the
     // background.
     assert!(
-        support::eventually(Duration::from_secs(5), async || masters
+        eventually(Duration::from_secs(5), async || masters
             .iter()
             .all(|m| get(m, "lock:order:1").is_some()))
         .await
@@ -53,7 +51,7 @@ async fn each_master_holds_the_token_in_the_single_server_format() {
     }
     guard.release().await.unwrap();
     assert!(
-        support::eventually(Duration::from_secs(5), async || masters
+        eventually(Duration::from_secs(5), async || masters
             .iter()
             .all(|m| get(m, "lock:order:1").is_none()))
         .await
@@ -128,7 +126,7 @@ async fn majority_down_fails_clearly_runs_no_body_and_leaves_nothing() {
     assert!(took < Duration::from_secs(4), "took {took:?}");
     // No partial lock on the live master: the failed tries were undone.
     assert!(
-        support::eventually(Duration::from_secs(5), async || get(
+        eventually(Duration::from_secs(5), async || get(
             &masters[0],
             "lock:majority"
         )

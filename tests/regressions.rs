@@ -1,14 +1,11 @@
 //! Bugs the randomized harness or a user found where features meet, each pinned on every
 //! store by a deterministic test named after its issue.
 
-#[macro_use]
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::{Store, eventually};
+use locked_test_support::{Store, companion, eventually, on_stores};
 use tokio::time::Instant;
 
 on_stores!(
@@ -152,7 +149,7 @@ async fn repro_16_cancelled_waiting_writers_leave_no_intent(s: Store) {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repro_16_postgres_writer_try_that_outlives_its_caller_withdraws_its_intent() {
-    let server = support::shared_postgres();
+    let server = locked_test_support::shared_postgres();
     let locker = server.locker("repro16intent");
     let rw = locker.rw("doc:16-pg-intent");
     let key = rw.key().unwrap();
@@ -219,7 +216,7 @@ async fn repro_16_fences_rise_past_a_counter_that_missed_increments(s: Store) {
         let guard = s.locker.acquire_all(&keys, opts).await.unwrap();
         let first = guard.fencing_token().unwrap();
         guard.release().await.unwrap();
-        let counter = support::companion(&s.full(keys[0]), "fence");
+        let counter = companion(&s.full(keys[0]), "fence");
         let behind = first.saturating_sub(1000);
         // None on the stores whose counter is not a Redis key (memory, PostgreSQL).
         let _: Option<String> = s.query(::redis::cmd("SET").arg(&counter).arg(behind));

@@ -1,12 +1,10 @@
 //! One `Locker` used from several runtimes in turn, as a global locker is by a test suite
 //! whose every test builds its own runtime.
 
-mod support;
-
 use std::time::Duration;
 
 use locked::LockOptions;
-use support::RedisServer;
+use locked_test_support::{RedisServer, eventually};
 
 #[test]
 fn locker_outlives_the_runtime_it_connected_on() {
@@ -29,7 +27,7 @@ fn locker_outlives_the_runtime_it_connected_on() {
             let slow_poll = opts.retry_interval(Duration::from_secs(5));
             let waiter =
                 tokio::spawn(async move { l.run("contended", slow_poll, || async {}).await });
-            let listening = support::eventually(Duration::from_secs(5), async || {
+            let listening = eventually(Duration::from_secs(5), async || {
                 let (_, n): (String, i64) = redis::cmd("PUBSUB")
                     .arg("NUMSUB")
                     .arg("{lock:contended}:released")

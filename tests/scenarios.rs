@@ -1,15 +1,13 @@
 //! The origin's five scenarios, written with `#[locked]`, each run by several "servers"
 //! (separate `Locker`s on one real Redis) at once.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use locked::{LockError, Locker, locked};
-use support::RedisServer;
+use locked_test_support::{RedisServer, eventually};
 use tokio::sync::Mutex;
 
 #[derive(Debug, PartialEq)]
@@ -180,7 +178,7 @@ async fn scenario_cron_job_runs_once_others_skip() {
     };
     let locker = &servers[1].locker;
     assert!(
-        support::eventually(Duration::from_secs(5), async || {
+        eventually(Duration::from_secs(5), async || {
             locker.is_locked("cron:daily-report").await.unwrap()
         })
         .await
@@ -207,7 +205,7 @@ async fn scenario_duplicate_submission_is_refused() {
     // Wait until the first submission holds the lock, then submit again.
     let locker = &servers[1].locker;
     assert!(
-        support::eventually(Duration::from_secs(5), async || {
+        eventually(Duration::from_secs(5), async || {
             locker
                 .is_locked(&locked::operation_key("update-profile", 123))
                 .await

@@ -1,15 +1,12 @@
 //! The runtime API, as a user calls it, on both stores: every check runs once on the
 //! memory store and once on a real `redis-server` of its own.
 
-#[macro_use]
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use locked::{LockError, LockOptions};
-use support::{Store, eventually};
+use locked_test_support::{Backend, Store, eventually, on_stores};
 use tokio::time::Instant;
 
 on_stores!(
@@ -408,7 +405,7 @@ async fn acquisitions_dropped_at_random_points_leave_no_lock(s: Store) {
         all_free,
         "a dropped acquisition left a lock behind ({dropped} dropped)"
     );
-    if !matches!(s.backend, support::Backend::Memory) {
+    if !matches!(s.backend, Backend::Memory) {
         assert!(
             dropped > 0,
             "no acquisition was dropped in flight: the test tests nothing"
@@ -425,19 +422,19 @@ async fn replicas_are_waited_for_refused_or_missing_clearly(s: Store) {
         .timeout(Duration::from_millis(500));
     let out = s.locker.acquire("durable", opts).await;
     match &s.backend {
-        support::Backend::Cluster(_) => out.unwrap().release().await.unwrap(),
-        support::Backend::Redis(_) => {
+        Backend::Cluster(_) => out.unwrap().release().await.unwrap(),
+        Backend::Redis(_) => {
             let err = out.unwrap_err();
             assert!(err.is_backend(), "{err:?}");
             assert!(err.to_string().contains("0 of 1 replica"), "{err}");
         }
-        support::Backend::Memory | support::Backend::Redlock(_) => {
+        Backend::Memory | Backend::Redlock(_) => {
             let err = out.unwrap_err();
             assert!(matches!(err, LockError::Config { .. }), "{err:?}");
             assert!(err.to_string().contains("replicas"), "{err}");
         }
         #[cfg(feature = "postgres")]
-        support::Backend::Postgres(..) => {
+        Backend::Postgres(..) => {
             let err = out.unwrap_err();
             assert!(matches!(err, LockError::Config { .. }), "{err:?}");
             assert!(err.to_string().contains("replicas"), "{err}");
@@ -482,12 +479,12 @@ async fn inspect_and_list_show_what_the_store_holds(s: Store) {
         assert_eq!(info.holder.as_ref().map(String::len), Some(8), "{info:?}");
         assert_eq!(
             info.fence.is_some(),
-            s.fences() && !matches!(s.backend, support::Backend::Memory),
+            s.fences() && !matches!(s.backend, Backend::Memory),
             "{info:?}"
         );
     }
     assert!(!s.locker.inspect("report:none").await.unwrap().held);
-    if let support::Backend::Redlock(_) = s.backend {
+    if let Backend::Redlock(_) = s.backend {
         let info = s.locker.inspect("report:0").await.unwrap();
         assert_eq!(info.masters.len(), 3);
         assert!(info.masters.iter().all(|m| m.held), "{info:?}");
@@ -500,7 +497,7 @@ async fn inspect_and_list_show_what_the_store_holds(s: Store) {
             locker.run("report:0", opts, || async {}).await
         })
     };
-    if !matches!(s.backend, support::Backend::Memory) {
+    if !matches!(s.backend, Backend::Memory) {
         let locker = &s.locker;
         assert!(
             eventually(Duration::from_secs(5), async || locker

@@ -1,15 +1,12 @@
 //! Waiting fast and fair: a release wakes the next waiter at once, waiters are served in
 //! order, and polling recovers what no message announces (expiry).
 
-#[macro_use]
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use locked::LockOptions;
-use support::{Store, eventually};
+use locked_test_support::{Store, eventually, on_stores};
 use tokio::time::Instant;
 
 on_stores!(

@@ -10,10 +10,6 @@
 //! - `LOCKED_MODEL_SECONDS=N`: the budget per store (default 30).
 //! - `LOCKED_MODEL_SEED=S`: replays exactly schedule `S` (printed by every run).
 
-#[path = "../support/mod.rs"]
-#[macro_use]
-mod support;
-
 mod attribute;
 mod check;
 mod exec;
@@ -24,8 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use locked::Locker;
+use locked_test_support::{Backend, Proxy, Store, eventually, on_stores};
 use schedule::{Abilities, FaultKind, LOCK_KEYS, RW_KEY, SEM_KEY, Schedule};
-use support::{Backend, Proxy, Store};
 
 use crate::check::Model;
 use crate::exec::Task;
@@ -229,7 +225,7 @@ fn model_worker() {
 
 /// Waits until `locker` answers (connections made, scripts loaded).
 async fn warm_up(locker: &Locker) {
-    let ok = support::eventually(Duration::from_secs(20), async || {
+    let ok = eventually(Duration::from_secs(20), async || {
         match locker.try_acquire("warm-up", locker.options()).await {
             Ok(Some(g)) => g.release().await.is_ok(),
             Ok(None) => true,
@@ -618,7 +614,7 @@ async fn quiescent(s: &Store, schedule: &Schedule) -> Vec<String> {
     let limit = Duration::from_secs(12);
     for key in LOCK_KEYS {
         let key = format!("{space}{key}");
-        let free = support::eventually(limit, async || {
+        let free = eventually(limit, async || {
             match locker.try_acquire(&key, locker.options()).await {
                 Ok(Some(g)) => g.release().await.is_ok(),
                 _ => false,
@@ -632,7 +628,7 @@ async fn quiescent(s: &Store, schedule: &Schedule) -> Vec<String> {
         }
     }
     let sem = locker.semaphore(&format!("{space}{SEM_KEY}"), schedule.permits);
-    if !support::eventually(limit, async || {
+    if !eventually(limit, async || {
         sem.available().await.ok() == Some(schedule.permits)
     })
     .await
@@ -644,7 +640,7 @@ async fn quiescent(s: &Store, schedule: &Schedule) -> Vec<String> {
         ));
     }
     let rw = locker.rw(&format!("{space}{RW_KEY}"));
-    let free = support::eventually(limit, async || {
+    let free = eventually(limit, async || {
         match rw.try_acquire_write(locker.options()).await {
             Ok(Some(g)) => g.release().await.is_ok(),
             _ => false,
