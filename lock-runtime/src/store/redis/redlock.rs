@@ -21,7 +21,8 @@
 //!   Redlock offers none: asking for one is a `Config` error. Where a stale holder must be
 //!   made harmless, use single Redis or a Cluster with fencing.
 
-use std::sync::{Arc, Weak};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -58,6 +59,13 @@ const MASTER_LIMIT: Duration = Duration::from_millis(250);
 pub(crate) struct RedlockStore {
     masters: Vec<Arc<Server>>,
     feeds: Vec<Feed<PubSub>>,
+    /// Acquisitions still landing on the slower masters, by token: resolves once landed.
+    late: Arc<Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>>,
+}
+
+/// The map of late acquisitions (a poisoned lock still holds a usable map).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What one master answered.
@@ -125,6 +133,7 @@ impl RedlockStore {
         Ok(Self {
             feeds: masters.iter().map(|m| Feed::new(m.pubsub())).collect(),
             masters,
+            late: Arc::default(),
         })
     }
 
@@ -156,6 +165,70 @@ impl RedlockStore {
     /// lock still lands on every master that answers (it survives as many failures as it
     /// can) while the caller goes on as soon as a quorum has answered.
     async fn on_masters<T, F, Fut>(&self, op: F, enough: impl Fn(&Answers<T>) -> bool) -> Answers<T>
+    where
+        T: Send + 'static,
+        F: Fn(ConnectionManager) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, BoxError>> + Send + 'static,
+    {
+        let (answers, rest) = self.gather(op, enough).await;
+        if let (false, Ok(runtime)) = (rest.is_empty(), tokio::runtime::Handle::try_current()) {
+            let mut rest = rest;
+            runtime.spawn(async move { while rest.next().await.is_some() {} });
+        }
+        answers
+    }
+
+    /// As [`Self::on_masters`], for an acquisition of `token`: while its requests to the
+    /// slower masters are still landing, a release or undo of the same token waits for
+    /// them (see [`Self::landed`]), so that it reaches each master after the `SET` it
+    /// undoes, never before (issue 16: a master still connecting took the lock after its
+    /// release had passed, and kept it for its ttl).
+    async fn on_masters_for<T, F, Fut>(
+        &self,
+        token: &str,
+        op: F,
+        enough: impl Fn(&Answers<T>) -> bool,
+    ) -> Answers<T>
+    where
+        T: Send + 'static,
+        F: Fn(ConnectionManager) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, BoxError>> + Send + 'static,
+    {
+        let (answers, rest) = self.gather(op, enough).await;
+        if let (false, Ok(runtime)) = (rest.is_empty(), tokio::runtime::Handle::try_current()) {
+            let (done, landed) = tokio::sync::watch::channel(false);
+            let late = self.late.clone();
+            let token = token.to_owned();
+            lock(&late).insert(token.clone(), landed);
+            let mut rest = rest;
+            runtime.spawn(async move {
+                while rest.next().await.is_some() {}
+                lock(&late).remove(&token);
+                let _ = done.send(true);
+            });
+        }
+        answers
+    }
+
+    /// Waits (at most a master's bound, twice) until the acquisition of `token` has
+    /// landed on every master it was sent to.
+    async fn landed(&self, token: &str) {
+        let landed = lock(&self.late).get(token).cloned();
+        if let Some(mut landed) = landed {
+            let _ = tokio::time::timeout(MASTER_LIMIT * 2, landed.wait_for(|done| *done)).await;
+        }
+    }
+
+    /// Sends `op` to every master, gathers answers until `enough` holds; the requests
+    /// still out come back with them.
+    async fn gather<T, F, Fut>(
+        &self,
+        op: F,
+        enough: impl Fn(&Answers<T>) -> bool,
+    ) -> (
+        Answers<T>,
+        FuturesUnordered<impl Future<Output = Result<T, BoxError>> + Send + 'static>,
+    )
     where
         T: Send + 'static,
         F: Fn(ConnectionManager) -> Fut + Clone + Send + Sync + 'static,
@@ -196,16 +269,14 @@ impl RedlockStore {
                 break;
             }
         }
-        if let (false, Ok(runtime)) = (pending.is_empty(), tokio::runtime::Handle::try_current()) {
-            runtime.spawn(async move { while pending.next().await.is_some() {} });
-        }
-        answers
+        (answers, pending)
     }
 
     /// Releases on every master, whatever each answered before (also those that did not
     /// answer: their `SET` may have landed), without announcing it: no one held the lock,
     /// and an announcement would wake every waiter, this one too, into another try.
     async fn undo(&self, lease: &ArcLease) {
+        self.landed(&lease.token).await;
         let lease = lease.clone();
         let _ = self
             .on_masters(
@@ -324,7 +395,8 @@ impl Store for RedlockStore {
         let taken = |a: &Attempt| matches!(a, Attempt::Acquired { .. });
         let answers = {
             let lease = lease.clone();
-            self.on_masters(
+            self.on_masters_for(
+                req.token,
                 move |mut c| {
                     let lease = lease.clone();
                     async move {
@@ -376,6 +448,7 @@ impl Store for RedlockStore {
     }
 
     async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
+        self.landed(lease.token).await;
         let (n, quorum) = (self.masters.len(), self.quorum_for(lease.kind));
         let lease = ArcLease::new(lease);
         let released = |r: &Release| *r == Release::Released;
