@@ -5,13 +5,13 @@
 //! - [`RedisServer`]: one `redis-server` per test (plain or TLS), stopped on drop.
 //! - [`RedisCluster`]: a real 3-master, 3-replica Redis Cluster; [`shared_cluster`] is the
 //!   one a test process shares.
-//! - [`PgServer`] and [`pgbouncer::PgBouncer`] (feature `postgres`): a PostgreSQL server of
+//! - `PgServer` and `pgbouncer::PgBouncer` (feature `postgres`): a PostgreSQL server of
 //!   the tests' own, and a `pgbouncer` in transaction mode in front of it;
-//!   [`shared_postgres`] and [`pgbouncer::shared_pgbouncer`] are shared by a test process.
+//!   `shared_postgres` and `pgbouncer::shared_pgbouncer` are shared by a test process.
 //! - [`Proxy`]: a TCP proxy that cuts, heals and resets connections on command.
 //! - [`Store`], [`Backend`] and [`on_stores!`]: one test run on every store.
 //! - [`eventually`], [`free_port`], [`companion`]: small helpers.
-//! - [`bench`]: the statistics the benches share.
+//! - [`bench`](mod@bench): the statistics the benches share.
 //!
 //! The servers are the system's own programs (`redis-server`, `redis-cli`, PostgreSQL's
 //! `initdb` and `postgres`, `pgbouncer`), as `scripts/test` installs them.

@@ -1,7 +1,6 @@
 //! The `locked` command-line tool, run as a built binary against real servers: `--json`
 //! parsed back, the release prompt answered on a pseudo-terminal (`script`), `wait`
 //! returning when another process releases, and the documented exit codes.
-#![cfg(feature = "cli")]
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -3,7 +3,6 @@
 //! shared by every client. Exclusion, waiting (by polling; promptly with a direct
 //! `listen_url`), rising fences, no leaked rows, cancelled calls, and a killed pgbouncer
 //! failing calls with an error that names PostgreSQL and pgbouncer's host.
-#![cfg(feature = "postgres")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

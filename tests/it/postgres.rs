@@ -3,7 +3,6 @@
 //! errors in bounded time; a cancelled acquire leaves no row; fencing tokens rise across
 //! expiry and a restart; 4 processes keep a counter exact. The behaviour tests of the
 //! store list (`on_stores!`) run on it too.
-#![cfg(feature = "postgres")]
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -211,7 +210,13 @@ fn four_processes_keep_a_counter_exact() {
     let workers: Vec<_> = (0..4)
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
-                .args(["worker", "--exact", "--nocapture", "--test-threads", "1"])
+                .args([
+                    &worker_name(),
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
                 .env("LOCKED_PG_WORKER", server.url())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -223,6 +228,12 @@ fn four_processes_keep_a_counter_exact() {
         assert!(w.wait().unwrap().success(), "a worker failed");
     }
     assert_eq!(server.psql("SELECT n FROM counter"), "100");
+}
+
+/// The test name of [`worker`] in this binary: the module's path without the crate's.
+fn worker_name() -> String {
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    format!("{module}::worker")
 }
 
 /// The counter worker: this test binary started again with `LOCKED_PG_WORKER` set. Not a
