@@ -1,5 +1,5 @@
 //! Holding safely: renewal, cancellation on loss, `max_hold`, fencing tokens, nested-lock
-//! detection and multi-key locks, on both stores where they apply.
+//! detection and multi-key locks, on every store of the list where they apply.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

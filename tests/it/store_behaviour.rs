@@ -1,5 +1,6 @@
-//! The runtime API, as a user calls it, on both stores: every check runs once on the
-//! memory store and once on a real `redis-server` of its own.
+//! The runtime API, as a user calls it, on every store of the list: every check runs once
+//! per store (memory, a `redis-server` of its own, the shared Cluster, three Redlock
+//! masters, PostgreSQL).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
