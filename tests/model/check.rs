@@ -52,7 +52,7 @@ impl Model {
     pub fn check(&self, h: &History) -> Vec<String> {
         let mut found = Vec::new();
         let spans: Vec<Span> = h.holds.iter().map(|hold| self.span(hold, h)).collect();
-        self.capacity(&spans, &mut found);
+        self.capacity(&spans, h, &mut found);
         fences(&h.holds, &mut found);
         for call in &h.calls {
             self.bounded(call, h, &mut found);
@@ -94,7 +94,7 @@ impl Model {
     }
 
     /// Never more inside than the kind admits.
-    fn capacity(&self, spans: &[Span], found: &mut Vec<String>) {
+    fn capacity(&self, spans: &[Span], h: &History, found: &mut Vec<String>) {
         let mut per_key: BTreeMap<&str, Vec<(u64, i8, &Span)>> = BTreeMap::new();
         for s in spans {
             if s.end <= s.hold.enter {
@@ -144,11 +144,25 @@ impl Model {
                             )
                         })
                         .collect();
+                    let around = Call {
+                        id: 0,
+                        proc: 0,
+                        class: Class::None,
+                        keys: vec![key.to_owned()],
+                        mode: String::new(),
+                        start: t.saturating_sub(2_000 * MS),
+                        end: t,
+                        outcome: Outcome::Ok,
+                        timeout_ms: 0,
+                        ttl_ms: 0,
+                        what: String::new(),
+                    };
                     found.push(format!(
-                        "exclusion: `{key}` had {} inside at {} ms: {}",
+                        "exclusion: `{key}` had {} inside at {} ms: {}\n{}",
                         inside.len(),
                         t / MS,
-                        who.join("; ")
+                        who.join("; "),
+                        context(&around, h)
                     ));
                     return;
                 }
