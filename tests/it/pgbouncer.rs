@@ -37,6 +37,38 @@ fn two_lockers(schema: &str) -> [Locker; 2] {
     [bouncer.locker(schema), bouncer.locker(schema)]
 }
 
+/// A waiter, queued: `holder` takes `queue` in `schema`, `waiter` asks for it (retrying
+/// every `retry`) and has tried, marking the lock contended, when this returns. Release
+/// the guard, then await the waiter for its answer and the instant it came.
+async fn queued(
+    holder: &Locker,
+    waiter: Locker,
+    schema: &str,
+    retry: Duration,
+) -> (
+    locked::LockGuard,
+    tokio::task::JoinHandle<(Result<Option<u64>, locked::LockError>, Instant)>,
+) {
+    let guard = holder
+        .acquire("queue", LockOptions::default())
+        .await
+        .unwrap();
+    let opts = LockOptions::default()
+        .retry_interval(retry)
+        .timeout(Duration::from_secs(120));
+    let waiting = tokio::spawn(async move {
+        let got = waiter.acquire("queue", opts).await;
+        (got.map(|g| g.fencing_token()), Instant::now())
+    });
+    let sql = format!("SELECT count(*) FROM {schema}.locks WHERE contended");
+    let contended = eventually(Duration::from_secs(20), async || {
+        shared_postgres().psql(&sql) == "1"
+    })
+    .await;
+    assert!(contended, "the waiter never tried");
+    (guard, waiting)
+}
+
 /// 8 tasks on 2 lockers, `sections` each on one key: every section is alone in its lock.
 /// Returns the fencing tokens in the order the sections ran.
 async fn eight_tasks(lockers: &[Locker; 2], key: &str, sections: usize) -> Vec<u64> {
@@ -153,23 +185,7 @@ async fn fencing_tokens_strictly_rise_through_pgbouncer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_gets_the_lock_by_polling_after_the_holder_releases() {
     let [holder, waiter] = two_lockers("polling");
-    let guard = holder
-        .acquire("queue", LockOptions::default())
-        .await
-        .unwrap();
-    let opts = LockOptions::default()
-        .retry_interval(Duration::from_millis(200))
-        .timeout(Duration::from_secs(60));
-    let waiting = tokio::spawn(async move {
-        let got = waiter.acquire("queue", opts).await;
-        (got.map(|g| g.fencing_token()), Instant::now())
-    });
-    // The waiter has tried (and marked the lock contended) before the release.
-    let contended = eventually(Duration::from_secs(20), async || {
-        shared_postgres().psql("SELECT count(*) FROM polling.locks WHERE contended") == "1"
-    })
-    .await;
-    assert!(contended, "the waiter never tried");
+    let (guard, waiting) = queued(&holder, waiter, "polling", Duration::from_millis(200)).await;
     // Its listener saw the pooler and sent no `LISTEN`, which would have stayed on a shared
     // server connection and announced releases to other clients of pgbouncer.
     let listening = shared_postgres()
@@ -197,25 +213,9 @@ async fn a_direct_listen_url_wakes_a_waiter_well_before_its_retry_interval() {
             .unwrap()
     };
     let (holder, waiter) = (locker(), locker());
-    let guard = holder
-        .acquire("queue", LockOptions::default())
-        .await
-        .unwrap();
-    let retry = Duration::from_secs(30);
-    let opts = LockOptions::default()
-        .retry_interval(retry)
-        .timeout(Duration::from_secs(120));
-    let waiting = tokio::spawn(async move {
-        let got = waiter.acquire("queue", opts).await;
-        (got.map(|g| g.fencing_token()), Instant::now())
-    });
     // Once the waiter has tried (after its `LISTEN`, on the direct server, is in place),
     // it sleeps for its retry interval: only the release's notification can wake it early.
-    let contended = eventually(Duration::from_secs(20), async || {
-        shared_postgres().psql("SELECT count(*) FROM listening.locks WHERE contended") == "1"
-    })
-    .await;
-    assert!(contended, "the waiter never tried");
+    let (guard, waiting) = queued(&holder, waiter, "listening", Duration::from_secs(30)).await;
     let listeners = shared_postgres().psql(
         "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN \"listening.released\"' \
          AND client_port IS NOT NULL",
@@ -250,22 +250,7 @@ async fn an_unreachable_listen_url_falls_back_to_polling() {
             .unwrap()
     };
     let (holder, waiter) = (locker(), locker());
-    let guard = holder
-        .acquire("queue", LockOptions::default())
-        .await
-        .unwrap();
-    let opts = LockOptions::default()
-        .retry_interval(Duration::from_millis(200))
-        .timeout(Duration::from_secs(60));
-    let waiting = tokio::spawn(async move {
-        let got = waiter.acquire("queue", opts).await;
-        (got.map(|g| g.fencing_token()), Instant::now())
-    });
-    let contended = eventually(Duration::from_secs(20), async || {
-        shared_postgres().psql("SELECT count(*) FROM unheard.locks WHERE contended") == "1"
-    })
-    .await;
-    assert!(contended, "the waiter never tried");
+    let (guard, waiting) = queued(&holder, waiter, "unheard", Duration::from_millis(200)).await;
     let released = Instant::now();
     guard.release().await.unwrap();
     let (got, at) = waiting.await.unwrap();
