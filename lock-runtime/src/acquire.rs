@@ -18,7 +18,7 @@ use crate::store::{Attempt, HeldAs, Kind, OwnedLease, Request, Store};
 use crate::telemetry;
 use crate::time::CALL_LIMIT;
 use crate::time::jittered;
-use crate::time::{duration_ms, later};
+use crate::time::{duration_ms, later, stop_before};
 use crate::token::new_token;
 use crate::wait::Lane;
 
@@ -416,6 +416,22 @@ impl Ask<'_> {
         std::mem::forget(in_flight);
         match outcome {
             Ok(Attempt::Acquired { fence }) => {
+                let valid_until = later(sent, core.store.validity(self.opts.ttl));
+                if Instant::now() >= stop_before(valid_until, self.opts.ttl) {
+                    // The answer came so late (held up in the network, or after a pause)
+                    // that the lock would lapse, or has, before its holder could use it:
+                    // someone else may hold it already. Give it back and try again.
+                    let late = format!(
+                        "{} answered after {:?}, too late for a ttl of {:?}, so the lock \
+                         was given back unused; give the ttl a margin over the store's \
+                         response time",
+                        core.store.describe(),
+                        sent.elapsed(),
+                        self.opts.ttl,
+                    );
+                    let late = StoreError::wrap(core.store.product(), late.into());
+                    return self.failed(LockError::backend(&self.key, late));
+                }
                 Intent::fulfilled(self.intent.take());
                 telemetry::acquired(
                     self.opts.logging,
@@ -424,7 +440,6 @@ impl Ask<'_> {
                     self.attempts,
                     fence,
                 );
-                let valid_for = core.store.validity(self.opts.ttl);
                 let held = OwnedLease {
                     keys: std::mem::take(&mut self.held.keys),
                     token: std::mem::take(&mut self.held.token),
@@ -436,31 +451,34 @@ impl Ask<'_> {
                     std::mem::take(&mut self.key),
                     fence,
                     sent,
-                    later(sent, valid_for),
+                    valid_until,
                     *self.opts,
                     self.span.clone(),
                 ))
             }
             Ok(Attempt::Held { remaining }) => Tried::Held(remaining),
             Ok(Attempt::Conflict { held_as }) => Tried::Failed(self.conflict(&held_as)),
-            Err(e) => {
-                // The SET may have landed although its answer did not: free it, in the
-                // background, so a lost reply costs no one a whole ttl.
-                core.release_in_background(None, self.held.clone());
-                // That release (or, on PostgreSQL, the try itself, which runs on after
-                // its caller) may land after the next try: the next try must not be
-                // ours to delete. A fresh token per try after a failure (issue 16).
-                let fresh = match new_token(&self.key) {
-                    Ok(token) => token,
-                    Err(no_token) => return Tried::Failed(no_token),
-                };
-                if let Some(held) = self.intent.as_mut().and_then(|i| i.withdraw.as_mut()) {
-                    held.token.clone_from(&fresh);
-                }
-                self.held.token = fresh;
-                Tried::Failed(e)
-            }
+            Err(e) => self.failed(e),
         }
+    }
+
+    /// A try that failed, or whose answer came too late to use.
+    fn failed(&mut self, e: LockError) -> Tried {
+        // The SET may have landed although its answer did not: free it, in the
+        // background, so a lost reply costs no one a whole ttl.
+        self.core.release_in_background(None, self.held.clone());
+        // That release (or, on PostgreSQL, the try itself, which runs on after its
+        // caller) may land after the next try: the next try must not be ours to delete.
+        // A fresh token per try after a failure (issue 16).
+        let fresh = match new_token(&self.key) {
+            Ok(token) => token,
+            Err(no_token) => return Tried::Failed(no_token),
+        };
+        if let Some(held) = self.intent.as_mut().and_then(|i| i.withdraw.as_mut()) {
+            held.token.clone_from(&fresh);
+        }
+        self.held.token = fresh;
+        Tried::Failed(e)
     }
 
     /// The error when the key is held as something this call cannot share it with.

@@ -13,8 +13,7 @@ use crate::options::LockOptions;
 use crate::store::{Lease, OwnedLease, Release, Store};
 use crate::telemetry;
 use crate::ticket::Ticket;
-use crate::time::CALL_LIMIT;
-use crate::time::duration_ms;
+use crate::time::{CALL_LIMIT, duration_ms, stop_before};
 
 /// A held lock. Release it with [`LockGuard::release`]; if the guard is dropped instead
 /// (an early return, a panic, a cancelled future), it is released in the background on
@@ -214,6 +213,13 @@ impl LockGuard {
     /// Until when the store promised the lock when it was taken.
     pub(crate) fn valid_until(&self) -> Instant {
         self.valid_until
+    }
+
+    /// When a body run under this guard must stop, unless renewal moves it: a tenth of the
+    /// ttl before the lock would lapse, so the body's next await point comes before anyone
+    /// else can take the lock.
+    pub(crate) fn stops_at(&self) -> Instant {
+        stop_before(self.valid_until, self.opts.ttl)
     }
 
     /// The core the lock was taken on, for renewal's store calls.

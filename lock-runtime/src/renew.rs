@@ -13,7 +13,7 @@ use crate::meter;
 use crate::options::LockOptions;
 use crate::store::Store;
 use crate::telemetry;
-use crate::time::later;
+use crate::time::{later, stop_before};
 
 /// Runs `body` while `guard` holds the lock, renewing it, then releases it.
 ///
@@ -24,6 +24,14 @@ pub(crate) async fn hold<F: Future>(
     opts: &LockOptions,
     body: F,
 ) -> Result<F::Output, LockError> {
+    if Instant::now() >= guard.stops_at() {
+        // A late answer, or a restored hand-off with too little time left: the body
+        // would start on a lock that may already be someone else's.
+        let reason = "the lock had nearly lapsed before the body could start";
+        telemetry::lost(guard.key(), guard.acquired_at().elapsed(), reason);
+        meter::lost(opts.label);
+        return Err(guard.lost_error(reason));
+    }
     let span = guard.span().clone();
     let context = HoldContext::enter(&guard);
     let handoff = context.handoff_cell();
@@ -149,12 +157,17 @@ impl LockGuard {
 async fn watchdog(guard: &LockGuard, opts: &LockOptions) -> LockError {
     let ttl = opts.ttl;
     let period = (ttl / 3).max(Duration::from_millis(1));
-    // Stop the body a little before the store would let the lock go, so its next await
-    // point comes before anyone else can take the lock.
-    let margin = ttl / 10;
     let mut valid_until = guard.valid_until();
     let hard_stop = opts.max_hold.map(|m| later(guard.acquired_at(), m));
-    let mut next = later(Instant::now(), period);
+    // Renewed once a third of the ttl is spent, counted from when the store promised the
+    // lock rather than from now: a guard that came late (a slow answer, a restored
+    // hand-off with little time left) is renewed at once.
+    let renew_at = |valid_until: Instant| {
+        valid_until
+            .checked_sub(ttl.saturating_sub(period))
+            .unwrap_or(valid_until)
+    };
+    let mut next = renew_at(valid_until);
     loop {
         if let Some(stop) = hard_stop {
             next = next.min(stop);
@@ -167,14 +180,15 @@ async fn watchdog(guard: &LockGuard, opts: &LockOptions) -> LockError {
             meter::lost(opts.label);
             return guard.lost_error(reason);
         }
-        let lapse = valid_until.checked_sub(margin).unwrap_or(valid_until);
+        // Stop the body a little before the store would let the lock go.
+        let lapse = stop_before(valid_until, ttl);
         let budget = lapse.saturating_duration_since(sent);
         let reason = match guard.try_extend(budget.max(Duration::from_millis(1))).await {
             Ok(true) => {
                 meter::renewal(opts.label, true);
                 valid_until = later(sent, guard.core().store.validity(ttl));
                 telemetry::renewed(opts.logging, guard.key(), sent - guard.acquired_at());
-                next = later(sent, period);
+                next = renew_at(valid_until);
                 continue;
             }
             Ok(false) => {

@@ -15,6 +15,16 @@ pub(crate) fn later(t: tokio::time::Instant, d: Duration) -> tokio::time::Instan
     t.checked_add(d.min(FAR)).unwrap_or(t)
 }
 
+/// When a holder must stop using a lock that the store promised until `valid_until`: a
+/// tenth of its `ttl` before, a margin for the holder's next await point and for clocks
+/// that run a little apart.
+pub(crate) fn stop_before(
+    valid_until: tokio::time::Instant,
+    ttl: Duration,
+) -> tokio::time::Instant {
+    valid_until.checked_sub(ttl / 10).unwrap_or(valid_until)
+}
+
 /// Whole milliseconds, rounded up, saturating.
 pub(crate) fn duration_ms(d: Duration) -> u64 {
     let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));

@@ -18,6 +18,8 @@ use tokio::sync::{oneshot, watch};
 #[derive(Clone, Copy, Debug, Default)]
 struct State {
     cut: bool,
+    /// Only the server's answers are held: requests still reach it.
+    replies_held: bool,
     resets: u64,
 }
 
@@ -88,9 +90,18 @@ impl Proxy {
         self.state.send_modify(|s| s.cut = true);
     }
 
+    /// Goes silent one way: requests reach the server, its answers are held, in order
+    /// (a reply lost in the network, or late: the server acted, the client does not know).
+    pub fn hold_replies(&self) {
+        self.state.send_modify(|s| s.replies_held = true);
+    }
+
     /// Passes through again: the held bytes are delivered (late, in order).
     pub fn heal(&self) {
-        self.state.send_modify(|s| s.cut = false);
+        self.state.send_modify(|s| {
+            s.cut = false;
+            s.replies_held = false;
+        });
     }
 
     /// Closes every current connection abruptly (RST) on both sides; connections
@@ -152,8 +163,8 @@ async fn serve(
         let (mut server_read, mut server_write) = server.split();
         let pumps = async {
             tokio::join!(
-                pump(&mut client_read, &mut server_write, state.clone()),
-                pump(&mut server_read, &mut client_write, state.clone()),
+                pump(&mut client_read, &mut server_write, state.clone(), false),
+                pump(&mut server_read, &mut client_write, state.clone(), true),
             )
         };
         tokio::select! {
@@ -167,17 +178,20 @@ async fn serve(
     }
 }
 
-/// Copies `from` to `to`; while the proxy is cut, holds what it has read (and stops
-/// reading, so the kernel holds the rest) until it is healed. Passes EOF on as a shutdown.
+/// Copies `from` to `to`; while the proxy is cut (or, for the server's answers, while
+/// they are held), holds what it has read (and stops reading, so the kernel holds the
+/// rest) until it is healed. Passes EOF on as a shutdown.
 async fn pump(
     from: &mut (impl AsyncRead + Unpin),
     to: &mut (impl AsyncWrite + Unpin),
     mut state: watch::Receiver<State>,
+    replies: bool,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = from.read(&mut buf).await.unwrap_or(0);
-        if state.wait_for(|s| !s.cut).await.is_err() {
+        let passes = |s: &State| !s.cut && (!replies || !s.replies_held);
+        if state.wait_for(passes).await.is_err() {
             return;
         }
         if n == 0 {

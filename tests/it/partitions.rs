@@ -695,3 +695,138 @@ async fn cluster_holder_behind_a_reset_then_cut_stops_before_the_other_side_gets
     )
     .await;
 }
+
+// --- a late answer ----------------------------------------------------------------------
+//
+// A's try reaches the store, which takes the lock for it, but the answer is held in the
+// network until the lock has expired there (found by the model, seed 631967472: a reply
+// held by a cut and delivered on heal). A must not use that answer: the lock it names may
+// be anyone's by then.
+
+/// The ttl of the late-answer tests: short, so the lock expires well within the single
+/// Redis client's 1 s response timeout and the late answer is delivered, not timed out.
+const LATE_TTL: Duration = Duration::from_millis(300);
+
+/// A (on `a`, whose answers `hold` holds) waits for `key`; once the store has taken it for
+/// A and let it expire, `heal` delivers the answer. A's body must then run on a lock it
+/// holds: B (on `b`, straight to the store) cannot take the key while it runs.
+async fn late_answer_is_not_used(
+    name: &str,
+    [a, b]: [&Locker; 2],
+    key: &str,
+    hold: impl Fn(),
+    heal: impl Fn(),
+) {
+    assert!(!b.is_locked(key).await.unwrap(), "{name}: {key} is taken");
+    hold();
+    let run = {
+        let (a, b, key) = (a.clone(), b.clone(), key.to_owned());
+        tokio::spawn(async move {
+            let opts = LockOptions::default()
+                .ttl(LATE_TTL)
+                .timeout(Duration::from_secs(30));
+            a.run(&key.clone(), opts, || async {
+                // A body that starts on a lock it does not hold lets B in (asked from a
+                // task of its own: from inside the body it would be a nested lock).
+                let other = tokio::spawn(async move {
+                    let other = b.try_acquire(&key, LockOptions::default()).await;
+                    other.map(|g| g.is_some())
+                });
+                other.await.unwrap()
+            })
+            .await
+        })
+    };
+    let taken = eventually(PATIENCE, async || b.is_locked(key).await.unwrap()).await;
+    assert!(taken, "{name}: A's try never reached the store");
+    let expired = eventually(PATIENCE, async || !b.is_locked(key).await.unwrap()).await;
+    assert!(expired, "{name}: the lock taken for A never expired");
+    heal();
+    let outcome = tokio::time::timeout(PATIENCE, run)
+        .await
+        .unwrap_or_else(|_| panic!("{name}: A's run never ended"))
+        .unwrap();
+    match outcome {
+        Ok(Ok(false)) => {}
+        Ok(Ok(true)) => panic!("{name}: B took the key while A's body ran on a late answer"),
+        other => panic!("{name}: A's run: {other:?}"),
+    }
+    assert!(
+        !b.is_locked(key).await.unwrap(),
+        "{name}: A left the key held"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_late_answer_is_given_back_not_used() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port());
+    let a = Locker::redis(&proxy.redis_url()).unwrap();
+    let b = server.locker();
+    // Connected before the answers are held.
+    assert!(!a.is_locked("part:late-redis").await.unwrap());
+    late_answer_is_not_used(
+        "redis",
+        [&a, &b],
+        "part:late-redis",
+        || proxy.hold_replies(),
+        || proxy.heal(),
+    )
+    .await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_late_answer_is_given_back_not_used() {
+    let server = locked_test_support::shared_postgres();
+    let proxy = Proxy::start(server.port);
+    let schema = "partition_pg_late";
+    let url = server.url().replace(
+        &format!("127.0.0.1:{}/", server.port),
+        &format!("127.0.0.1:{}/", proxy.port()),
+    );
+    let a = Locker::builder().schema(schema).postgres(&url).unwrap();
+    let b = server.locker(schema);
+    // Its statements prepared (a first try that waits on a prepare's answer would never
+    // reach the table).
+    let warm = a.acquire("part:late-pg", LockOptions::default()).await;
+    warm.unwrap().release().await.unwrap();
+    late_answer_is_not_used(
+        "postgres",
+        [&a, &b],
+        "part:late-pg",
+        || proxy.hold_replies(),
+        || proxy.heal(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redlock_late_answers_are_given_back_not_used() {
+    let (masters, proxies, a) = redlock_with_proxies(3);
+    let b = redlock_locker(&masters);
+    assert!(!a.is_locked("part:late-redlock").await.unwrap());
+    late_answer_is_not_used(
+        "redlock",
+        [&a, &b],
+        "part:late-redlock",
+        || proxies.iter().for_each(Proxy::hold_replies),
+        || proxies.iter().for_each(Proxy::heal),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_late_answer_is_given_back_not_used() {
+    let key = "part:late-cluster";
+    let cluster = ProxiedCluster::start(key).await;
+    let [a, b, _] = cluster.lockers();
+    late_answer_is_not_used(
+        "cluster",
+        [a, b],
+        key,
+        || cluster.proxies.iter().for_each(Proxy::hold_replies),
+        || cluster.heal(),
+    )
+    .await;
+}

@@ -13,6 +13,7 @@ on_stores!(
     repro_16_readers_and_a_writer_on_one_locker_all_get_in,
     repro_16_cancelled_waiting_writers_leave_no_intent,
     repro_16_fences_rise_past_a_counter_that_missed_increments,
+    repro_16_a_restored_lock_with_little_time_left_is_renewed_at_once,
 );
 
 /// Issue 16, item 1: `run` calls over a few repeated keys, each dropped by a timeout at a
@@ -228,4 +229,29 @@ async fn repro_16_fences_rise_past_a_counter_that_missed_increments(s: Store) {
             "{keys:?}: token {next} after {first}, with the counter set back to {behind}"
         );
     }
+}
+
+/// Issue 16 (found while fixing the late-answer bug, `partitions.rs`): renewal was first
+/// due a third of the ttl after the guard was made, not after the store promised the lock.
+/// A hand-off restored with less than that left lapsed before its first renewal.
+async fn repro_16_a_restored_lock_with_little_time_left_is_renewed_at_once(s: Store) {
+    let ttl = Duration::from_millis(3000);
+    let opts = s.locker.options().ttl(ttl);
+    let guard = s.locker.acquire("late-restore", opts).await.unwrap();
+    let handed = guard.handoff();
+    // 0.8 s left: less than the 1 s until a renewal counted from the restore.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let other = s.other();
+    let restored = other.restore(&handed, opts).await.unwrap();
+    let until = Instant::now() + ttl;
+    while Instant::now() < until {
+        let stolen = s.locker.try_acquire("late-restore", opts).await.unwrap();
+        assert!(
+            stolen.is_none(),
+            "the restored lock lapsed before its renewal"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    restored.release().await.unwrap();
+    assert!(!s.locker.is_locked("late-restore").await.unwrap());
 }

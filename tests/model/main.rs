@@ -47,6 +47,7 @@ fn abilities(s: &Store) -> Abilities {
                 ServerRestart,
                 Cut,
                 Reset,
+                LateReplies,
                 WorkerPause,
                 WorkerKill,
             ],
@@ -60,12 +61,23 @@ fn abilities(s: &Store) -> Abilities {
                 Cut,
                 CutMajority,
                 Reset,
+                LateReplies,
                 WorkerPause,
                 WorkerKill,
             ],
         ),
         #[cfg(feature = "postgres")]
-        Backend::Postgres(..) => (true, &[ServerPause, Cut, Reset, WorkerPause, WorkerKill]),
+        Backend::Postgres(..) => (
+            true,
+            &[
+                ServerPause,
+                Cut,
+                Reset,
+                LateReplies,
+                WorkerPause,
+                WorkerKill,
+            ],
+        ),
     };
     #[cfg(feature = "postgres")]
     let burst = if matches!(s.backend, Backend::Postgres(..)) {
@@ -503,7 +515,7 @@ async fn inject(
                     ("worker-pause", scope, false)
                 }
             }
-            FaultKind::Cut | FaultKind::CutMajority | FaultKind::Reset => {
+            FaultKind::Cut | FaultKind::CutMajority | FaultKind::Reset | FaultKind::LateReplies => {
                 let c = &clients[f.which % clients.len()];
                 let scope = format!("locker:{}", f.which % clients.len());
                 let n = match (f.kind, c.proxies.len()) {
@@ -515,6 +527,11 @@ async fn inject(
                 if f.kind == FaultKind::Reset {
                     chosen.iter().for_each(|p| p.reset());
                     ("reset", scope, false)
+                } else if f.kind == FaultKind::LateReplies {
+                    chosen.iter().for_each(|p| p.hold_replies());
+                    tokio::time::sleep(hold).await;
+                    chosen.iter().for_each(|p| p.heal());
+                    ("late-replies", scope, false)
                 } else {
                     chosen.iter().for_each(|p| p.cut());
                     tokio::time::sleep(hold).await;

@@ -84,6 +84,9 @@ pub enum FaultKind {
     CutMajority,
     /// One locker's connections are reset.
     Reset,
+    /// One in-process locker's answers are held (its requests still reach the store),
+    /// then delivered late.
+    LateReplies,
     /// SIGSTOP a worker process, then SIGCONT.
     WorkerPause,
     /// SIGKILL a worker process.
