@@ -76,14 +76,20 @@ impl From<redis::RedisError> for ApiError {
 }
 
 /// The processed orders (the original's order table), where every instance sees them: in
-/// the lock store's Redis (keys `processed:{id}`) when the store is one Redis server; in
-/// this process otherwise.
+/// the lock store's Redis (keys `processed:{id}`, each expiring after [`ORDER_TTL`] so the
+/// table does not grow forever) when the store is one Redis server; in this process
+/// otherwise.
 enum Orders {
     Redis(redis::aio::ConnectionManager),
     Memory(Mutex<HashSet<String>>),
 }
 
 static ORDERS: OnceLock<Orders> = OnceLock::new();
+
+/// How long Redis remembers a processed order (`SET processed:{id} 1 EX 86400`): a day,
+/// after which the same order id would be processed again. A real service keeps its orders
+/// in its database; this table only shows the lock deduplicating across instances.
+const ORDER_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Orders {
     /// The table for the store the global locker reads from the environment.
@@ -108,7 +114,10 @@ impl Orders {
 
     async fn insert(&self, id: &str) -> Result<(), ApiError> {
         match self {
-            Orders::Redis(redis) => Ok(redis.clone().set(format!("processed:{id}"), 1).await?),
+            Orders::Redis(redis) => Ok(redis
+                .clone()
+                .set_ex(format!("processed:{id}"), 1, ORDER_TTL.as_secs())
+                .await?),
             Orders::Memory(table) => {
                 if let Ok(mut table) = table.lock() {
                     table.insert(id.to_owned());

@@ -2,6 +2,20 @@
 //! its own, the shared cluster under a prefix of its own, three Redlock masters of its own,
 //! the shared PostgreSQL server in a schema of its own), and [`on_stores!`](crate::on_stores),
 //! which runs a test on each.
+//!
+//! The matrix follows the runtime's store registry (`locked::__private::stores()`, one
+//! entry per `LOCK_STORE` name): [`Store::FIXTURES`] maps each registry name to its
+//! constructor, and `tests/it/store_matrix.rs` fails when a store compiled into `locked`
+//! has no fixture or no line in `on_stores!`, or either names a store this build lacks.
+//!
+//! ## Adding a store
+//! A new store in the registry adds, here:
+//! - its fixture: a `Store::<name>()` constructor and a [`Backend`] variant (its server in
+//!   a file of its own beside this one, as `postgres.rs` is, behind the store's cargo
+//!   feature if it has one), and the variant's arms in [`Store`]'s methods;
+//! - one line in [`Store::FIXTURES`] (`("<name>", Store::<name>)`, under the same `#[cfg]`);
+//! - one line in `on_stores!`'s list (`@each`), its module named after the registry name,
+//!   under the same `#[cfg]`.
 
 #[cfg(feature = "postgres")]
 use crate::{PgServer, shared_postgres};
@@ -138,6 +152,35 @@ impl Store {
     }
 }
 
+/// A store's registry name and its constructor.
+type Fixture = (&'static str, fn() -> Store);
+
+impl Store {
+    /// The stores the test support has fixtures for: each registry name
+    /// (`locked::__private::stores()`, the `LOCK_STORE` value) with its constructor, in the
+    /// registry's order. `on_stores!` builds each test's store through it
+    /// ([`Store::fixture`]); `tests/it/store_matrix.rs` checks it against the registry.
+    pub const FIXTURES: &'static [Fixture] = &[
+        ("memory", Store::memory),
+        ("redis", Store::redis),
+        ("cluster", Store::cluster),
+        ("redlock", Store::redlock),
+        #[cfg(feature = "postgres")]
+        ("postgres", Store::postgres),
+    ];
+
+    /// A fresh store of the registry's store `name`, through [`Store::FIXTURES`].
+    pub fn fixture(name: &str) -> Self {
+        match Self::FIXTURES.iter().find(|(fixture, _)| *fixture == name) {
+            Some((_, new)) => new(),
+            None => panic!(
+                "no fixture for store `{name}` in locked-test-support: add `Store::{name}()` \
+                 and a line in `Store::FIXTURES` (src/store.rs)"
+            ),
+        }
+    }
+}
+
 /// A Redlock locker over `masters`.
 pub fn redlock_locker(masters: &[RedisServer]) -> locked::Locker {
     let urls: Vec<String> = masters.iter().map(RedisServer::url).collect();
@@ -150,24 +193,43 @@ pub fn redlock_locker(masters: &[RedisServer]) -> locked::Locker {
 /// (the cluster and the PostgreSQL server are shared by the test process, under a key
 /// prefix or a schema per test; Redlock gets three masters of its own).
 ///
+/// The list is the `@each` arm, one line per store, its module named after the store's
+/// registry name; each test's store is [`Store::fixture`] of that name. `on_stores!(@names)`
+/// is the list's names, a `Vec<&str>` (the check against the registry,
+/// `tests/it/store_matrix.rs`).
+///
 /// The expansion is the caller's code: `#[cfg(feature = "postgres")]` is the calling
 /// crate's feature (the facade's `postgres`, which turns on this crate's), and the caller
 /// needs `tokio` with `macros` and `rt-multi-thread`.
 #[macro_export]
 macro_rules! on_stores {
-    ($($name:ident),* $(,)?) => {
-        $crate::on_stores!(@store memory, memory, $($name),*);
-        $crate::on_stores!(@store redis, redis, $($name),*);
-        $crate::on_stores!(@store cluster, cluster, $($name),*);
-        $crate::on_stores!(@store redlock, redlock, $($name),*);
+    // The list: `$crate::on_stores!($($then)* <registry name>)` once per store.
+    (@each $($then:tt)*) => {
+        $crate::on_stores!($($then)* memory);
+        $crate::on_stores!($($then)* redis);
+        $crate::on_stores!($($then)* cluster);
+        $crate::on_stores!($($then)* redlock);
         #[cfg(feature = "postgres")]
-        $crate::on_stores!(@store postgres, postgres, $($name),*);
+        $crate::on_stores!($($then)* postgres);
     };
-    (@store $module:ident, $ctor:ident, $($name:ident),*) => {
-        mod $module {
+    (@names) => {{
+        let mut names: ::std::vec::Vec<&'static str> = ::std::vec::Vec::new();
+        $crate::on_stores!(@each @name names);
+        names
+    }};
+    (@name $into:ident $store:ident) => {
+        $into.push(::core::stringify!($store))
+    };
+    (@tests [$($name:ident),*] $store:ident) => {
+        mod $store {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name($crate::Store::$ctor()).await }
+            async fn $name() {
+                super::$name($crate::Store::fixture(::core::stringify!($store))).await
+            }
             )*
         }
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::on_stores!(@each @tests [$($name),*]);
     };
 }

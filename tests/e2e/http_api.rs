@@ -103,6 +103,17 @@ async fn every_route_behaves_as_the_original(server: &Server, redis: Option<&Red
             .unwrap()
             .contains("order already processed")
     );
+    // On Redis, the order table's key expires (a day), never left forever.
+    if let Some(redis) = redis {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg("processed:ORD-123")
+            .query(&mut redis.client())
+            .unwrap();
+        assert!(
+            (1..=24 * 60 * 60).contains(&ttl),
+            "TTL processed:ORD-123 = {ttl}"
+        );
+    }
 
     // Try mode: two runs at once, one does the work, the other is told it is in progress.
     let cleanup = || http.post(server.url("/cleanup")).send();

@@ -24,4 +24,5 @@ mod regressions;
 mod runtimes;
 mod scenarios;
 mod store_behaviour;
+mod store_matrix;
 mod waiting;
