@@ -1,6 +1,16 @@
 //! The acquisition engine: checks a request against what the store can do, tries at once
 //! when no one of this `Locker` waits, and otherwise queues fairly, woken by releases and
 //! polling, until the deadline.
+//!
+//! - Here: the engine (`lock`): a call's tries (`Ask`), the queue it waits in, and
+//!   one try against the store.
+//! - `guards`: what a dropped call leaves in order (a writer's intent, a request still
+//!   out, the waiting gauge, a release channel).
+//! - `errors`: the refusals before anything is sent, the conflict of kinds, and the
+//!   error of a store failure that lasted until the deadline.
+
+mod errors;
+mod guards;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,17 +20,19 @@ use tracing::Instrument;
 
 use crate::context::HoldContext;
 use crate::core::Core;
-use crate::error::{BoxError, LockError, StoreError};
+use crate::error::{LockError, StoreError};
 use crate::guard::LockGuard;
 use crate::meter;
 use crate::options::LockOptions;
-use crate::store::{Attempt, HeldAs, Kind, OwnedLease, Request, Store};
+use crate::store::{Attempt, Kind, OwnedLease, Request, Store};
 use crate::telemetry;
 use crate::time::CALL_LIMIT;
 use crate::time::jittered;
 use crate::time::{duration_ms, later, stop_before};
 use crate::token::new_token;
 use crate::wait::Lane;
+use errors::{GaveUp, conflict, refuse_unsupported};
+use guards::{InFlight, Intent, Waiting, Watching};
 
 /// How a call takes its hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,62 +90,6 @@ pub(crate) async fn lock(
         .await;
     meter::acquire(opts.label, meter::outcome(&result), start.elapsed());
     result
-}
-
-/// What the store cannot do is refused before anything is sent.
-fn refuse_unsupported(
-    core: &Core,
-    keys: &[String],
-    key: &str,
-    kind: Kind,
-    opts: &LockOptions,
-) -> Result<(), LockError> {
-    let caps = core.store.caps();
-    let store = || core.store.describe();
-    if kind != Kind::Lock {
-        if opts.fencing {
-            return Err(LockError::config(
-                "fencing",
-                format!(
-                    "is offered for exclusive locks only, and `{key}` is {}: its holders \
-                     are concurrent, so no single token can fence them; drop `fencing`",
-                    kind.describe()
-                ),
-            ));
-        }
-        if keys.len() != 1 {
-            return Err(LockError::InvalidKey {
-                key: key.to_owned(),
-                reason: "a semaphore or read/write lock takes exactly one key".to_owned(),
-            });
-        }
-    }
-    if opts.fencing && !caps.fencing {
-        return Err(LockError::config(
-            "fencing",
-            format!(
-                "is not offered by the {} store for `{key}`: it cannot hand out tokens \
-                 that strictly increase; use single Redis or a Redis Cluster for fenced locks",
-                store()
-            ),
-        ));
-    }
-    if opts.replicas.is_some() && !caps.replica_sync {
-        return Err(LockError::config(
-            "replicas",
-            format!(
-                "is not offered by the {} store for `{key}`: it has no replicas to wait \
-                 for; drop `replicas`, or use Redis with replicas",
-                store()
-            ),
-        ));
-    }
-    core.store
-        .check_keys(keys)
-        .map_err(|reason| LockError::InvalidKey {
-            key: key.to_owned(),
-            reason,
-        })
 }
 
 async fn lock_in(
@@ -195,31 +151,6 @@ async fn lock_in(
     Box::pin(ask.wait_in_queue(failure)).await
 }
 
-/// A waiting writer's intent: withdrawn in the background when dropped, unless the
-/// writer got the lock (its acquisition removed the intent already).
-struct Intent<'a> {
-    core: &'a Arc<Core>,
-    /// The writer's lease, whose intent to withdraw; `None` once fulfilled.
-    withdraw: Option<OwnedLease>,
-}
-
-impl Intent<'_> {
-    /// The writer got the lock: nothing to withdraw.
-    fn fulfilled(intent: Option<Self>) {
-        if let Some(mut intent) = intent {
-            intent.withdraw = None;
-        }
-    }
-}
-
-impl Drop for Intent<'_> {
-    fn drop(&mut self) {
-        if let Some(held) = self.withdraw.take() {
-            self.core.release_in_background(None, held);
-        }
-    }
-}
-
 /// One call's attempts to take its lock.
 struct Ask<'a> {
     core: &'a Arc<Core>,
@@ -233,48 +164,6 @@ struct Ask<'a> {
     span: tracing::Span,
     /// A waiting writer's intent, withdrawn when the call gives up (drops it).
     intent: Option<Intent<'a>>,
-}
-
-/// An acquisition request on its way: if it is dropped before its answer came back, the
-/// lock it may have set is released in the background (on the same connection, after the
-/// request). Completed requests `forget` it.
-struct InFlight<'a> {
-    core: &'a Arc<Core>,
-    held: &'a OwnedLease,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.core.release_in_background(None, self.held.clone());
-    }
-}
-
-/// A caller counted in the `locked_waiting` gauge while it waits.
-struct Waiting(&'static str);
-
-impl Waiting {
-    fn new(label: &'static str) -> Self {
-        meter::waiting(label, true);
-        Self(label)
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        meter::waiting(self.0, false);
-    }
-}
-
-/// A key's release channel listened to while this waiter waits.
-struct Watching<'a> {
-    core: &'a Core,
-    key: &'a str,
-}
-
-impl Drop for Watching<'_> {
-    fn drop(&mut self) {
-        self.core.store.unwatch(self.key);
-    }
 }
 
 impl Ask<'_> {
@@ -457,7 +346,9 @@ impl Ask<'_> {
                 ))
             }
             Ok(Attempt::Held { remaining }) => Tried::Held(remaining),
-            Ok(Attempt::Conflict { held_as }) => Tried::Failed(self.conflict(&held_as)),
+            Ok(Attempt::Conflict { held_as }) => {
+                Tried::Failed(conflict(&self.key, self.held.kind, &held_as))
+            }
             Err(e) => self.failed(e),
         }
     }
@@ -479,29 +370,6 @@ impl Ask<'_> {
         }
         self.held.token = fresh;
         Tried::Failed(e)
-    }
-
-    /// The error when the key is held as something this call cannot share it with.
-    fn conflict(&self, held_as: &HeldAs) -> LockError {
-        let (setting, fix) = match (held_as, self.held.kind) {
-            (HeldAs::Kind(Kind::Permit { .. }), Kind::Permit { .. }) => (
-                "permits",
-                "every caller of one semaphore must give the same `permits`",
-            ),
-            _ => (
-                "key",
-                "use one kind of lock per key, or give the other kind its own key",
-            ),
-        };
-        LockError::config(
-            setting,
-            format!(
-                "does not match how `{}` is held: it is {}, and this call asked for {}; {fix}",
-                self.key,
-                held_as.describe(),
-                self.held.kind.describe(),
-            ),
-        )
     }
 
     /// The error when the deadline passes: the store's, if the last try failed (with how
@@ -526,30 +394,5 @@ impl Ask<'_> {
                 }
             }
         }
-    }
-}
-
-/// A store failure that lasted until the caller's deadline: the last failure, and how long
-/// the call spent trying.
-#[derive(Debug)]
-struct GaveUp {
-    waited: Duration,
-    attempts: u32,
-    source: BoxError,
-}
-
-impl std::fmt::Display for GaveUp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}; the call gave up after {:?} and {} attempt(s)",
-            self.source, self.waited, self.attempts
-        )
-    }
-}
-
-impl std::error::Error for GaveUp {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(self.source.as_ref())
     }
 }
