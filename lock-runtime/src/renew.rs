@@ -13,7 +13,7 @@ use crate::meter;
 use crate::options::LockOptions;
 use crate::store::Store;
 use crate::telemetry;
-use crate::time::{later, stop_before};
+use crate::time::{capped, later, stop_before};
 
 /// Runs `body` while `guard` holds the lock, renewing it, then releases it.
 ///
@@ -155,7 +155,9 @@ impl LockGuard {
 
 /// Extends the lock every `ttl/3` for as long as it is polled; returns only on loss.
 async fn watchdog(guard: &LockGuard, opts: &LockOptions) -> LockError {
-    let ttl = opts.ttl;
+    // Capped as deadlines are: a third of a `Duration::MAX` ttl must still agree with
+    // the thirty years `later` puts the lock's end ahead.
+    let ttl = capped(opts.ttl);
     let period = (ttl / 3).max(Duration::from_millis(1));
     let mut valid_until = guard.valid_until();
     let hard_stop = opts.max_hold.map(|m| later(guard.acquired_at(), m));

@@ -11,8 +11,16 @@ pub(crate) const CALL_LIMIT: Duration = Duration::from_secs(5);
 /// `t + d`, or a time so far ahead (30 years) that it never comes when `d` is too large to
 /// add: a `Duration::MAX` timeout or ttl must not panic.
 pub(crate) fn later(t: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
-    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
     t.checked_add(d.min(FAR)).unwrap_or(t)
+}
+
+/// Thirty years: the most any deadline is put ahead.
+const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// `d`, or thirty years if longer: the span `later` can put ahead, for arithmetic on
+/// spans (a third of a `Duration::MAX` ttl) that must agree with it.
+pub(crate) fn capped(d: Duration) -> Duration {
+    d.min(FAR)
 }
 
 /// When a holder must stop using a lock that the store promised until `valid_until`: a
@@ -22,7 +30,10 @@ pub(crate) fn stop_before(
     valid_until: tokio::time::Instant,
     ttl: Duration,
 ) -> tokio::time::Instant {
-    valid_until.checked_sub(ttl / 10).unwrap_or(valid_until)
+    // Capped as `later` caps: a tenth of `Duration::MAX` would reach back before boot.
+    valid_until
+        .checked_sub((ttl / 10).min(FAR / 10))
+        .unwrap_or(valid_until)
 }
 
 /// Whole milliseconds, rounded up, saturating.
@@ -52,6 +63,15 @@ mod tests {
         assert_eq!(duration_ms(Duration::from_micros(1500)), 2);
         assert_eq!(duration_ms(Duration::from_millis(7)), 7);
         assert_eq!(duration_ms(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn stop_before_a_huge_ttl_is_still_ahead() {
+        let now = tokio::time::Instant::now();
+        let until = later(now, Duration::MAX);
+        assert!(stop_before(until, Duration::MAX) > now);
+        let second = Duration::from_secs(1);
+        assert_eq!(stop_before(later(now, second), second), now + second / 10 * 9);
     }
 
     #[test]
