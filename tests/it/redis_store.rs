@@ -237,3 +237,57 @@ async fn fencing_counter_is_time_seeded_and_expires() {
     let next = locker.acquire("fenced", fenced).await.unwrap();
     assert!(next.fencing_token().unwrap() > token);
 }
+
+/// Group commit: calls that go out together in one pipeline each get their own answer and
+/// their own error: taken, held by another, held as a semaphore (a waiter's pipeline, which
+/// goes alone, finds its type: a `Config` error for that call alone), and each release
+/// frees only its own key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_in_one_batch_get_their_own_answers() {
+    let server = RedisServer::start();
+    let locker = server.locker();
+    let opts = LockOptions::default().ttl(Duration::from_secs(30));
+    let held = locker.acquire("gc:held", opts).await.unwrap();
+    let permit = locker.semaphore("gc:sem", 2).acquire(opts).await.unwrap();
+    for round in 0..20 {
+        let mut tasks = Vec::new();
+        for i in 0..48 {
+            let locker = locker.clone();
+            tasks.push(tokio::spawn(async move {
+                let key = match i % 3 {
+                    0 => format!("gc:free:{round}:{i}"),
+                    1 => "gc:held".to_owned(),
+                    _ => "gc:sem".to_owned(),
+                };
+                let got = if i % 3 == 2 {
+                    let waiting = opts.timeout(Duration::from_secs(5));
+                    locker.acquire(&key, waiting).await.map(Some)
+                } else {
+                    locker.try_acquire(&key, opts).await
+                };
+                let answer = match &got {
+                    Ok(Some(_)) => "taken",
+                    Ok(None) => "busy",
+                    Err(e) if e.to_string().contains("semaphore") => "conflict",
+                    Err(_) => "other error",
+                };
+                if let Ok(Some(guard)) = got {
+                    guard.release().await.unwrap();
+                    assert!(!locker.is_locked(&key).await.unwrap(), "{key} still held");
+                }
+                (i % 3, answer)
+            }));
+        }
+        for t in tasks {
+            let (class, answer) = t.await.unwrap();
+            let expected = ["taken", "busy", "conflict"][class];
+            assert_eq!(answer, expected, "round {round}");
+        }
+    }
+    assert!(locker.is_locked("gc:held").await.unwrap());
+    held.release().await.unwrap();
+    permit.release().await.unwrap();
+    let mut c = server.client();
+    let left: Vec<String> = redis::cmd("KEYS").arg("lock:gc:*").query(&mut c).unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use std::sync::Arc;
 
+use super::batch::{Batched, Queue};
 use super::deployment::{Deployed, Deployment};
 use super::feed::Feed;
 use super::protocol::Node;
@@ -27,6 +28,8 @@ pub(crate) type RedisStore = Deployed<Single>;
 /// The single server behind a [`RedisStore`].
 pub(crate) struct Single {
     server: Server,
+    /// Commands of concurrent calls, waiting to go out together (group commit).
+    queue: Arc<Queue>,
     feed: Feed<PubSub>,
 }
 
@@ -36,13 +39,14 @@ impl Single {
         let server = Server::open(url, roots)?;
         Ok(Deployed(Self {
             feed: Feed::new(server.pubsub()),
+            queue: Arc::default(),
             server,
         }))
     }
 }
 
 impl Deployment for Single {
-    type Conn = ConnectionManager;
+    type Conn = Batched;
     type Source = PubSub;
     const NODE: Node = Node::SINGLE;
     const PRODUCT: &'static str = "Redis";
@@ -71,8 +75,8 @@ impl Deployment for Single {
         Ok(())
     }
 
-    async fn conn(&self) -> Result<ConnectionManager, BoxError> {
-        self.server.conn().await
+    async fn conn(&self) -> Result<Batched, BoxError> {
+        Ok(Batched::new(self.server.conn().await?, self.queue.clone()))
     }
 
     fn feed(&self) -> &Feed<PubSub> {
