@@ -12,8 +12,7 @@
 //!   node), `shared_lease` (a semaphore's or read/write lock's), `inspect` (what a node
 //!   holds), `scan` and `replicas` (the `SCAN` and `WAIT` commands), `feed` (the pub/sub
 //!   wake-up feed), `server` (one server's connection), `batch` (group commit on that
-//!   connection), `tls`, and `deployment` (a
-//!   deployment made a `Store`).
+//!   connection), `tls`, and `deployment` (a deployment made a `Store`).
 //! - The stores, built on it: `single`, `cluster` (a `Deployment` each) and `redlock` (a
 //!   quorum around the same primitives).
 //! - Here: the three stores' open code (`open_single`, `open_cluster`, `open_redlock`:
