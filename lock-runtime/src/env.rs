@@ -114,14 +114,16 @@ impl Locker {
             Some(name) => registry::find(&name).ok_or_else(|| {
                 LockError::config(
                     LOCK_STORE,
-                    format!("is `{name}`; expected {}", registry::names()),
+                    format!("`{name}` is not a store"),
+                    format!("set it to {}", registry::names()),
                 )
             })?,
             None => {
                 let (entry, fallback) = registry::implied(&get).ok_or_else(|| {
                     LockError::config(
                         LOCK_STORE,
-                        format!("is unset; set it to {}", registry::names()),
+                        "it is unset, and no store's URL is set",
+                        format!("set it to {}", registry::names()),
                     )
                 })?;
                 if fallback {
@@ -149,13 +151,13 @@ fn hint_scheme(entry: &Entry, get: Lookup<'_>, e: LockError) -> LockError {
         .filter(|(var, url)| *var == setting && !entry.takes_url(url))
         .and_then(|(_, url)| registry::by_scheme(&url));
     match other {
-        Some(other) if other.name != entry.name => LockError::config(
-            &setting,
-            format!(
-                "{message}; for the `{}` store, set LOCK_STORE={}",
+        Some(other) if other.name != entry.name => LockError::Config {
+            message: format!(
+                "{message}; or, for the `{}` store, set LOCK_STORE={}",
                 other.name, other.name
             ),
-        ),
+            setting,
+        },
         _ => LockError::Config { setting, message },
     }
 }
@@ -206,7 +208,13 @@ mod tests {
     fn from_env_unknown_store_names_variable() {
         let err = Locker::from_env_with(env(&[(LOCK_STORE, "mysql")])).unwrap_err();
         assert!(matches!(&err, LockError::Config { setting, .. } if setting == LOCK_STORE));
-        assert!(err.to_string().contains("mysql"));
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(
+                "invalid lock configuration: `LOCK_STORE`: `mysql` is not a store; set it to "
+            ),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -72,11 +72,16 @@ pub enum LockError {
         source: BoxError,
     },
     /// The configuration is invalid: a bad environment variable, URL or option.
-    #[error("invalid lock configuration: `{setting}` {message}")]
+    ///
+    /// Shown as "invalid lock configuration: `{setting}`: {message}", e.g.
+    /// ``invalid lock configuration: `LOCK_STORE`: `mysql` is not a store; set it to
+    /// `memory`, `redis`, `cluster`, `redlock` or `postgres` ``.
+    #[error("invalid lock configuration: `{setting}`: {message}")]
     Config {
         /// The setting at fault, e.g. `LOCK_STORE`.
         setting: String,
-        /// What is wrong and what to write instead.
+        /// What is wrong (naming the bad value, where there is one), then what to do: two
+        /// sentences of their own, joined by `; `, that do not lean on the setting's name.
         message: String,
     },
     /// The key cannot be used: empty, too long, or made from empty placeholders.
@@ -177,11 +182,56 @@ impl LockError {
         }
     }
 
-    pub(crate) fn config(setting: &str, message: impl Into<String>) -> Self {
-        Self::Config {
+    /// A [`LockError::Config`] about `setting`: `problem` says what is wrong (naming the
+    /// bad value, where there is one) and `fix` what to do; see [`Invalid`].
+    pub(crate) fn config(
+        setting: &str,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Invalid::new(problem, fix).at(setting)
+    }
+}
+
+/// What is wrong with a setting and what to do about it: the message of a
+/// [`LockError::Config`], built from its parts so that every message has both and neither
+/// depends on how the setting's name is worded.
+///
+/// - `problem`: a sentence of its own that names the bad value where there is one:
+///   "`mysql` is not a store", "the list of masters is empty".
+/// - `fix`: an instruction: "set it to `memory` or `redis`", "give at least 1".
+///
+/// The message reads "{problem}; {fix}"; [`LockError::Config`] shows it after the setting
+/// and a colon. Code that finds the fault before it knows which setting it came from (a
+/// URL's parser) returns an `Invalid` and its caller names the setting with [`Invalid::at`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    problem: String,
+    fix: String,
+}
+
+impl Invalid {
+    pub(crate) fn new(problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        let (problem, fix) = (problem.into(), fix.into());
+        debug_assert!(
+            !problem.is_empty() && !fix.is_empty(),
+            "a Config message says what is wrong and what to do: {problem:?}; {fix:?}"
+        );
+        Self { problem, fix }
+    }
+
+    /// The [`LockError::Config`] of this fault in `setting`.
+    pub(crate) fn at(self, setting: &str) -> LockError {
+        LockError::Config {
             setting: setting.to_owned(),
-            message: message.into(),
+            message: self.to_string(),
         }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; {}", self.problem, self.fix)
     }
 }
 
@@ -266,5 +316,21 @@ mod tests {
         let other = LockError::backend("lock:a", "redis at h:6379: refused");
         let msg = other.to_string();
         assert!(msg.contains("check that the store is reachable"), "{msg}");
+    }
+
+    #[test]
+    fn config_messages_are_the_setting_then_the_problem_then_the_fix() {
+        let err = LockError::config("LOCK_STORE", "`mysql` is not a store", "set it to `redis`");
+        assert_eq!(
+            err.to_string(),
+            "invalid lock configuration: `LOCK_STORE`: `mysql` is not a store; set it to `redis`"
+        );
+        let LockError::Config { setting, message } = err else {
+            unreachable!()
+        };
+        assert_eq!(setting, "LOCK_STORE");
+        assert_eq!(message, "`mysql` is not a store; set it to `redis`");
+        let moved = Invalid::new("`x` is not a URL", "write `redis://h:6379`").at("REDIS_URL");
+        assert!(matches!(&moved, LockError::Config { setting, .. } if setting == "REDIS_URL"));
     }
 }

@@ -23,8 +23,8 @@ pub fn init(locker: Locker) -> Result<(), LockError> {
     GLOBAL.set(locker).map_err(|_| {
         LockError::config(
             "locked::init",
-            "was called after the global locker was already set; call it once, at start-up, \
-             before the first locked call",
+            "the global locker was already set, by an earlier `init` or a first use of it",
+            "call `init` once, at start-up, before the first locked call",
         )
     })
 }

@@ -70,17 +70,17 @@ impl Locker {
     /// # Ok(()) }
     /// ```
     pub async fn restore(&self, handoff: &str, opts: LockOptions) -> Result<LockGuard, LockError> {
-        let ticket = Ticket::decode(handoff).map_err(|m| LockError::config("handoff", m))?;
+        let ticket = Ticket::decode(handoff).map_err(|bad| bad.at("handoff"))?;
         let core = &self.inner;
         let store = core.store.describe();
         if ticket.store != store {
             return Err(LockError::config(
                 "handoff",
                 format!(
-                    "comes from the store `{}`, and this locker is on `{store}`; restore it \
-                     with a locker on the same store",
+                    "the hand-off comes from the store `{}`, and this locker is on `{store}`",
                     ticket.store
                 ),
+                "restore it with a locker on the same store",
             ));
         }
         let Ticket {

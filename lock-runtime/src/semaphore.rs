@@ -105,9 +105,10 @@ impl Semaphore {
             return Err(LockError::config(
                 "permits",
                 format!(
-                    "of `{}` is 0: a semaphore of no permits admits no one; give at least 1",
+                    "the semaphore `{}` has 0 permits, so it admits no one",
                     self.key
                 ),
+                "give it at least 1",
             ));
         }
         Ok(Take {

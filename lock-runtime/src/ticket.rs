@@ -1,6 +1,7 @@
 //! `Ticket`: what a hand-off string carries (the store, the keys, the owner's token, the
 //! fencing token, the ttl and what kind of hold it is), and its encoding.
 
+use crate::error::Invalid;
 use crate::store::Kind;
 
 /// A held lock, as handed to another process.
@@ -32,8 +33,13 @@ impl Ticket {
     }
 
     /// The ticket in `text`, or what is wrong with it.
-    pub(crate) fn decode(text: &str) -> Result<Self, String> {
-        let bad = || "is not a hand-off string from `LockGuard::handoff`".to_owned();
+    pub(crate) fn decode(text: &str) -> Result<Self, Invalid> {
+        let bad = || {
+            Invalid::new(
+                "the text given is not a hand-off string from `LockGuard::handoff`",
+                "pass the string `handoff` returned, whole and unchanged",
+            )
+        };
         let body = text.trim().strip_prefix(MAGIC).ok_or_else(bad)?;
         let bytes = hex::decode(body).map_err(|_| bad())?;
         let text = String::from_utf8(bytes).map_err(|_| bad())?;

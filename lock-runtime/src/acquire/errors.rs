@@ -24,10 +24,11 @@ pub(super) fn refuse_unsupported(
             return Err(LockError::config(
                 "fencing",
                 format!(
-                    "is offered for exclusive locks only, and `{key}` is {}: its holders \
-                     are concurrent, so no single token can fence them; drop `fencing`",
+                    "fencing tokens are offered for exclusive locks only, and `{key}` is {}: \
+                     its holders are concurrent, so no single token can fence them",
                     kind.describe()
                 ),
+                "drop `fencing`",
             ));
         }
         if keys.len() != 1 {
@@ -41,20 +42,21 @@ pub(super) fn refuse_unsupported(
         return Err(LockError::config(
             "fencing",
             format!(
-                "is not offered by the {} store for `{key}`: it cannot hand out tokens \
-                 that strictly increase; use single Redis or a Redis Cluster for fenced locks",
+                "the {} store cannot fence `{key}`: it cannot hand out tokens that strictly \
+                 increase",
                 store()
             ),
+            "drop `fencing`, or use single Redis or a Redis Cluster for fenced locks",
         ));
     }
     if opts.replicas.is_some() && !caps.replica_sync {
         return Err(LockError::config(
             "replicas",
             format!(
-                "is not offered by the {} store for `{key}`: it has no replicas to wait \
-                 for; drop `replicas`, or use Redis with replicas",
+                "the {} store cannot wait for replicas of `{key}`: it has no replicas",
                 store()
             ),
+            "drop `replicas`, or use Redis with replicas",
         ));
     }
     core.store
@@ -81,10 +83,11 @@ pub(super) fn conflict(key: &str, asked: Kind, held_as: &HeldAs) -> LockError {
     LockError::config(
         setting,
         format!(
-            "does not match how `{key}` is held: it is {}, and this call asked for {}; {fix}",
+            "`{key}` is held as {}, and this call asked for {}",
             held_as.describe(),
             asked.describe(),
         ),
+        fix,
     )
 }
 

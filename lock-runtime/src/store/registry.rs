@@ -111,10 +111,8 @@ impl Entry {
             };
             LockError::config(
                 LOCK_STORE,
-                format!(
-                    "is `{}` but no URL is set; set {set} to {}",
-                    self.name, self.url_example
-                ),
+                format!("the `{}` store needs a URL, and none is set", self.name),
+                format!("set {set} to {}", self.url_example),
             )
         })
     }
@@ -125,11 +123,9 @@ impl Entry {
             (Some(open), _) => open(settings, get),
             (None, feature) => Err(LockError::config(
                 LOCK_STORE,
+                format!("this build of `locked` has no `{}` store", self.name),
                 format!(
-                    "is `{}`, but this build of `locked` has no {} store; enable its `{}` \
-                     feature",
-                    self.name,
-                    self.name,
+                    "enable the `{}` feature of `locked`",
                     feature.unwrap_or(self.name)
                 ),
             )),
@@ -181,7 +177,10 @@ pub(crate) fn names() -> String {
 /// A `Config` error of a store's open code re-attributed to the variable its value came from.
 pub(crate) fn from_var(var: &'static str) -> impl Fn(LockError) -> LockError {
     move |e| match e {
-        LockError::Config { message, .. } => LockError::config(var, message),
+        LockError::Config { message, .. } => LockError::Config {
+            setting: var.to_owned(),
+            message,
+        },
         other => other,
     }
 }

@@ -102,10 +102,17 @@ fn from_env(
     open_with(&url, &settings.schema, listen)
         .map(Into::into)
         .map_err(|e| match e {
-            LockError::Config { setting, message } if setting == "listen_url" => {
-                LockError::config(LOCK_DATABASE_LISTEN_URL, message)
+            LockError::Config { setting, message } => {
+                let setting = match setting.as_str() {
+                    "listen_url" => LOCK_DATABASE_LISTEN_URL,
+                    "schema" => "schema",
+                    _ => var,
+                };
+                LockError::Config {
+                    setting: setting.to_owned(),
+                    message,
+                }
             }
-            LockError::Config { message, .. } => LockError::config(var, message),
             other => other,
         })
 }
@@ -122,21 +129,18 @@ pub(crate) fn open(
     open_with(url, &settings.schema, listen)
 }
 
-/// A `Config` error on `postgres url` or `listen_url`.
+/// A `Config` error on `postgres url`, `schema` or `listen_url`.
 #[cfg(feature = "postgres")]
 fn open_with(
     url: &str,
     schema: &str,
     listen: Option<&str>,
 ) -> Result<Postgres, crate::error::LockError> {
-    use crate::error::LockError;
-
-    let mut store = PostgresStore::open(url, schema)
-        .map_err(|message| LockError::config("postgres url", message))?;
+    let mut store = PostgresStore::open(url, schema)?;
     if let Some(listen) = listen {
         store
             .listen_on(listen)
-            .map_err(|message| LockError::config("listen_url", message))?;
+            .map_err(|bad| bad.at("listen_url"))?;
     }
     Ok(Postgres::new(store))
 }

@@ -12,7 +12,7 @@ use super::conn::Conn;
 use super::listener::Listener;
 use super::sql::{SCHEMA_SQL, Statements};
 use super::store::PostgresStore;
-use crate::error::{BoxError, StoreError};
+use crate::error::{BoxError, Invalid, LockError, StoreError};
 
 /// How long connecting (and taking a connection from the pool) may take.
 const CONNECT_LIMIT: Duration = Duration::from_secs(2);
@@ -36,19 +36,23 @@ fn pg_error(e: &tokio_postgres::Error) -> String {
 }
 
 impl PostgresStore {
-    /// Checks the URL and the schema name (no I/O).
-    pub(crate) fn open(url: &str, schema: &str) -> Result<Self, String> {
+    /// Checks the URL and the schema name (no I/O): a `Config` error on `postgres url` or
+    /// `schema`.
+    pub(crate) fn open(url: &str, schema: &str) -> Result<Self, LockError> {
         let redacted = crate::url::RedactedUrl::new(url);
         let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
-            format!(
-                "holds `{redacted}`, which is not a PostgreSQL URL ({e}); write \
-                 `postgres://user:password@host:5432/database`"
+            LockError::config(
+                "postgres url",
+                format!("`{redacted}` is not a PostgreSQL URL ({e})"),
+                "write `postgres://user:password@host:5432/database`",
             )
         })?;
         if !valid_schema(schema) {
-            return Err(format!(
-                "gives the schema `{schema}`; use a plain name of letters, digits and `_` \
-                 (at most 48), e.g. `locked`"
+            return Err(LockError::config(
+                "schema",
+                format!("`{schema}` is not a plain schema name"),
+                "use letters, digits and `_`, at most 48, not starting with a digit, e.g. \
+                 `locked`",
             ));
         }
         config.connect_timeout(CONNECT_LIMIT);
@@ -69,7 +73,13 @@ impl PostgresStore {
             .create_timeout(Some(CONNECT_LIMIT))
             .recycle_timeout(Some(CONNECT_LIMIT))
             .build()
-            .map_err(|e| format!("cannot make a connection pool for `{redacted}`: {e}"))?;
+            .map_err(|e| {
+                LockError::config(
+                    "postgres url",
+                    format!("no connection pool can be made for `{redacted}` ({e})"),
+                    "report this as a bug of `locked`, with this message",
+                )
+            })?;
         let quoted = format!("\"{schema}\"");
         Ok(Self {
             pool,
@@ -123,13 +133,15 @@ impl PostgresStore {
     /// The `LISTEN` connection goes to `url` instead of the store's URL: a direct
     /// connection, when the store's goes through a transaction-mode pooler (PgBouncer),
     /// where a `LISTEN` stops hearing once its transaction ends.
-    pub(crate) fn listen_on(&mut self, url: &str) -> Result<(), String> {
+    pub(crate) fn listen_on(&mut self, url: &str) -> Result<(), Invalid> {
         let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
-            format!(
-                "holds `{}`, which is not a PostgreSQL URL ({e}); write \
-                 `postgres://user:password@host:5432/database` (a direct connection, not \
-                 through PgBouncer)",
-                crate::url::RedactedUrl::new(url)
+            Invalid::new(
+                format!(
+                    "`{}` is not a PostgreSQL URL ({e})",
+                    crate::url::RedactedUrl::new(url)
+                ),
+                "write `postgres://user:password@host:5432/database`, a direct connection, \
+                 not through PgBouncer",
             )
         })?;
         config.connect_timeout(CONNECT_LIMIT);
@@ -283,15 +295,16 @@ mod tests {
 
     #[test]
     fn open_checks_url_and_schema_and_hides_the_password() {
-        let err = PostgresStore::open("mysql://u:secret@h/db", "locked")
-            .err()
-            .unwrap_or_default();
+        let shown = |r: Result<PostgresStore, LockError>| r.err().map(|e| e.to_string());
+        let err = shown(PostgresStore::open("mysql://u:secret@h/db", "locked")).unwrap();
+        assert!(err.contains("`postgres url`: `mysql://"), "{err}");
         assert!(err.contains("not a PostgreSQL URL"), "{err}");
         assert!(!err.contains("secret"), "{err}");
-        let err = PostgresStore::open("postgres://u:secret@h/db", "no-dashes")
-            .err()
-            .unwrap_or_default();
-        assert!(err.contains("schema"), "{err}");
+        let err = shown(PostgresStore::open("postgres://u:secret@h/db", "no-dashes")).unwrap();
+        assert!(
+            err.contains("`schema`: `no-dashes` is not a plain schema name"),
+            "{err}"
+        );
         let store = PostgresStore::open("postgres://u:secret@h:6543/app", "locked").unwrap();
         assert_eq!(store.host, "h:6543/app");
         assert!(!Postgres::new(store).describe().contains("secret"));

@@ -45,7 +45,7 @@ pub(crate) use tls::{TlsRoots, client};
 
 use super::registry::{Entry, Implied, Lookup, from_var};
 use super::{AnyStore, Settings};
-use crate::error::LockError;
+use crate::error::{Invalid, LockError};
 use crate::url::RedactedUrl;
 
 /// The Redis URL, read before [`REDIS_URL`] (`locked::LOCK_REDIS_URL`).
@@ -132,19 +132,22 @@ where
     if seeds.is_empty() {
         return Err(LockError::config(
             "redis cluster urls",
-            "is empty; give at least one node, e.g. `redis://127.0.0.1:7000`",
+            "the list of seed nodes is empty",
+            "give at least one node, e.g. `redis://127.0.0.1:7000`",
         ));
     }
     for seed in &seeds {
-        client(seed, &settings.tls_roots).map_err(|e| {
-            LockError::config(
-                "redis cluster urls",
-                format!("holds {}", url_message(seed, &e)),
-            )
-        })?;
+        client(seed, &settings.tls_roots)
+            .map_err(|e| url_fault(seed, &e).at("redis cluster urls"))?;
     }
-    Cluster::open(&seeds, &settings.tls_roots)
-        .map_err(|e| LockError::config("redis cluster urls", format!("are not usable ({e})")))
+    Cluster::open(&seeds, &settings.tls_roots).map_err(|e| {
+        LockError::config(
+            "redis cluster urls",
+            format!("the seed nodes cannot be used together ({e})"),
+            "give every node the same scheme, user, password and database, and no unix \
+             sockets",
+        )
+    })
 }
 
 /// Redlock over N independent masters (`LockerBuilder::redlock`). The URLs are checked
@@ -155,7 +158,7 @@ where
     I::Item: AsRef<str>,
 {
     RedlockStore::open(&url_list(masters), &settings.tls_roots)
-        .map_err(|message| LockError::config("redlock urls", message))
+        .map_err(|bad| bad.at("redlock urls"))
 }
 
 /// URLs as given: trimmed, empty ones left out.
@@ -172,17 +175,20 @@ where
 
 /// A URL the client refused, as a `Config` error.
 fn url_error(url: &str, e: &redis::RedisError) -> LockError {
-    LockError::config("redis url", format!("is {}", url_message(url, e)))
+    url_fault(url, e).at("redis url")
 }
 
 /// What is wrong with a URL, and what to write (credentials redacted).
-fn url_message(url: &str, e: &redis::RedisError) -> String {
+fn url_fault(url: &str, e: &redis::RedisError) -> Invalid {
     let shown = RedactedUrl::new(url);
     if url.starts_with("rediss://") && !cfg!(feature = "tls") {
-        return format!(
-            "`{shown}`, a TLS URL, but `locked` was built without TLS ({e}); enable its `tls` \
-             feature"
+        return Invalid::new(
+            format!("`{shown}` is a TLS URL, but `locked` was built without TLS ({e})"),
+            "enable the `tls` feature of `locked`",
         );
     }
-    format!("`{shown}`, which is not a Redis URL ({e}); write `redis://host:6379/0`")
+    Invalid::new(
+        format!("`{shown}` is not a Redis URL ({e})"),
+        "write `redis://host:6379/0`",
+    )
 }

@@ -46,6 +46,7 @@ use std::time::Duration;
 use super::feed::Feed;
 use super::server::{PubSub, Server};
 use super::tls::TlsRoots;
+use crate::error::Invalid;
 
 /// How long one master may take to answer one request: short, so that a hung master costs
 /// each call little, and far below any sensible ttl.
@@ -73,33 +74,41 @@ pub(crate) struct RedlockStore {
 
 impl RedlockStore {
     /// Checks the URLs (no I/O): at least one, each a Redis URL, no duplicates, an odd count.
-    pub(crate) fn open(urls: &[String], roots: &TlsRoots) -> Result<Self, String> {
+    pub(crate) fn open(urls: &[String], roots: &TlsRoots) -> Result<Self, Invalid> {
         if urls.is_empty() {
-            return Err("is empty; give an odd number of independent masters, e.g. 3".into());
+            return Err(Invalid::new(
+                "the list of masters is empty",
+                "give an odd number of independent masters, e.g. 3",
+            ));
         }
         let mut masters = Vec::with_capacity(urls.len());
         for (i, url) in urls.iter().enumerate() {
             let server = Server::open_fail_fast(url, roots, MASTER_LIMIT).map_err(|e| {
-                format!(
-                    "holds `{}`, which is not a Redis URL ({e}); write `redis://host:6379`",
-                    crate::url::RedactedUrl::new(url)
+                Invalid::new(
+                    format!(
+                        "`{}` is not a Redis URL ({e})",
+                        crate::url::RedactedUrl::new(url)
+                    ),
+                    "write `redis://host:6379`",
                 )
             })?;
             if urls[..i].contains(url) {
-                return Err(format!(
-                    "names `{}` twice; each master must be a separate server",
-                    server.url()
+                return Err(Invalid::new(
+                    format!("`{}` is named twice", server.url()),
+                    "name each master once: each must be a separate server",
                 ));
             }
             masters.push(Arc::new(server));
         }
         if urls.len().is_multiple_of(2) {
-            return Err(format!(
-                "names {} masters; use an odd number: {} tolerate as many failures as {} \
-                 (a quorum is a majority), at more cost",
-                urls.len(),
-                urls.len(),
-                urls.len() - 1
+            let n = urls.len();
+            return Err(Invalid::new(
+                format!(
+                    "{n} masters are named, an even number: a quorum is a majority, so {n} \
+                     tolerate no more failures than {} would, at more cost",
+                    n - 1
+                ),
+                format!("use an odd number of masters, e.g. {} or {}", n - 1, n + 1),
             ));
         }
         Ok(Self {

@@ -17,6 +17,7 @@ fn open_refuses_empty_malformed_duplicate_and_even() {
     let err = |l: &[&str]| {
         RedlockStore::open(&urls(l), &TlsRoots::default())
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_default()
     };
     assert!(err(&[]).contains("empty"));
