@@ -329,18 +329,25 @@ async fn redis_holder_behind_a_cut_stops_before_the_other_side_gets_in() {
 
 // --- PostgreSQL -------------------------------------------------------------------------
 
+/// A proxy in front of `server`, and a locker (on `schema`) that reaches it through it.
 #[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_holder_behind_a_cut_stops_before_the_other_side_gets_in() {
-    let server = locked_test_support::shared_postgres();
+fn proxied_postgres(server: &locked_test_support::PgServer, schema: &str) -> (Proxy, Locker) {
     let proxy = Proxy::start(server.port);
-    let schema = "partition_pg";
     let url = server.url().replace(
         &format!("127.0.0.1:{}/", server.port),
         &format!("127.0.0.1:{}/", proxy.port()),
     );
     assert_ne!(url, server.url());
     let a = Locker::builder().schema(schema).postgres(&url).unwrap();
+    (proxy, a)
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_holder_behind_a_cut_stops_before_the_other_side_gets_in() {
+    let server = locked_test_support::shared_postgres();
+    let schema = "partition_pg";
+    let (proxy, a) = proxied_postgres(server, schema);
     let (b, c) = (server.locker(schema), server.locker(schema));
     cut_holder_stops_before_the_other_side_gets_in(
         "postgres",
@@ -779,13 +786,8 @@ async fn redis_late_answer_is_given_back_not_used() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_late_answer_is_given_back_not_used() {
     let server = locked_test_support::shared_postgres();
-    let proxy = Proxy::start(server.port);
     let schema = "partition_pg_late";
-    let url = server.url().replace(
-        &format!("127.0.0.1:{}/", server.port),
-        &format!("127.0.0.1:{}/", proxy.port()),
-    );
-    let a = Locker::builder().schema(schema).postgres(&url).unwrap();
+    let (proxy, a) = proxied_postgres(server, schema);
     let b = server.locker(schema);
     // Its statements prepared (a first try that waits on a prepare's answer would never
     // reach the table).

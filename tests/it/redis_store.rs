@@ -238,12 +238,11 @@ async fn fencing_counter_is_time_seeded_and_expires() {
     assert!(next.fencing_token().unwrap() > token);
 }
 
-/// Group commit: calls that go out together in one pipeline each get their own answer and
-/// their own error: taken, held by another, held as a semaphore (a waiter's pipeline, which
-/// goes alone, finds its type: a `Config` error for that call alone), and each release
-/// frees only its own key.
+/// Concurrent calls on one multiplexed connection each get their own answer and their own
+/// error: taken, held by another, held as a semaphore (a waiter's pipeline finds its type:
+/// a `Config` error for that call alone), and each release frees only its own key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_calls_in_one_batch_get_their_own_answers() {
+async fn concurrent_calls_on_one_connection_get_their_own_answers() {
     let server = RedisServer::start();
     let locker = server.locker();
     let opts = LockOptions::default().ttl(Duration::from_secs(30));

@@ -11,8 +11,8 @@
 //!   connection the layer drives), `error`, `protocol` (a lock's primitives over one
 //!   node), `shared_lease` (a semaphore's or read/write lock's), `inspect` (what a node
 //!   holds), `scan` and `replicas` (the `SCAN` and `WAIT` commands), `feed` (the pub/sub
-//!   wake-up feed), `server` (one server's connection), `batch` (group commit on that
-//!   connection), `tls`, and `deployment` (a deployment made a `Store`).
+//!   wake-up feed), `server` (one server's connection), `tls`, and `deployment` (a
+//!   deployment made a `Store`).
 //! - The stores, built on it: `single`, `cluster` (a `Deployment` each) and `redlock` (a
 //!   quorum around the same primitives).
 //! - Here: the three stores' open code (`open_single`, `open_cluster`, `open_redlock`:
@@ -20,7 +20,6 @@
 //!   builder's constructors call, and their registry entries (`REDIS`, `CLUSTER`,
 //!   `REDLOCK`), which read their URLs from `LOCK_REDIS_URL`, else `REDIS_URL`.
 
-mod batch;
 mod cluster;
 mod conn;
 mod deployment;

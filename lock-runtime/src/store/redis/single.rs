@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use std::sync::Arc;
+use redis::aio::ConnectionManager;
 
-use super::batch::{Batched, Queue};
 use super::deployment::{Deployed, Deployment};
 use super::feed::Feed;
 use super::protocol::Node;
@@ -28,8 +27,6 @@ pub(crate) type RedisStore = Deployed<Single>;
 /// The single server behind a [`RedisStore`].
 pub(crate) struct Single {
     server: Server,
-    /// Commands of concurrent calls, waiting to go out together (group commit).
-    queue: Arc<Queue>,
     feed: Feed<PubSub>,
 }
 
@@ -39,14 +36,13 @@ impl Single {
         let server = Server::open(url, roots)?;
         Ok(Deployed(Self {
             feed: Feed::new(server.pubsub()),
-            queue: Arc::default(),
             server,
         }))
     }
 }
 
 impl Deployment for Single {
-    type Conn = Batched;
+    type Conn = ConnectionManager;
     type Source = PubSub;
     const NODE: Node = Node::SINGLE;
     const PRODUCT: &'static str = "Redis";
@@ -75,8 +71,8 @@ impl Deployment for Single {
         Ok(())
     }
 
-    async fn conn(&self) -> Result<Batched, BoxError> {
-        Ok(Batched::new(self.server.conn().await?, self.queue.clone()))
+    async fn conn(&self) -> Result<ConnectionManager, BoxError> {
+        self.server.conn().await
     }
 
     fn feed(&self) -> &Feed<PubSub> {

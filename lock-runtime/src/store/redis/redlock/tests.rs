@@ -6,8 +6,6 @@ use super::RedlockStore;
 use crate::store::redis::tls::TlsRoots;
 use crate::store::{Kind, Store};
 
-use super::*;
-
 fn urls(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
