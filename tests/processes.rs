@@ -40,6 +40,8 @@ fn locker_for(store: &str, urls: &str) -> Locker {
         "redis" => Locker::redis(urls[0]).unwrap(),
         "cluster" => Locker::redis_cluster(&urls).unwrap(),
         "redlock" => Locker::redlock(&urls).unwrap(),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Locker::sqlite(urls[0]).unwrap(),
         other => panic!("unknown store {other}"),
     }
 }
@@ -275,11 +277,16 @@ fn each_shared_store(check: impl Fn(&str, &str, &RedisServer)) {
     let single = RedisServer::start();
     let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
     let redlock: Vec<String> = masters.iter().map(RedisServer::url).collect();
-    let stores = [
+    #[allow(unused_mut)]
+    let mut stores = vec![
         ("redis", single.url()),
         ("cluster", shared_cluster().urls().join(",")),
         ("redlock", redlock.join(",")),
     ];
+    #[cfg(feature = "sqlite")]
+    let sqlite = SqliteFile::new("permits");
+    #[cfg(feature = "sqlite")]
+    stores.push(("sqlite", sqlite.path()));
     for (store, urls) in stores {
         check(store, &urls, &RedisServer::start());
     }
@@ -310,27 +317,79 @@ fn four_processes_keep_a_counter_exact_on_redlock() {
     counter_stays_exact("redlock", &urls.join(","), &data);
 }
 
+/// A SQLite file in a directory of its own, removed afterwards.
+#[cfg(feature = "sqlite")]
+struct SqliteFile(std::path::PathBuf);
+
+#[cfg(feature = "sqlite")]
+impl SqliteFile {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "locked-processes-{name}-{}-{:?}",
+            std::process::id(),
+            Instant::now()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self) -> String {
+        self.0.join("locks.db").display().to_string()
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl Drop for SqliteFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn four_processes_keep_a_counter_exact_on_sqlite() {
+    let (file, data) = (SqliteFile::new("counter"), RedisServer::start());
+    counter_stays_exact("sqlite", &file.path(), &data);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holder_killed_frees_its_lock_within_ttl() {
     let (store, data) = (RedisServer::start(), RedisServer::start());
+    killed_holder_frees_its_lock_within_ttl("redis", &store.url(), &data, store.locker()).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_holder_killed_frees_its_lock_within_ttl() {
+    let (file, data) = (SqliteFile::new("killed"), RedisServer::start());
+    let locker = Locker::sqlite(&file.path()).unwrap();
+    killed_holder_frees_its_lock_within_ttl("sqlite", &file.path(), &data, locker).await;
+}
+
+/// A worker holds `held` (ttl 2 s) and is SIGKILLed: `locker` takes it within the ttl.
+async fn killed_holder_frees_its_lock_within_ttl(
+    store: &str,
+    urls: &str,
+    data: &RedisServer,
+    locker: Locker,
+) {
     let ttl = Duration::from_secs(2);
     let worker = Worker::start(
         "hold",
-        "redis",
-        &store.url(),
+        store,
+        urls,
         &data.url(),
         &[("LOCKED_TTL_MS", "2000")],
     );
     worker.expect("HOLDING", Duration::from_secs(20));
     worker.signal("KILL");
     let killed = Instant::now();
-    let locker = store.locker();
     let opts = LockOptions::default()
         .timeout(Duration::from_secs(20))
         .retry_interval(Duration::from_millis(20));
     locker.run("held", opts, || async {}).await.unwrap();
     let took = killed.elapsed();
-    println!("holder SIGKILLed: the lock was taken again {took:?} later (ttl {ttl:?})");
+    println!("{store}: holder SIGKILLed: the lock was taken again {took:?} later (ttl {ttl:?})");
     assert!(took < ttl + Duration::from_millis(1500), "took {took:?}");
 }
 

@@ -170,6 +170,33 @@ impl LockerBuilder {
         Ok(self.build(store))
     }
 
+    /// A locker on a SQLite file, shared by the processes of one host: locks are rows of
+    /// the file's lease tables (created with the file on first use, in WAL mode), fencing
+    /// tokens come from a counter in the file, waiters of this `Locker` are woken on
+    /// release and waiters in other processes poll. `path` is a file path or a `sqlite://`
+    /// URL; its directory must exist. Nothing is opened yet. Needs the `sqlite` feature.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] when the path is empty.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// let dir = std::env::temp_dir().join(format!("locked-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("locks.db");
+    /// let locker = locked::Locker::builder().sqlite(path.to_str().unwrap())?;
+    /// let guard = locker.acquire("report", locker.options()).await?;
+    /// assert!(locker.is_locked("report").await?);
+    /// guard.release().await?;
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(self, path: &str) -> Result<Locker, LockError> {
+        let store = crate::store::sqlite::open(path)?;
+        Ok(self.build(store))
+    }
+
     /// A locker on the in-process memory store.
     ///
     /// ```
@@ -303,6 +330,21 @@ impl Locker {
     #[cfg(feature = "postgres")]
     pub fn postgres(url: &str) -> Result<Self, LockError> {
         Self::builder().postgres(url)
+    }
+
+    /// A locker on a SQLite file shared by the processes of one host (see
+    /// [`LockerBuilder::sqlite`]). Needs the `sqlite` feature.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] when the path is empty. Nothing is opened yet.
+    ///
+    /// ```
+    /// let locker = locked::Locker::sqlite("/var/lib/app/locks.db").unwrap();
+    /// assert_eq!(locker.store_name(), "sqlite");
+    /// ```
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(path: &str) -> Result<Self, LockError> {
+        Self::builder().sqlite(path)
     }
 
     /// A locker on N independent Redis masters with Redlock (`&[&str]`, `&[String]`, or

@@ -249,7 +249,7 @@ pub(crate) struct StoreError {
 
 impl StoreError {
     /// A store's own failure, in its words.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     pub(crate) fn boxed(store: &'static str, message: impl Into<String>) -> BoxError {
         Box::new(Self {
             store,

@@ -71,7 +71,10 @@ mod tests {
         let until = later(now, Duration::MAX);
         assert!(stop_before(until, Duration::MAX) > now);
         let second = Duration::from_secs(1);
-        assert_eq!(stop_before(later(now, second), second), now + second / 10 * 9);
+        assert_eq!(
+            stop_before(later(now, second), second),
+            now + second / 10 * 9
+        );
     }
 
     #[test]

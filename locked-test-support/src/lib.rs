@@ -38,6 +38,8 @@ pub use cluster::{ClusterNode, RedisCluster, shared_cluster};
 pub use postgres::{PgServer, shared_postgres};
 pub use proxy::Proxy;
 pub use server::RedisServer;
+#[cfg(feature = "sqlite")]
+pub use store::sqlite_locker;
 pub use store::{Backend, Store, redlock_locker};
 
 /// A port nothing listens on now.

@@ -31,6 +31,9 @@ pub enum Backend {
     /// The shared PostgreSQL server, in a schema of its own.
     #[cfg(feature = "postgres")]
     Postgres(&'static PgServer, String),
+    /// A SQLite file of its own, in a directory of its own.
+    #[cfg(feature = "sqlite")]
+    Sqlite(tempfile::TempDir),
 }
 
 /// The store of one test, kept alive with its locker.
@@ -85,6 +88,15 @@ impl Store {
         }
     }
 
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        Self {
+            locker: sqlite_locker(&dir, ""),
+            backend: Backend::Sqlite(dir),
+        }
+    }
+
     /// Whether the store hands out fencing tokens (Redlock refuses them).
     pub fn fences(&self) -> bool {
         !matches!(self.backend, Backend::Redlock(_))
@@ -108,6 +120,8 @@ impl Store {
                 .schema(schema.as_str())
                 .postgres(&server.url())
                 .expect("valid url"),
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(dir) => sqlite_locker(dir, self.locker.prefix()),
         }
     }
 
@@ -118,6 +132,8 @@ impl Store {
             Backend::Memory | Backend::Redlock(_) => None,
             #[cfg(feature = "postgres")]
             Backend::Postgres(..) => None,
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(..) => None,
             Backend::Redis(server) => Some(cmd.query(&mut server.client()).unwrap()),
             Backend::Cluster(cluster) => Some(cmd.query(&mut cluster.client()).unwrap()),
         }
@@ -130,6 +146,8 @@ impl Store {
             Backend::Memory => expected,
             #[cfg(feature = "postgres")]
             Backend::Postgres(..) => expected,
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(..) => expected,
             Backend::Redis(server) => {
                 let (_, n): (String, i64) = redis::cmd("PUBSUB")
                     .arg("NUMSUB")
@@ -167,6 +185,8 @@ impl Store {
         ("redlock", Store::redlock),
         #[cfg(feature = "postgres")]
         ("postgres", Store::postgres),
+        #[cfg(feature = "sqlite")]
+        ("sqlite", Store::sqlite),
     ];
 
     /// A fresh store of the registry's store `name`, through [`Store::FIXTURES`].
@@ -179,6 +199,22 @@ impl Store {
             ),
         }
     }
+}
+
+/// A locker on the SQLite file `locks.db` in `dir` (prefix `prefix`, or the default when
+/// empty).
+#[cfg(feature = "sqlite")]
+pub fn sqlite_locker(dir: &tempfile::TempDir, prefix: &str) -> locked::Locker {
+    let path = dir.path().join("locks.db");
+    let builder = locked::Locker::builder();
+    let builder = if prefix.is_empty() {
+        builder
+    } else {
+        builder.prefix(prefix)
+    };
+    builder
+        .sqlite(path.to_str().expect("a UTF-8 path"))
+        .expect("a path")
 }
 
 /// A Redlock locker over `masters`.
@@ -211,6 +247,8 @@ macro_rules! on_stores {
         $crate::on_stores!($($then)* redlock);
         #[cfg(feature = "postgres")]
         $crate::on_stores!($($then)* postgres);
+        #[cfg(feature = "sqlite")]
+        $crate::on_stores!($($then)* sqlite);
     };
     (@names) => {{
         let mut names: ::std::vec::Vec<&'static str> = ::std::vec::Vec::new();

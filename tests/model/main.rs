@@ -66,6 +66,8 @@ fn abilities(s: &Store) -> Abilities {
                 WorkerKill,
             ],
         ),
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite(..) => (true, &[WorkerPause, WorkerKill]),
         #[cfg(feature = "postgres")]
         Backend::Postgres(..) => (
             true,
@@ -79,14 +81,14 @@ fn abilities(s: &Store) -> Abilities {
             ],
         ),
     };
-    #[cfg(feature = "postgres")]
-    let burst = if matches!(s.backend, Backend::Postgres(..)) {
-        12
-    } else {
-        32
+    // The stores that serialise their writers get smaller bursts.
+    let burst = match s.backend {
+        #[cfg(feature = "postgres")]
+        Backend::Postgres(..) => 12,
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite(..) => 12,
+        _ => 32,
     };
-    #[cfg(not(feature = "postgres"))]
-    let burst = 32;
     Abilities {
         fencing: s.fences(),
         processes,
@@ -109,6 +111,12 @@ fn store_env(s: &Store) -> Vec<(&'static str, String)> {
         ),
         #[cfg(feature = "postgres")]
         Backend::Postgres(server, schema) => ("postgres", server.url(), schema.clone()),
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite(dir) => (
+            "sqlite",
+            dir.path().join("locks.db").display().to_string(),
+            String::new(),
+        ),
     };
     vec![
         ("LOCKED_MODEL_STORE", kind.to_owned()),
@@ -127,6 +135,8 @@ fn open(kind: &str, urls: &str, schema: &str, prefix: &str) -> Locker {
         "redlock" => b.redlock(&urls),
         #[cfg(feature = "postgres")]
         "postgres" => b.schema(schema).postgres(urls[0]),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => b.sqlite(urls[0]),
         other => panic!("unknown store {other} ({schema})"),
     }
     .expect("valid urls")
@@ -153,6 +163,12 @@ fn client(s: &Store) -> Client {
             }
         }
         Backend::Cluster(_) => Client {
+            locker: s.other(),
+            proxies: Vec::new(),
+        },
+        // No network to cut: another locker on the same file.
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite(..) => Client {
             locker: s.other(),
             proxies: Vec::new(),
         },
@@ -281,6 +297,8 @@ async fn randomized_schedules_hold_the_model(mut s: Store) {
         Backend::Redlock(_) => "redlock",
         #[cfg(feature = "postgres")]
         Backend::Postgres(..) => "postgres",
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite(..) => "sqlite",
     };
     let started = tokio::time::Instant::now();
     let mut tally = Tally::default();
@@ -594,6 +612,8 @@ async fn server_pause(s: &mut Store, which: usize, hold: Duration, key: String) 
             server.signal("CONT");
             false
         }
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite(..) => false,
     }
 }
 
@@ -707,6 +727,13 @@ async fn quiescent(s: &Store, schedule: &Schedule) -> Vec<String> {
                 .filter(|l| !l.is_empty())
                 .collect()
         }
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite(..) => s
+            .other()
+            .list(&pattern)
+            .await
+            .map(|infos| infos.into_iter().map(|i| i.key).collect())
+            .unwrap_or_else(|e| vec![format!("(the file could not be listed: {e})")]),
         Backend::Memory => Vec::new(),
     };
     let left: Vec<String> = left

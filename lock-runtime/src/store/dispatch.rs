@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use super::registry::Entry;
 use super::{Attempt, Lease, Release, Replicas, Request};
 use super::{Caps, Store, WakeTarget};
-use super::{memory, postgres, redis};
+use super::{memory, postgres, redis, sqlite};
 use crate::error::BoxError;
 use crate::info::LockInfo;
 
@@ -115,4 +115,6 @@ stores! {
     Redlock(redis::RedlockStore) = redis::REDLOCK,
     #[cfg(feature = "postgres")]
     Postgres(postgres::Postgres) = postgres::ENTRY,
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlite::SqliteStore) = sqlite::ENTRY,
 }

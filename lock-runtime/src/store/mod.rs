@@ -28,6 +28,7 @@ pub(crate) mod postgres;
 pub(crate) mod redis;
 pub(crate) mod registry;
 pub(crate) mod settings;
+pub(crate) mod sqlite;
 
 mod dispatch;
 mod kind;
