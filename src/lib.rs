@@ -8,9 +8,10 @@
 
 pub use lock_runtime::{
     DATABASE_URL, DEFAULT_PREFIX, DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_TTL,
-    LOCK_DATABASE_URL, LOCK_PREFIX, LOCK_REDIS_URL, LOCK_STORE, LockError, LockGuard, LockInfo,
-    LockOptions, Locker, LockerBuilder, MAX_KEY_LEN, MasterView, REDIS_URL, RwLock, Semaphore,
-    TRACING_TARGET, fencing_token, global, handoff, init, operation_key, resource_key,
+    LOCK_DATABASE_URL, LOCK_PREFIX, LOCK_REDIS_URL, LOCK_SQLITE_PATH, LOCK_STORE, LockError,
+    LockGuard, LockInfo, LockOptions, Locker, LockerBuilder, MAX_KEY_LEN, MasterView, REDIS_URL,
+    RwLock, Semaphore, TRACING_TARGET, fencing_token, global, handoff, init, operation_key,
+    resource_key,
 };
 
 #[doc(inline)]

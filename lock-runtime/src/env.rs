@@ -26,6 +26,13 @@ pub const LOCK_DATABASE_URL: &str = crate::store::postgres::LOCK_DATABASE_URL;
 /// assert_eq!(locked::DATABASE_URL, "DATABASE_URL");
 /// ```
 pub const DATABASE_URL: &str = crate::store::postgres::DATABASE_URL;
+/// The SQLite file for `LOCK_STORE=sqlite`: a path, or a `sqlite://` URL. Set alone, it
+/// implies the SQLite store.
+///
+/// ```
+/// assert_eq!(locked::LOCK_SQLITE_PATH, "LOCK_SQLITE_PATH");
+/// ```
+pub const LOCK_SQLITE_PATH: &str = crate::store::sqlite::LOCK_SQLITE_PATH;
 /// The Redis URL, read before [`REDIS_URL`].
 ///
 /// ```
@@ -51,8 +58,9 @@ pub const LOCK_PREFIX: &str = "LOCK_PREFIX";
 impl Locker {
     /// A locker configured from the process environment.
     ///
-    /// - `LOCK_STORE`: `memory`, `redis`, `cluster`, `redlock` or `postgres` (with the
-    ///   `postgres` feature). Unset: `redis` when a Redis URL is set, else `memory`.
+    /// - `LOCK_STORE`: `memory`, `redis`, `cluster`, `redlock`, `postgres` (with the
+    ///   `postgres` feature) or `sqlite` (with the `sqlite` feature). Unset: `redis` when a
+    ///   Redis URL is set, else `sqlite` when `LOCK_SQLITE_PATH` is, else `memory`.
     /// - `LOCK_REDIS_URL`, else `REDIS_URL`: the server, e.g. `redis://127.0.0.1:6379/0`;
     ///   for `cluster`, comma-separated seed nodes, e.g.
     ///   `redis://10.0.0.1:7000,redis://10.0.0.2:7000`; for `redlock`, the comma-separated
@@ -61,6 +69,8 @@ impl Locker {
     ///   `postgres://app:password@127.0.0.1:5432/app`; `LOCK_DATABASE_LISTEN_URL`: a direct
     ///   one for its release notifications behind PgBouncer (see
     ///   `LockerBuilder::listen_url`).
+    /// - `LOCK_SQLITE_PATH`: the SQLite file for `sqlite`, a path (its directory must
+    ///   exist) or a `sqlite://` URL, e.g. `/var/lib/app/locks.db`.
     /// - `LOCK_PREFIX`: the key prefix, default `lock:`.
     ///
     /// With neither `LOCK_STORE` nor a URL set, the store is memory and a warning says once
@@ -285,6 +295,41 @@ mod tests {
             (DATABASE_URL, "postgresql://app:pw@db/app"),
         ]));
         assert_eq!(ok.unwrap().store_name(), "postgres");
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn from_env_sqlite_takes_a_path_or_a_url_and_is_implied_by_its_path() {
+        let err = Locker::from_env_with(env(&[(LOCK_STORE, "sqlite")])).unwrap_err();
+        assert!(err.to_string().contains(LOCK_SQLITE_PATH), "{err}");
+        for path in ["/var/lib/app/locks.db", "sqlite:///var/lib/app/locks.db"] {
+            let named =
+                Locker::from_env_with(env(&[(LOCK_STORE, "sqlite"), (LOCK_SQLITE_PATH, path)]));
+            assert_eq!(named.unwrap().store_name(), "sqlite");
+            let implied = Locker::from_env_with(env(&[(LOCK_SQLITE_PATH, path)]));
+            assert_eq!(implied.unwrap().store_name(), "sqlite");
+        }
+        let empty = Locker::from_env_with(env(&[
+            (LOCK_STORE, "sqlite"),
+            (LOCK_SQLITE_PATH, "sqlite://"),
+        ]))
+        .unwrap_err();
+        let msg = empty.to_string();
+        assert!(
+            msg.contains(LOCK_SQLITE_PATH) && msg.contains("empty"),
+            "{msg}"
+        );
+    }
+
+    #[cfg(not(feature = "sqlite"))]
+    #[test]
+    fn from_env_sqlite_without_its_feature_says_which_feature_to_enable() {
+        let err = Locker::from_env_with(env(&[
+            (LOCK_STORE, "sqlite"),
+            (LOCK_SQLITE_PATH, "/tmp/locks.db"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("`sqlite` feature"), "{err}");
     }
 
     #[test]

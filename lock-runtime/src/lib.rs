@@ -16,6 +16,7 @@
 //! | Redis Cluster (sharded pub/sub wakes waiters) | [`Locker::redis_cluster`] | `cluster` |
 //! | Redlock over N independent Redis masters (no fencing tokens) | [`Locker::redlock`] | `redlock` |
 //! | PostgreSQL (a lease table; `postgres` feature) | `Locker::postgres` | `postgres` |
+//! | SQLite (one file shared by one host's processes; `sqlite` feature) | `Locker::sqlite` | `sqlite` |
 //!
 //! # Features
 //!
@@ -25,6 +26,7 @@
 //!   and waiting gauges, renewals, losses).
 //! - `tls`: `rediss://` URLs, through the `redis` crate's rustls support (ring provider).
 //! - `postgres`: the PostgreSQL store, through tokio-postgres and a deadpool pool.
+//! - `sqlite`: the SQLite store, through rusqlite with its bundled SQLite.
 //! - `cli`: the `locked` command-line tool; a feature of the `locked` facade only (this
 //!   crate has no binary), e.g. `cargo install locked --features cli`.
 //!
@@ -83,7 +85,8 @@ mod private;
 pub use builder::LockerBuilder;
 pub use context::{fencing_token, handoff};
 pub use env::{
-    DATABASE_URL, LOCK_DATABASE_URL, LOCK_PREFIX, LOCK_REDIS_URL, LOCK_STORE, REDIS_URL,
+    DATABASE_URL, LOCK_DATABASE_URL, LOCK_PREFIX, LOCK_REDIS_URL, LOCK_SQLITE_PATH, LOCK_STORE,
+    REDIS_URL,
 };
 pub use error::LockError;
 pub use global::{global, init};

@@ -23,6 +23,8 @@ mod redlock;
 mod regressions;
 mod runtimes;
 mod scenarios;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod store_behaviour;
 mod store_matrix;
 mod waiting;
