@@ -158,3 +158,43 @@ async fn a_database_locked_past_the_busy_timeout_fails_in_bounded_time() {
     let guard = locker.acquire("k", LockOptions::default()).await.unwrap();
     guard.release().await.unwrap();
 }
+
+/// A release by another process (here a connection of the test's own, deleting the row as
+/// another process's release would) wakes a waiter that polls only every 10 s: the
+/// watcher sees the file's change counter move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_by_another_process_wakes_a_waiter_within_milliseconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (locker, path) = locker_in(&dir);
+    let opts = LockOptions::default().ttl(Duration::from_secs(30));
+    let held = locker.acquire("shared-job", opts).await.unwrap();
+    // The held row as another process would see it; this guard's own release must not
+    // be what wakes the waiter.
+    std::mem::forget(held);
+    let waiter = {
+        let locker = locker.clone();
+        tokio::spawn(async move {
+            let slow = opts
+                .timeout(Duration::from_secs(20))
+                .retry_interval(Duration::from_secs(10));
+            locker.run("shared-job", slow, || async { Instant::now() }).await
+        })
+    };
+    let watched = locked_test_support::eventually(Duration::from_secs(5), async || {
+        locker.inspect("shared-job").await.unwrap().waiters >= 1
+    })
+    .await;
+    assert!(watched, "the waiter is not seen");
+    // Past the waiter's first try, into its wait.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let released = Instant::now();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let deleted = conn
+        .execute("DELETE FROM locks WHERE key = 'lock:shared-job'", [])
+        .unwrap();
+    assert_eq!(deleted, 1);
+    let entered = waiter.await.unwrap().unwrap();
+    let after = entered.saturating_duration_since(released);
+    println!("woken {after:?} after another connection's release (polling every 10 s)");
+    assert!(after < Duration::from_secs(2), "woken {after:?} after the release");
+}

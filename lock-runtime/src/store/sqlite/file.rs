@@ -2,7 +2,8 @@
 //! a busy timeout, and every call run on a blocking thread in one transaction.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
@@ -24,13 +25,16 @@ type Job = Box<dyn FnOnce(&mut Option<Connection>) + Send>;
 pub(super) struct File {
     path: PathBuf,
     jobs: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+    /// Bumped before each commit (see `feed`).
+    commits: Arc<AtomicU64>,
 }
 
 impl File {
-    pub(super) fn new(path: PathBuf) -> Self {
+    pub(super) fn new(path: PathBuf, commits: Arc<AtomicU64>) -> Self {
         Self {
             path,
             jobs: Mutex::new(None),
+            commits,
         }
     }
 
@@ -47,9 +51,9 @@ impl File {
         op: impl FnOnce(&Transaction<'_>, i64) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, BoxError> {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let path = self.path.clone();
+        let (path, commits) = (self.path.clone(), self.commits.clone());
         let job: Job = Box::new(move |slot: &mut Option<Connection>| {
-            let _ = answer.send(run(&path, slot, op));
+            let _ = answer.send(run(&path, slot, &commits, op));
         });
         self.send(job)?;
         answered
@@ -93,6 +97,7 @@ impl File {
 fn run<T>(
     path: &Path,
     slot: &mut Option<Connection>,
+    commits: &AtomicU64,
     op: impl FnOnce(&Transaction<'_>, i64) -> rusqlite::Result<T>,
 ) -> Result<T, BoxError> {
     if slot.is_none() {
@@ -104,6 +109,7 @@ fn run<T>(
     let attempt = || -> rusqlite::Result<T> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = op(&tx, now_ms())?;
+        commits.fetch_add(1, Ordering::AcqRel);
         tx.commit()?;
         Ok(out)
     };

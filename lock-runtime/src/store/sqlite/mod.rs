@@ -13,8 +13,9 @@
 //!   shares. A clock stepped forward expires leases early (a holder's renewal then finds
 //!   its lock gone and its body is stopped); stepped back, it makes leases last longer.
 //! - Waiting: a release wakes the waiters of every `Locker` of the process on the file at
-//!   once; waiters in other processes poll every `retry_interval` (and no later than the
-//!   holder's ttl).
+//!   once; a release by another process is seen within about 5 ms by a watcher thread
+//!   that reads the file's change counter while anyone waits (`feed`). Polling every
+//!   `retry_interval` (and no later than the holder's ttl) stays the fallback.
 //!
 //! ## Without the `sqlite` feature
 //! Only [`ENTRY`] is compiled: the registry still knows the store, and naming it says

@@ -22,9 +22,10 @@ pub(crate) struct SqliteStore {
 impl SqliteStore {
     /// The store on `path`; nothing is opened until the first call.
     pub(crate) fn new(path: PathBuf) -> Self {
+        let feed = Feed::of(&path);
         Self {
-            feed: Feed::of(&path),
-            file: File::new(path),
+            file: File::new(path, feed.own_commits()),
+            feed,
         }
     }
 
