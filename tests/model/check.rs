@@ -303,6 +303,22 @@ impl Model {
                 intervals.push((c.start, c.end + lingers, c.class));
             }
         }
+        // A call whose process was killed mid-call may have left its lease, or a waiting
+        // writer's intent, to lapse with its ttl from the kill.
+        for c in &h.unended {
+            if !shares_key(&c.keys, &call.keys) || !conflicts(c.class) {
+                continue;
+            }
+            let killed_at = h
+                .faults
+                .iter()
+                .filter(|f| f.scope == format!("proc:{}", c.proc) && f.start >= c.start)
+                .map(|f| f.start)
+                .min();
+            if let Some(at) = killed_at {
+                intervals.push((c.start, at + c.ttl_ms.max(150) * MS + 300 * MS, c.class));
+            }
+        }
         // Sweep: blocked while the count of conflicting intervals reaches the limit.
         let need = if call.class == Class::Permit {
             self.permits as i64

@@ -123,6 +123,7 @@ impl Task {
                 let what = format!("{entry:?} {target:?} body {body_ms} ms");
                 let id = self.rec.id();
                 let start = now();
+                self.rec.began(id, class, &keys, start, *ttl_ms);
                 let hold = self.hold(id, class, &keys, *entry, *body_ms, opts, start);
                 let (outcome, error) = match cancel_us {
                     Some(c) => match tokio::time::timeout(Duration::from_micros(*c), hold).await {

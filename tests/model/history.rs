@@ -159,6 +159,9 @@ pub struct History {
     pub holds: Vec<Hold>,
     pub calls: Vec<Call>,
     pub faults: Vec<Fault>,
+    /// Calls that began and never ended: their process was killed mid-call, perhaps
+    /// after its lease or a waiting writer's intent landed.
+    pub unended: Vec<Call>,
 }
 
 enum Sink {
@@ -274,6 +277,16 @@ impl Recorder {
         ));
     }
 
+    /// A hold call begins (so that a call its process dies in is still seen).
+    pub fn began(&self, id: u64, class: Class, keys: &[String], start: u64, ttl_ms: u64) {
+        self.line(format!(
+            "B\t{id}\t{}\t{}\t{}\t{start}\t{ttl_ms}",
+            self.proc,
+            class.tag(),
+            keys.join(",")
+        ));
+    }
+
     pub fn fault(&self, what: &str, scope: &str, start: u64, end: u64, lossy: bool) {
         self.line(format!(
             "F\t{what}\t{scope}\t{start}\t{end}\t{}",
@@ -374,6 +387,19 @@ impl History {
                     ttl_ms: n(10),
                     what: f[11..].join(" "),
                 }),
+                Some("B") if f.len() >= 7 => h.unended.push(Call {
+                    id: n(1),
+                    proc: n(2) as u32,
+                    class: Class::parse(f[3]),
+                    keys: keys(f[4]),
+                    mode: "wait".to_owned(),
+                    start: n(5),
+                    end: n(5),
+                    outcome: Outcome::Cancelled,
+                    timeout_ms: 0,
+                    ttl_ms: n(6),
+                    what: "a call its process died in".to_owned(),
+                }),
                 Some("F") if f.len() >= 6 => h.faults.push(Fault {
                     what: f[1].to_owned(),
                     scope: f[2].to_owned(),
@@ -384,6 +410,8 @@ impl History {
                 _ => {}
             }
         }
+        let ended: std::collections::HashSet<u64> = h.calls.iter().map(|c| c.id).collect();
+        h.unended.retain(|c| !ended.contains(&c.id));
         for hold in &mut h.holds {
             hold.exit = exits.get(&hold.id).copied();
             hold.extended = extends.get(&hold.id).copied();
