@@ -177,7 +177,9 @@ async fn a_release_by_another_process_wakes_a_waiter_within_milliseconds() {
             let slow = opts
                 .timeout(Duration::from_secs(20))
                 .retry_interval(Duration::from_secs(10));
-            locker.run("shared-job", slow, || async { Instant::now() }).await
+            locker
+                .run("shared-job", slow, || async { Instant::now() })
+                .await
         })
     };
     let watched = locked_test_support::eventually(Duration::from_secs(5), async || {
@@ -196,5 +198,8 @@ async fn a_release_by_another_process_wakes_a_waiter_within_milliseconds() {
     let entered = waiter.await.unwrap().unwrap();
     let after = entered.saturating_duration_since(released);
     println!("woken {after:?} after another connection's release (polling every 10 s)");
-    assert!(after < Duration::from_secs(2), "woken {after:?} after the release");
+    assert!(
+        after < Duration::from_secs(2),
+        "woken {after:?} after the release"
+    );
 }
