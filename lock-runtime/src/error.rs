@@ -249,7 +249,7 @@ pub(crate) struct StoreError {
 
 impl StoreError {
     /// A store's own failure, in its words.
-    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
+    #[allow(dead_code, reason = "used by the stores behind features (PostgreSQL, SQLite)")]
     pub(crate) fn boxed(store: &'static str, message: impl Into<String>) -> BoxError {
         Box::new(Self {
             store,
