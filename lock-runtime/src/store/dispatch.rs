@@ -10,7 +10,6 @@ use tokio::sync::oneshot;
 use super::registry::Entry;
 use super::{Attempt, Lease, Release, Replicas, Request};
 use super::{Caps, Store, WakeTarget};
-use super::{memory, postgres, redis, sqlite};
 use crate::error::BoxError;
 use crate::info::LockInfo;
 
@@ -107,14 +106,15 @@ macro_rules! stores {
     };
 }
 
-// A new store is one line here (and its file or folder beside `mod.rs`, with its entry).
+// A new store is one line here (and its file or folder beside `mod.rs`, declared there
+// with its entry); the paths are whole so that the line is all it takes here.
 stores! {
-    Memory(memory::MemoryStore) = memory::ENTRY,
-    Redis(redis::RedisStore) = redis::REDIS,
-    Cluster(redis::ClusterStore) = redis::CLUSTER,
-    Redlock(redis::RedlockStore) = redis::REDLOCK,
+    Memory(super::memory::MemoryStore) = super::memory::ENTRY,
+    Redis(super::redis::RedisStore) = super::redis::REDIS,
+    Cluster(super::redis::ClusterStore) = super::redis::CLUSTER,
+    Redlock(super::redis::RedlockStore) = super::redis::REDLOCK,
     #[cfg(feature = "postgres")]
-    Postgres(postgres::Postgres) = postgres::ENTRY,
+    Postgres(super::postgres::Postgres) = super::postgres::ENTRY,
     #[cfg(feature = "sqlite")]
-    Sqlite(sqlite::SqliteStore) = sqlite::ENTRY,
+    Sqlite(super::sqlite::SqliteStore) = super::sqlite::ENTRY,
 }
