@@ -249,7 +249,10 @@ pub(crate) struct StoreError {
 
 impl StoreError {
     /// A store's own failure, in its words.
-    #[allow(dead_code, reason = "used by the stores behind features (PostgreSQL, SQLite)")]
+    #[allow(
+        dead_code,
+        reason = "used by the stores behind features (PostgreSQL, SQLite)"
+    )]
     pub(crate) fn boxed(store: &'static str, message: impl Into<String>) -> BoxError {
         Box::new(Self {
             store,

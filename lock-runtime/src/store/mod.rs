@@ -16,12 +16,14 @@
 //! - `settings`: what opening a store needs besides its URL ([`Settings`]: TLS roots,
 //!   PostgreSQL's schema and listen URL), kept by the builder and passed down.
 //! - `memory`; `redis` (one Redis, a Cluster and Redlock over one node layer);
-//!   `postgres` (behind the `postgres` feature): the stores.
+//!   `postgres` and `sqlite` (behind their features): the stores.
 //!
 //! ## Adding a store
 //! A new store is a file or folder here with a type that implements [`Store`] and its
-//! registry entry (`ENTRY`), plus one line in the list in `dispatch.rs`. Nothing else may
-//! match on the store kind.
+//! registry entry (`ENTRY`), declared below (`pub(crate) mod <name>;`), plus one line in
+//! the list in `dispatch.rs`. Nothing else may match on the store kind: `from_env`, the
+//! CLI and the test matrix read the registry. A typed constructor (`Locker::<name>`) and
+//! an exported variable constant are additions to the public API, not part of the seam.
 
 pub(crate) mod memory;
 pub(crate) mod postgres;
