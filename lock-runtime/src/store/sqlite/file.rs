@@ -134,6 +134,8 @@ fn connect(path: &Path) -> Result<Connection, BoxError> {
     let conn = Connection::open_with_flags(path, flags).map_err(|e| from_sqlite(path, e))?;
     let setup = || -> rusqlite::Result<()> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Every statement of `ops` stays prepared.
+        conn.set_prepared_statement_cache_capacity(64);
         // WAL lets readers go on beside the one writer; `NORMAL` syncs at checkpoints,
         // which WAL keeps consistent (a crash of the host may forget the last commits,
         // and with them locks taken just before it: nobody holds those any more).

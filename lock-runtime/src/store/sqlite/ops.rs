@@ -5,6 +5,21 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::store::{Attempt, HeldAs, Kind, Release};
 
+/// One row of a statement prepared once per connection (the cache in `file.rs`).
+fn query<T>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: impl rusqlite::Params,
+    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    tx.prepare_cached(sql)?.query_row(params, row)
+}
+
+/// A statement prepared once per connection, run for the rows it changed.
+fn exec(tx: &Transaction<'_>, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(params)
+}
+
 /// A lease's member name's tag: `s3` of `s3:<token>`.
 fn tag_of(member: &str) -> &str {
     member.split(':').next().unwrap_or(member)
@@ -20,7 +35,8 @@ fn expiry(now: i64, ttl_ms: u64) -> i64 {
 
 /// The tag of a live lease on `key`, if any.
 fn shared_tag(tx: &Transaction<'_>, key: &str, now: i64) -> rusqlite::Result<Option<String>> {
-    tx.query_row(
+    query(
+        tx,
         "SELECT member FROM leases WHERE key = ?1 AND expires_at > ?2 LIMIT 1",
         params![key, now],
         |r| r.get::<_, String>(0),
@@ -38,6 +54,23 @@ pub(super) fn acquire(
     ttl_ms: u64,
     fencing: bool,
 ) -> rusqlite::Result<Attempt> {
+    if let ([key], false) = (keys, fencing) {
+        // The common case in one statement: taken if free of leases and of live locks
+        // of other tokens; what holds it is asked only when it was not taken.
+        let taken = exec(
+            tx,
+            "INSERT INTO locks (key, token, fence, expires_at) \
+             SELECT ?1, ?2, NULL, ?3 WHERE NOT EXISTS \
+             (SELECT 1 FROM leases WHERE key = ?1 AND expires_at > ?4) \
+             ON CONFLICT (key) DO UPDATE SET token = excluded.token, fence = NULL, \
+             expires_at = excluded.expires_at \
+             WHERE locks.expires_at <= ?4 OR locks.token = excluded.token",
+            params![key, token, expiry(now, ttl_ms), now],
+        )?;
+        if taken == 1 {
+            return Ok(Attempt::Acquired { fence: None });
+        }
+    }
     for key in keys {
         if let Some(tag) = shared_tag(tx, key, now)? {
             return Ok(Attempt::Conflict {
@@ -47,14 +80,14 @@ pub(super) fn acquire(
     }
     let mut held: Option<i64> = None;
     for key in keys {
-        let other: Option<i64> = tx
-            .query_row(
-                "SELECT expires_at FROM locks WHERE key = ?1 AND expires_at > ?2 \
+        let other: Option<i64> = query(
+            tx,
+            "SELECT expires_at FROM locks WHERE key = ?1 AND expires_at > ?2 \
                  AND token <> ?3",
-                params![key, now, token],
-                |r| r.get(0),
-            )
-            .optional()?;
+            params![key, now, token],
+            |r| r.get(0),
+        )
+        .optional()?;
         if let Some(at) = other {
             held = Some(held.map_or(at, |h| h.max(at)));
         }
@@ -65,7 +98,8 @@ pub(super) fn acquire(
         });
     }
     let fence = if fencing {
-        let value: i64 = tx.query_row(
+        let value: i64 = query(
+            tx,
             "UPDATE fence SET value = value + 1 WHERE id = 1 RETURNING value",
             [],
             |r| r.get(0),
@@ -76,7 +110,8 @@ pub(super) fn acquire(
     };
     let expires_at = expiry(now, ttl_ms);
     for key in keys {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO locks (key, token, fence, expires_at) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (key) DO UPDATE SET token = excluded.token, fence = excluded.fence, \
              expires_at = excluded.expires_at",
@@ -100,23 +135,33 @@ pub(super) fn release(
 ) -> rusqlite::Result<Release> {
     let mut outcome = Release::Released;
     for key in keys {
-        let row: Option<(String, i64)> = tx
-            .query_row(
-                "SELECT token, expires_at FROM locks WHERE key = ?1",
+        // Ours, in one statement; whose it is otherwise is asked only then.
+        let ours: Option<i64> = query(
+            tx,
+            "DELETE FROM locks WHERE key = ?1 AND token = ?2 RETURNING expires_at",
+            params![key, token],
+            |r| r.get(0),
+        )
+        .optional()?;
+        let live_other = || -> rusqlite::Result<bool> {
+            let at: Option<i64> = query(
+                tx,
+                "SELECT expires_at FROM locks WHERE key = ?1",
                 params![key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.get(0),
             )
             .optional()?;
-        match row {
-            Some((t, at)) if t == token => {
+            Ok(at.is_some_and(|at| at > now))
+        };
+        match ours {
+            Some(at) => {
                 if at <= now && outcome == Release::Released {
                     outcome = Release::Gone;
                 }
-                tx.execute("DELETE FROM locks WHERE key = ?1", params![key])?;
             }
-            Some((_, at)) if at > now => outcome = Release::Foreign,
-            _ if outcome == Release::Released => outcome = Release::Gone,
-            _ => {}
+            None if live_other()? => outcome = Release::Foreign,
+            None if outcome == Release::Released => outcome = Release::Gone,
+            None => {}
         }
     }
     Ok(outcome)
@@ -131,13 +176,13 @@ pub(super) fn remaining(
 ) -> rusqlite::Result<Option<std::time::Duration>> {
     let mut least: Option<i64> = None;
     for key in keys {
-        let at: Option<i64> = tx
-            .query_row(
-                "SELECT expires_at FROM locks WHERE key = ?1 AND token = ?2 AND expires_at > ?3",
-                params![key, token, now],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let at: Option<i64> = query(
+            tx,
+            "SELECT expires_at FROM locks WHERE key = ?1 AND token = ?2 AND expires_at > ?3",
+            params![key, token, now],
+            |r| r.get(0),
+        )
+        .optional()?;
         match at {
             Some(at) => least = Some(least.map_or(at, |l| l.min(at))),
             None => return Ok(None),
@@ -158,7 +203,8 @@ pub(super) fn extend(
         return Ok(false);
     }
     for key in keys {
-        tx.execute(
+        exec(
+            tx,
             "UPDATE locks SET expires_at = ?3 WHERE key = ?1 AND token = ?2",
             params![key, token, expiry(now, ttl_ms)],
         )?;
@@ -176,29 +222,32 @@ pub(super) fn acquire_shared(
     ttl_ms: u64,
     intent_ms: u64,
 ) -> rusqlite::Result<Attempt> {
-    let lock: Option<i64> = tx
-        .query_row(
-            "SELECT 1 FROM locks WHERE key = ?1 AND expires_at > ?2",
-            params![key, now],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let lock: Option<i64> = query(
+        tx,
+        "SELECT 1 FROM locks WHERE key = ?1 AND expires_at > ?2",
+        params![key, now],
+        |r| r.get(0),
+    )
+    .optional()?;
     if lock.is_some() {
         return Ok(Attempt::Conflict {
             held_as: HeldAs::Kind(Kind::Lock),
         });
     }
-    tx.execute(
+    exec(
+        tx,
         "DELETE FROM leases WHERE key = ?1 AND expires_at <= ?2",
         params![key, now],
     )?;
-    tx.execute(
+    exec(
+        tx,
         "DELETE FROM writers WHERE key = ?1 AND expires_at <= ?2",
         params![key, now],
     )?;
     let member = kind.member(token);
     let expires_at = expiry(now, ttl_ms);
-    let renewed = tx.execute(
+    let renewed = exec(
+        tx,
         "UPDATE leases SET expires_at = ?3 WHERE key = ?1 AND member = ?2",
         params![key, member, expires_at],
     )?;
@@ -206,7 +255,7 @@ pub(super) fn acquire_shared(
         return Ok(Attempt::Acquired { fence: None });
     }
     let members: Vec<(String, i64)> = {
-        let mut q = tx.prepare("SELECT member, expires_at FROM leases WHERE key = ?1")?;
+        let mut q = tx.prepare_cached("SELECT member, expires_at FROM leases WHERE key = ?1")?;
         q.query_map(params![key], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?
     };
@@ -217,7 +266,8 @@ pub(super) fn acquire_shared(
             held_as: HeldAs::from_tag(tag_of(other)),
         });
     }
-    let writers: i64 = tx.query_row(
+    let writers: i64 = query(
+        tx,
         "SELECT count(*) FROM writers WHERE key = ?1",
         params![key],
         |r| r.get(0),
@@ -228,18 +278,21 @@ pub(super) fn acquire_shared(
         _ => members.len() < kind.limit() as usize,
     };
     if free {
-        tx.execute(
+        exec(
+            tx,
             "DELETE FROM writers WHERE key = ?1 AND member = ?2",
             params![key, member],
         )?;
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO leases (key, member, expires_at) VALUES (?1, ?2, ?3)",
             params![key, member, expires_at],
         )?;
         return Ok(Attempt::Acquired { fence: None });
     }
     if intent_ms > 0 {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO writers (key, member, expires_at) VALUES (?1, ?2, ?3) \
              ON CONFLICT (key, member) DO UPDATE SET expires_at = excluded.expires_at",
             params![key, member, expiry(now, intent_ms)],
@@ -257,15 +310,18 @@ pub(super) fn release_shared(
     key: &str,
     member: &str,
 ) -> rusqlite::Result<Release> {
-    tx.execute(
+    exec(
+        tx,
         "DELETE FROM writers WHERE key = ?1 AND member = ?2",
         params![key, member],
     )?;
-    let live = tx.execute(
+    let live = exec(
+        tx,
         "DELETE FROM leases WHERE key = ?1 AND member = ?2 AND expires_at > ?3",
         params![key, member, now],
     )?;
-    tx.execute(
+    exec(
+        tx,
         "DELETE FROM leases WHERE key = ?1 AND member = ?2",
         params![key, member],
     )?;
@@ -283,7 +339,8 @@ pub(super) fn lease_expiry(
     key: &str,
     member: &str,
 ) -> rusqlite::Result<Option<i64>> {
-    tx.query_row(
+    query(
+        tx,
         "SELECT expires_at FROM leases WHERE key = ?1 AND member = ?2 AND expires_at > ?3",
         params![key, member, now],
         |r| r.get(0),
@@ -298,7 +355,8 @@ pub(super) fn extend_shared(
     member: &str,
     ttl_ms: u64,
 ) -> rusqlite::Result<bool> {
-    let n = tx.execute(
+    let n = exec(
+        tx,
         "UPDATE leases SET expires_at = ?4 WHERE key = ?1 AND member = ?2 AND expires_at > ?3",
         params![key, member, now, expiry(now, ttl_ms)],
     )?;
@@ -316,7 +374,8 @@ pub(super) fn remaining_shared(
 
 /// How many hold `key` now: its lock, or its live leases.
 pub(super) fn holders(tx: &Transaction<'_>, now: i64, key: &str) -> rusqlite::Result<u64> {
-    let n: i64 = tx.query_row(
+    let n: i64 = query(
+        tx,
         "SELECT (SELECT count(*) FROM locks WHERE key = ?1 AND expires_at > ?2) \
          + (SELECT count(*) FROM leases WHERE key = ?1 AND expires_at > ?2)",
         params![key, now],
@@ -328,8 +387,8 @@ pub(super) fn holders(tx: &Transaction<'_>, now: i64, key: &str) -> rusqlite::Re
 /// Deletes every hold of `key`; whether any was live.
 pub(super) fn force_release(tx: &Transaction<'_>, now: i64, key: &str) -> rusqlite::Result<bool> {
     let held = holders(tx, now, key)? > 0;
-    tx.execute("DELETE FROM locks WHERE key = ?1", params![key])?;
-    tx.execute("DELETE FROM leases WHERE key = ?1", params![key])?;
+    exec(tx, "DELETE FROM locks WHERE key = ?1", params![key])?;
+    exec(tx, "DELETE FROM leases WHERE key = ?1", params![key])?;
     Ok(held)
 }
 
@@ -341,13 +400,13 @@ pub(super) struct Seen {
 }
 
 pub(super) fn inspect(tx: &Transaction<'_>, now: i64, key: &str) -> rusqlite::Result<Seen> {
-    let lock: Option<(String, Option<i64>, i64)> = tx
-        .query_row(
-            "SELECT token, fence, expires_at FROM locks WHERE key = ?1 AND expires_at > ?2",
-            params![key, now],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+    let lock: Option<(String, Option<i64>, i64)> = query(
+        tx,
+        "SELECT token, fence, expires_at FROM locks WHERE key = ?1 AND expires_at > ?2",
+        params![key, now],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()?;
     if let Some((token, fence, at)) = lock {
         return Ok(Seen {
             token: Some(token),
@@ -355,7 +414,8 @@ pub(super) fn inspect(tx: &Transaction<'_>, now: i64, key: &str) -> rusqlite::Re
             left: Some(left(at, now)),
         });
     }
-    let last: Option<i64> = tx.query_row(
+    let last: Option<i64> = query(
+        tx,
         "SELECT max(expires_at) FROM leases WHERE key = ?1 AND expires_at > ?2",
         params![key, now],
         |r| r.get(0),
@@ -369,7 +429,7 @@ pub(super) fn inspect(tx: &Transaction<'_>, now: i64, key: &str) -> rusqlite::Re
 
 /// Every key held now.
 pub(super) fn live_keys(tx: &Transaction<'_>, now: i64) -> rusqlite::Result<Vec<String>> {
-    let mut q = tx.prepare(
+    let mut q = tx.prepare_cached(
         "SELECT key FROM locks WHERE expires_at > ?1 \
          UNION SELECT key FROM leases WHERE expires_at > ?1 ORDER BY 1",
     )?;
