@@ -154,11 +154,8 @@ pub(super) fn release(
             Ok(at.is_some_and(|at| at > now))
         };
         match ours {
-            Some(at) => {
-                if at <= now && outcome == Release::Released {
-                    outcome = Release::Gone;
-                }
-            }
+            Some(at) if at <= now && outcome == Release::Released => outcome = Release::Gone,
+            Some(_) => {}
             None if live_other()? => outcome = Release::Foreign,
             None if outcome == Release::Released => outcome = Release::Gone,
             None => {}
