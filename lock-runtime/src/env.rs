@@ -302,12 +302,22 @@ mod tests {
     fn from_env_sqlite_takes_a_path_or_a_url_and_is_implied_by_its_path() {
         let err = Locker::from_env_with(env(&[(LOCK_STORE, "sqlite")])).unwrap_err();
         assert!(err.to_string().contains(LOCK_SQLITE_PATH), "{err}");
-        for path in ["/var/lib/app/locks.db", "sqlite:///var/lib/app/locks.db"] {
-            let named =
-                Locker::from_env_with(env(&[(LOCK_STORE, "sqlite"), (LOCK_SQLITE_PATH, path)]));
-            assert_eq!(named.unwrap().store_name(), "sqlite");
-            let implied = Locker::from_env_with(env(&[(LOCK_SQLITE_PATH, path)]));
-            assert_eq!(implied.unwrap().store_name(), "sqlite");
+        let cases: [&'static [(&str, &str)]; 4] = [
+            &[
+                (LOCK_STORE, "sqlite"),
+                (LOCK_SQLITE_PATH, "/var/lib/app/locks.db"),
+            ],
+            &[
+                (LOCK_STORE, "sqlite"),
+                (LOCK_SQLITE_PATH, "sqlite:///var/lib/app/locks.db"),
+            ],
+            // Implied by its path alone.
+            &[(LOCK_SQLITE_PATH, "/var/lib/app/locks.db")],
+            &[(LOCK_SQLITE_PATH, "sqlite:///var/lib/app/locks.db")],
+        ];
+        for vars in cases {
+            let locker = Locker::from_env_with(env(vars)).unwrap();
+            assert_eq!(locker.store_name(), "sqlite", "{vars:?}");
         }
         let empty = Locker::from_env_with(env(&[
             (LOCK_STORE, "sqlite"),

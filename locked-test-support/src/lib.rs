@@ -22,6 +22,7 @@
 
 pub mod bench;
 mod cluster;
+mod harness;
 #[cfg(feature = "postgres")]
 pub mod pgbouncer;
 #[cfg(feature = "postgres")]
@@ -34,6 +35,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 pub use cluster::{ClusterNode, RedisCluster, shared_cluster};
+pub use harness::Reach;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgServer, shared_postgres};
 pub use proxy::Proxy;

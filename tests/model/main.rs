@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use locked::Locker;
-use locked_test_support::{Backend, Proxy, Store, eventually, on_stores};
+use locked_test_support::{Proxy, Store, eventually, on_stores};
 use schedule::{Abilities, FaultKind, LOCK_KEYS, RW_KEY, SEM_KEY, Schedule};
 
 use crate::check::Model;
@@ -38,108 +38,37 @@ fn env(name: &str) -> Option<String> {
 
 fn abilities(s: &Store) -> Abilities {
     use FaultKind::*;
-    let (processes, faults): (bool, &'static [FaultKind]) = match &s.backend {
-        Backend::Memory => (false, &[]),
-        Backend::Redis(_) => (
-            true,
-            &[
-                ServerPause,
-                ServerRestart,
-                Cut,
-                Reset,
-                LateReplies,
-                WorkerPause,
-                WorkerKill,
-            ],
-        ),
-        Backend::Cluster(_) => (true, &[ServerPause, WorkerPause, WorkerKill]),
-        Backend::Redlock(_) => (
-            true,
-            &[
-                ServerPause,
-                ServerRestart,
-                Cut,
-                CutMajority,
-                Reset,
-                LateReplies,
-                WorkerPause,
-                WorkerKill,
-            ],
-        ),
-        #[cfg(feature = "sqlite")]
-        Backend::Sqlite(..) => (true, &[WorkerPause, WorkerKill]),
-        #[cfg(feature = "postgres")]
-        Backend::Postgres(..) => (
-            true,
-            &[
-                ServerPause,
-                Cut,
-                Reset,
-                LateReplies,
-                WorkerPause,
-                WorkerKill,
-            ],
-        ),
-    };
-    // The stores that serialise their writers get smaller bursts.
-    let burst = match s.backend {
-        #[cfg(feature = "postgres")]
-        Backend::Postgres(..) => 12,
-        #[cfg(feature = "sqlite")]
-        Backend::Sqlite(..) => 12,
-        _ => 32,
-    };
+    let reach = s.reach();
+    let mut faults = Vec::new();
+    faults.extend(reach.server_pause.then_some(ServerPause));
+    faults.extend(reach.server_restart.then_some(ServerRestart));
+    faults.extend(reach.cut.then_some(Cut));
+    faults.extend(reach.majority_cut.then_some(CutMajority));
+    if reach.cut {
+        faults.extend([Reset, LateReplies]);
+    }
+    if reach.processes {
+        faults.extend([WorkerPause, WorkerKill]);
+    }
     Abilities {
         fencing: s.fences(),
-        processes,
-        faults,
-        burst,
+        processes: reach.processes,
+        faults: Box::leak(faults.into_boxed_slice()),
+        // The stores that serialise their writers get smaller bursts.
+        burst: if reach.serialises { 12 } else { 32 },
     }
 }
 
 /// What a worker process needs to open the same store.
 fn store_env(s: &Store) -> Vec<(&'static str, String)> {
     let prefix = s.locker.prefix().to_owned();
-    let (kind, urls, schema) = match &s.backend {
-        Backend::Memory => ("memory", String::new(), String::new()),
-        Backend::Redis(server) => ("redis", server.url(), String::new()),
-        Backend::Cluster(c) => ("cluster", c.urls().join(","), String::new()),
-        Backend::Redlock(m) => (
-            "redlock",
-            m.iter().map(|m| m.url()).collect::<Vec<_>>().join(","),
-            String::new(),
-        ),
-        #[cfg(feature = "postgres")]
-        Backend::Postgres(server, schema) => ("postgres", server.url(), schema.clone()),
-        #[cfg(feature = "sqlite")]
-        Backend::Sqlite(dir) => (
-            "sqlite",
-            dir.path().join("locks.db").display().to_string(),
-            String::new(),
-        ),
-    };
+    let (kind, urls, schema) = s.locator();
     vec![
-        ("LOCKED_MODEL_STORE", kind.to_owned()),
+        ("LOCKED_MODEL_STORE", kind),
         ("LOCKED_MODEL_URLS", urls),
         ("LOCKED_MODEL_SCHEMA", schema),
         ("LOCKED_MODEL_PREFIX", prefix),
     ]
-}
-
-fn open(kind: &str, urls: &str, schema: &str, prefix: &str) -> Locker {
-    let urls: Vec<&str> = urls.split(',').collect();
-    let b = Locker::builder().prefix(prefix);
-    match kind {
-        "redis" => b.redis(urls[0]),
-        "cluster" => b.redis_cluster(&urls),
-        "redlock" => b.redlock(&urls),
-        #[cfg(feature = "postgres")]
-        "postgres" => b.schema(schema).postgres(urls[0]),
-        #[cfg(feature = "sqlite")]
-        "sqlite" => b.sqlite(urls[0]),
-        other => panic!("unknown store {other} ({schema})"),
-    }
-    .expect("valid urls")
 }
 
 /// One in-process locker, behind proxies of its own where the store allows a cut.
@@ -149,49 +78,8 @@ struct Client {
 }
 
 fn client(s: &Store) -> Client {
-    let prefix = s.locker.prefix();
-    match &s.backend {
-        Backend::Memory => Client {
-            locker: s.locker.clone(),
-            proxies: Vec::new(),
-        },
-        Backend::Redis(server) => {
-            let p = Proxy::start(server.port());
-            Client {
-                locker: open("redis", &p.redis_url(), "", prefix),
-                proxies: vec![p],
-            }
-        }
-        Backend::Cluster(_) => Client {
-            locker: s.other(),
-            proxies: Vec::new(),
-        },
-        // No network to cut: another locker on the same file.
-        #[cfg(feature = "sqlite")]
-        Backend::Sqlite(..) => Client {
-            locker: s.other(),
-            proxies: Vec::new(),
-        },
-        Backend::Redlock(masters) => {
-            let proxies: Vec<Proxy> = masters.iter().map(|m| Proxy::start(m.port())).collect();
-            let urls: Vec<String> = proxies.iter().map(Proxy::redis_url).collect();
-            Client {
-                locker: open("redlock", &urls.join(","), "", prefix),
-                proxies,
-            }
-        }
-        #[cfg(feature = "postgres")]
-        Backend::Postgres(server, schema) => {
-            let p = Proxy::start(server.port);
-            let url = server
-                .url()
-                .replace(&format!(":{}/", server.port), &format!(":{}/", p.port()));
-            Client {
-                locker: open("postgres", &url, schema, prefix),
-                proxies: vec![p],
-            }
-        }
-    }
+    let (locker, proxies) = s.proxied();
+    Client { locker, proxies }
 }
 
 /// The worker's side: a no-op unless started by a run as a worker.
@@ -215,7 +103,7 @@ fn model_worker() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let locker = open(
+        let locker = Store::reopen(
             &env("LOCKED_MODEL_STORE").unwrap(),
             &env("LOCKED_MODEL_URLS").unwrap_or_default(),
             &env("LOCKED_MODEL_SCHEMA").unwrap_or_default(),
@@ -290,16 +178,7 @@ async fn randomized_schedules_hold_the_model(mut s: Store) {
     );
     let replay: Option<u64> = env("LOCKED_MODEL_SEED").and_then(|v| v.parse().ok());
     let base = replay.unwrap_or_else(|| now() % 1_000_000_000);
-    let store = match &s.backend {
-        Backend::Memory => "memory",
-        Backend::Redis(_) => "redis",
-        Backend::Cluster(_) => "cluster",
-        Backend::Redlock(_) => "redlock",
-        #[cfg(feature = "postgres")]
-        Backend::Postgres(..) => "postgres",
-        #[cfg(feature = "sqlite")]
-        Backend::Sqlite(..) => "sqlite",
-    };
+    let store = s.locker.store_name();
     let started = tokio::time::Instant::now();
     let mut tally = Tally::default();
     for i in 0.. {
@@ -473,10 +352,7 @@ async fn run(s: &mut Store, schedule: &Schedule) -> Vec<String> {
     let history = History::parse(lines.iter().map(String::as_str));
     let model = Model {
         permits: schedule.permits,
-        contention: !matches!(
-            s.backend,
-            Backend::Memory | Backend::Redis(_) | Backend::Cluster(_)
-        ),
+        contention: s.reach().contends,
         end,
     };
     findings.extend(model.check(&history));
@@ -558,11 +434,12 @@ async fn inject(
                 }
             }
             FaultKind::ServerPause => {
-                let lossy = server_pause(s, f.which, hold, seed_key(schedule)).await;
+                let full = s.locker.full_key(&seed_key(schedule)).unwrap();
+                let lossy = s.pause_server(f.which, hold, &full).await;
                 ("server-pause", "store".to_owned(), lossy)
             }
             FaultKind::ServerRestart => {
-                let lossy = server_restart(s, f.which, hold).await;
+                let lossy = s.restart_server(f.which, hold).await;
                 ("server-restart", "store".to_owned(), lossy)
             }
         };
@@ -572,72 +449,6 @@ async fn inject(
 
 fn seed_key(schedule: &Schedule) -> String {
     format!("{}{}", space(schedule.seed), LOCK_KEYS[0])
-}
-
-/// Pauses the server (one master); whether leases may have been forgotten.
-async fn server_pause(s: &mut Store, which: usize, hold: Duration, key: String) -> bool {
-    match &s.backend {
-        Backend::Memory => false,
-        Backend::Redis(server) => {
-            server.signal("STOP");
-            tokio::time::sleep(hold).await;
-            server.signal("CONT");
-            false
-        }
-        Backend::Redlock(masters) => {
-            let m = &masters[which % masters.len()];
-            m.signal("STOP");
-            tokio::time::sleep(hold).await;
-            m.signal("CONT");
-            false
-        }
-        Backend::Cluster(cluster) => {
-            // Long enough for the replica to take over (node timeout 1.5 s): a failover,
-            // which may lose what replication had not carried yet.
-            let full = s.locker.full_key(&key).unwrap();
-            let (master, _) = cluster.owner(&full);
-            master.signal("STOP");
-            tokio::time::sleep(hold.max(Duration::from_millis(3500))).await;
-            master.signal("CONT");
-            let cluster = *cluster;
-            tokio::task::spawn_blocking(move || cluster.wait_ready(Duration::from_secs(60)))
-                .await
-                .unwrap();
-            true
-        }
-        #[cfg(feature = "postgres")]
-        Backend::Postgres(server, _) => {
-            server.signal("STOP");
-            tokio::time::sleep(hold).await;
-            server.signal("CONT");
-            false
-        }
-        #[cfg(feature = "sqlite")]
-        Backend::Sqlite(..) => false,
-    }
-}
-
-/// Kills the server (one master) and starts it again; whether leases may be forgotten.
-async fn server_restart(s: &mut Store, which: usize, hold: Duration) -> bool {
-    match &mut s.backend {
-        Backend::Redis(server) => {
-            server.stop();
-            tokio::time::sleep(hold).await;
-            server.restart();
-            true
-        }
-        Backend::Redlock(masters) => {
-            // A restarted master must stay down longer than any lease it held (the
-            // delayed restart Redlock requires), else a second majority can form.
-            let n = masters.len();
-            let m = &mut masters[which % n];
-            m.stop();
-            tokio::time::sleep(hold.max(Duration::from_millis(3600))).await;
-            m.restart();
-            false
-        }
-        _ => false,
-    }
 }
 
 /// After every call returned: every key is free again, and the store keeps nothing of
@@ -690,88 +501,9 @@ async fn quiescent(s: &Store, schedule: &Schedule) -> Vec<String> {
         ));
     }
     // What the store holds of the run, apart from the fence counters (kept by design).
-    let pattern = format!("*{{r{}}}*", schedule.seed);
-    let left: Vec<String> = match &s.backend {
-        Backend::Redis(server) => keys_on(&mut server.client(), &pattern),
-        Backend::Redlock(masters) => masters
-            .iter()
-            .flat_map(|m| keys_on(&mut m.client(), &pattern))
-            .collect(),
-        Backend::Cluster(c) => c
-            .nodes
-            .iter()
-            .filter_map(|n| {
-                let mut conn = ::redis::Client::open(n.url()).ok()?.get_connection().ok()?;
-                let role: String = ::redis::cmd("ROLE")
-                    .query::<Vec<::redis::Value>>(&mut conn)
-                    .ok()
-                    .and_then(|v| v.first().cloned())
-                    .and_then(|v| ::redis::from_redis_value::<String>(v).ok())
-                    .unwrap_or_default();
-                (role == "master").then(|| keys_on(&mut conn, &pattern))
-            })
-            .flatten()
-            .collect(),
-        #[cfg(feature = "postgres")]
-        Backend::Postgres(server, schema) => {
-            let sql = format!(
-                "SELECT key FROM {schema}.locks WHERE key LIKE '%{{r{seed}}}%' AND expires_at > clock_timestamp() \
-                 UNION ALL SELECT key FROM {schema}.leases WHERE key LIKE '%{{r{seed}}}%' AND expires_at > clock_timestamp() \
-                 UNION ALL SELECT key FROM {schema}.writers WHERE key LIKE '%{{r{seed}}}%' AND expires_at > clock_timestamp()",
-                seed = schedule.seed
-            );
-            server
-                .psql(&sql)
-                .lines()
-                .map(str::to_owned)
-                .filter(|l| !l.is_empty())
-                .collect()
-        }
-        #[cfg(feature = "sqlite")]
-        Backend::Sqlite(..) => s
-            .other()
-            .list(&pattern)
-            .await
-            .map(|infos| infos.into_iter().map(|i| i.key).collect())
-            .unwrap_or_else(|e| vec![format!("(the file could not be listed: {e})")]),
-        Backend::Memory => Vec::new(),
-    };
-    let left: Vec<String> = left
-        .into_iter()
-        .filter(|k| !k.ends_with(":fence"))
-        .collect();
+    let left = s.leftovers(schedule.seed).await;
     if !left.is_empty() {
         found.push(format!("quiescence: the store still holds {left:?}"));
     }
     found
-}
-
-/// The keys matching `pattern` that still hold something live: a lock (a string with its
-/// expiry), or a sorted set with a lease or intent that has not lapsed. Lapsed members
-/// may linger in a set until the key's own expiry, by design.
-fn keys_on(conn: &mut ::redis::Connection, pattern: &str) -> Vec<String> {
-    let keys: Vec<String> = ::redis::cmd("KEYS")
-        .arg(pattern)
-        .query(conn)
-        .unwrap_or_default();
-    let (secs, micros): (u64, u64) = ::redis::cmd("TIME").query(conn).unwrap_or((0, 0));
-    let now_ms = secs * 1000 + micros / 1000;
-    keys.into_iter()
-        .filter(|k| {
-            let kind: String = ::redis::cmd("TYPE").arg(k).query(conn).unwrap_or_default();
-            match kind.as_str() {
-                "zset" => {
-                    let live: u64 = ::redis::cmd("ZCOUNT")
-                        .arg(k)
-                        .arg(format!("({now_ms}"))
-                        .arg("+inf")
-                        .query(conn)
-                        .unwrap_or(0);
-                    live > 0
-                }
-                "none" => false,
-                _ => true,
-            }
-        })
-        .collect()
 }
