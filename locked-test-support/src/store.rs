@@ -12,7 +12,8 @@
 //! A new store in the registry adds, here:
 //! - its fixture: a `Store::<name>()` constructor and a [`Backend`] variant (its server in
 //!   a file of its own beside this one, as `postgres.rs` is, behind the store's cargo
-//!   feature if it has one), and the variant's arms in [`Store`]'s methods;
+//!   feature if it has one), and the variant's arms in [`Store`]'s methods, here and in
+//!   `harness.rs` (the faults it takes, how workers open it, what a run leaves in it);
 //! - one line in [`Store::FIXTURES`] (`("<name>", Store::<name>)`, under the same `#[cfg]`);
 //! - one line in `on_stores!`'s list (`@each`), its module named after the registry name,
 //!   under the same `#[cfg]`.
