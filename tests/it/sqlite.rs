@@ -203,3 +203,37 @@ async fn a_release_by_another_process_wakes_a_waiter_within_milliseconds() {
         "woken {after:?} after the release"
     );
 }
+
+/// Calls that only read (`is_locked`, `inspect`, `list`) take no write lock: they answer
+/// at once while another process writes, instead of queueing behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_answer_while_another_process_holds_the_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (locker, path) = locker_in(&dir);
+    let guard = locker
+        .acquire("read-k", LockOptions::default())
+        .await
+        .unwrap();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked_tx.send(()).unwrap();
+        let _ = done_rx.recv_timeout(Duration::from_secs(10));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let start = Instant::now();
+    assert!(locker.is_locked("read-k").await.unwrap());
+    assert!(locker.inspect("read-k").await.unwrap().held);
+    assert_eq!(locker.list("read-*").await.unwrap().len(), 1);
+    let took = start.elapsed();
+    done_tx.send(()).unwrap();
+    writer.join().unwrap();
+    assert!(
+        took < Duration::from_secs(2),
+        "reads waited {took:?} for the writer"
+    );
+    guard.release().await.unwrap();
+}

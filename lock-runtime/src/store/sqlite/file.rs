@@ -50,10 +50,28 @@ impl File {
         &self,
         op: impl FnOnce(&Transaction<'_>, i64) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, BoxError> {
+        self.call(TransactionBehavior::Immediate, op).await
+    }
+
+    /// As [`File::write`] for a call that only reads (`is_locked`, `inspect`, `list`, time
+    /// left): a deferred transaction, which takes no write lock, so that readers in many
+    /// processes never queue behind one another.
+    pub(super) async fn read<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Transaction<'_>, i64) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, BoxError> {
+        self.call(TransactionBehavior::Deferred, op).await
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        behavior: TransactionBehavior,
+        op: impl FnOnce(&Transaction<'_>, i64) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, BoxError> {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let (path, commits) = (self.path.clone(), self.commits.clone());
         let job: Job = Box::new(move |slot: &mut Option<Connection>| {
-            let _ = answer.send(run(&path, slot, &commits, op));
+            let _ = answer.send(run(&path, slot, &commits, behavior, op));
         });
         self.send(job)?;
         answered
@@ -98,6 +116,7 @@ fn run<T>(
     path: &Path,
     slot: &mut Option<Connection>,
     commits: &AtomicU64,
+    behavior: TransactionBehavior,
     op: impl FnOnce(&Transaction<'_>, i64) -> rusqlite::Result<T>,
 ) -> Result<T, BoxError> {
     if slot.is_none() {
@@ -107,9 +126,11 @@ fn run<T>(
         return Err(failed(path, "the connection is missing"));
     };
     let attempt = || -> rusqlite::Result<T> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction_with_behavior(behavior)?;
         let out = op(&tx, now_ms())?;
-        commits.fetch_add(1, Ordering::AcqRel);
+        if !matches!(behavior, TransactionBehavior::Deferred) {
+            commits.fetch_add(1, Ordering::AcqRel);
+        }
         tx.commit()?;
         Ok(out)
     };

@@ -131,13 +131,13 @@ impl Store for SqliteStore {
         match (lease.kind, keys.as_slice()) {
             (Kind::Lock, _) => {
                 self.file
-                    .write(move |tx, now| ops::remaining(tx, now, &keys, &token))
+                    .read(move |tx, now| ops::remaining(tx, now, &keys, &token))
                     .await
             }
             (kind, [key]) => {
                 let (key, member) = (key.clone(), kind.member(&token));
                 self.file
-                    .write(move |tx, now| ops::remaining_shared(tx, now, &key, &member))
+                    .read(move |tx, now| ops::remaining_shared(tx, now, &key, &member))
                     .await
             }
             _ => Ok(None),
@@ -147,7 +147,7 @@ impl Store for SqliteStore {
     async fn holders(&self, key: &str) -> Result<u64, BoxError> {
         let key = key.to_owned();
         self.file
-            .write(move |tx, now| ops::holders(tx, now, &key))
+            .read(move |tx, now| ops::holders(tx, now, &key))
             .await
     }
 
@@ -165,7 +165,7 @@ impl Store for SqliteStore {
         let owned_key = key.to_owned();
         let seen = self
             .file
-            .write(move |tx, now| ops::inspect(tx, now, &owned_key))
+            .read(move |tx, now| ops::inspect(tx, now, &owned_key))
             .await?;
         Ok(LockInfo {
             held: seen.left.is_some(),
@@ -179,7 +179,7 @@ impl Store for SqliteStore {
 
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
         let pattern = glob::Pattern::new(pattern)?;
-        let keys = self.file.write(ops::live_keys).await?;
+        let keys = self.file.read(ops::live_keys).await?;
         Ok(keys.into_iter().filter(|k| pattern.matches(k)).collect())
     }
 
