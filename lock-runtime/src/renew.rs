@@ -1,6 +1,8 @@
 //! Holding a lock while a body runs: the renewal watchdog and cancellation on loss.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -24,12 +26,26 @@ pub(crate) async fn hold<F: Future>(
     opts: &LockOptions,
     body: F,
 ) -> Result<F::Output, LockError> {
+    hold_until(guard, opts, body, std::future::pending(), |_| {}).await
+}
+
+/// [`hold`], but the body also stops when `stop` resolves (the lock is then released at
+/// once, and `stop`'s error returned), and `on_lost` hears the reason of a loss before the
+/// body is dropped (a leader's term, whose spawned work listens for it).
+pub(crate) async fn hold_until<F: Future>(
+    guard: LockGuard,
+    opts: &LockOptions,
+    body: F,
+    stop: impl Future<Output = LockError>,
+    on_lost: impl FnOnce(&str),
+) -> Result<F::Output, LockError> {
     if Instant::now() >= guard.stops_at() {
         // A late answer, or a restored hand-off with too little time left: the body
         // would start on a lock that may already be someone else's.
         let reason = "the lock had nearly lapsed before the body could start";
         telemetry::lost(guard.key(), guard.acquired_at().elapsed(), reason);
         meter::lost(opts.label);
+        on_lost(reason);
         return Err(guard.lost_error(reason));
     }
     let span = guard.span().clone();
@@ -37,13 +53,37 @@ pub(crate) async fn hold<F: Future>(
     let handoff = context.handoff_cell();
     let body = CONTEXT.scope(context, body);
     let outcome = if opts.renew {
+        let line = StopLine::new(guard.acquired_at(), guard.stops_at());
+        tokio::select! {
+            biased;
+            out = gate(&line, body) => match out {
+                Some(out) => Ok(out),
+                None => {
+                    // The process did not run (a pause, a stop signal, a starved runtime)
+                    // until past the point the body must stop: the lock may be someone
+                    // else's already, so the body is not resumed (issue 21).
+                    let reason = "the process was paused past the lock's end; the body was \
+                                  not resumed";
+                    telemetry::lost(guard.key(), guard.acquired_at().elapsed(), reason);
+                    meter::lost(opts.label);
+                    on_lost(reason);
+                    Err(Stopped::Lost(guard.lost_error(reason)))
+                }
+            },
+            lost = watchdog(&guard, opts, Some(&line)) => {
+                if let LockError::Lost { reason, .. } = &lost {
+                    on_lost(reason);
+                }
+                Err(Stopped::Lost(lost))
+            }
+            stopped = stop => Err(Stopped::Asked(stopped)),
+        }
+    } else {
         tokio::select! {
             biased;
             out = body => Ok(out),
-            lost = watchdog(&guard, opts) => Err(lost),
+            stopped = stop => Err(Stopped::Asked(stopped)),
         }
-    } else {
-        Ok(body.await)
     };
     match outcome {
         Ok(out) if handoff.is_some_and(|h| h.handed()) => {
@@ -56,13 +96,73 @@ pub(crate) async fn hold<F: Future>(
             guard.finish().instrument(span).await;
             Ok(out)
         }
-        Err(lost) => {
+        Err(Stopped::Lost(lost)) => {
             // Dropping the guard releases in the background: harmless if the lock is
             // already someone else's, since release compares tokens.
             drop(guard);
             Err(lost)
         }
+        Err(Stopped::Asked(why)) => {
+            guard.finish().instrument(span).await;
+            Err(why)
+        }
     }
+}
+
+/// Why a held body stopped before it returned.
+enum Stopped {
+    /// The lock was lost (or is about to lapse).
+    Lost(LockError),
+    /// The caller's `stop` resolved.
+    Asked(LockError),
+}
+
+/// The point past which the body must not run, as the watchdog last moved it: the gate
+/// in front of the body reads it before every poll. Nanoseconds after `base`, so it can
+/// be shared between the two without a lock.
+struct StopLine {
+    base: Instant,
+    after_ns: AtomicU64,
+}
+
+impl StopLine {
+    fn new(base: Instant, at: Instant) -> Self {
+        let line = Self {
+            base,
+            after_ns: AtomicU64::new(0),
+        };
+        line.set(at);
+        line
+    }
+
+    fn set(&self, at: Instant) {
+        let ns = at.saturating_duration_since(self.base).as_nanos();
+        self.after_ns
+            .store(u64::try_from(ns).unwrap_or(u64::MAX), Ordering::Release);
+    }
+
+    fn get(&self) -> Instant {
+        later(
+            self.base,
+            Duration::from_nanos(self.after_ns.load(Ordering::Acquire)),
+        )
+    }
+}
+
+/// Polls `body` only while the stop line is ahead; `None` once it has passed. The watchdog
+/// stops a body in time while the process runs; this covers the process that did not run
+/// (SIGSTOP, a VM pause, a runtime blocked by other work) and wakes past the lock's end,
+/// where the body's own timer could otherwise fire before the watchdog's and let it take
+/// one more step on a lock that may be someone else's.
+async fn gate<F: Future>(line: &StopLine, body: F) -> Option<F::Output> {
+    let mut body = std::pin::pin!(body);
+    std::future::poll_fn(|cx| {
+        if Instant::now() >= line.get() {
+            return Poll::Ready(None);
+        }
+        body.as_mut().poll(cx).map(Some)
+    })
+    .await
 }
 
 impl LockGuard {
@@ -102,7 +202,7 @@ impl LockGuard {
             let opts = *shadow.options();
             tokio::select! {
                 _ = stopped => {}
-                loss = watchdog(&shadow, &opts) => {
+                loss = watchdog(&shadow, &opts, None) => {
                     let reason = match loss {
                         LockError::Lost { reason, .. } => reason,
                         other => other.to_string(),
@@ -154,7 +254,9 @@ impl LockGuard {
 }
 
 /// Extends the lock every `ttl/3` for as long as it is polled; returns only on loss.
-async fn watchdog(guard: &LockGuard, opts: &LockOptions) -> LockError {
+///
+/// `line`, when given, learns each new stop point (see [`gate`]).
+async fn watchdog(guard: &LockGuard, opts: &LockOptions, line: Option<&StopLine>) -> LockError {
     // Capped as deadlines are: a third of a `Duration::MAX` ttl must still agree with
     // the thirty years `later` puts the lock's end ahead.
     let ttl = capped(opts.ttl);
@@ -189,6 +291,9 @@ async fn watchdog(guard: &LockGuard, opts: &LockOptions) -> LockError {
             Ok(true) => {
                 meter::renewal(opts.label, true);
                 valid_until = later(sent, guard.core().store.validity(ttl));
+                if let Some(line) = line {
+                    line.set(stop_before(valid_until, ttl));
+                }
                 telemetry::renewed(opts.logging, guard.key(), sent - guard.acquired_at());
                 next = renew_at(valid_until);
                 continue;

@@ -14,6 +14,7 @@ on_stores!(
     repro_16_cancelled_waiting_writers_leave_no_intent,
     repro_16_fences_rise_past_a_counter_that_missed_increments,
     repro_16_a_restored_lock_with_little_time_left_is_renewed_at_once,
+    repro_21_a_body_paused_past_its_lock_is_not_resumed,
 );
 
 /// Issue 16, item 1: `run` calls over a few repeated keys, each dropped by a timeout at a
@@ -254,4 +255,53 @@ async fn repro_16_a_restored_lock_with_little_time_left_is_renewed_at_once(s: St
     }
     restored.release().await.unwrap();
     assert!(!s.locker.is_locked("late-restore").await.unwrap());
+}
+
+/// Issue 21 (found writing the leadership checks): a process paused past its lock's end
+/// (SIGSTOP, a VM pause, a runtime blocked by other work) woke with both the body's timer
+/// and the watchdog's due; the body was polled first and took one more step on a lock that
+/// may already be someone else's. Here a runtime of its own is blocked for twice the ttl
+/// while its body ticks: no tick may come after the block.
+async fn repro_21_a_body_paused_past_its_lock_is_not_resumed(s: Store) {
+    let locker = s.locker.clone();
+    let ttl = Duration::from_millis(600);
+    let opts = locker.options().ttl(ttl);
+    let ticks = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let unblocked = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let (t, u) = (ticks.clone(), unblocked.clone());
+    let outcome = tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                // The pause: nothing of this runtime runs for twice the ttl.
+                std::thread::sleep(ttl * 2);
+                *u.lock().unwrap() = Some(Instant::now());
+            });
+            locker
+                .run("paused-body", opts, || async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        t.lock().unwrap().push(Instant::now());
+                    }
+                })
+                .await
+        })
+    })
+    .await
+    .unwrap();
+    let err = outcome.expect_err("the body ran on after the pause");
+    assert!(err.is_lost(), "{err}");
+    let unblocked = unblocked.lock().unwrap().expect("the pause ended");
+    let ticks = ticks.lock().unwrap();
+    assert!(!ticks.is_empty(), "the body never ticked before the pause");
+    let late: Vec<_> = ticks.iter().filter(|t| **t >= unblocked).collect();
+    assert!(
+        late.is_empty(),
+        "the body took {} step(s) after a pause past its lock's end",
+        late.len()
+    );
 }
