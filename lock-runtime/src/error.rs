@@ -92,6 +92,18 @@ pub enum LockError {
         /// What is wrong and how to fix it.
         reason: String,
     },
+    /// This instance stepped down from leading the key ([`Election::resign`]): the body was
+    /// stopped and the key released.
+    ///
+    /// [`Election::resign`]: crate::Election::resign
+    #[error(
+        "leadership of `{key}` was resigned (Election::resign): the body was stopped and the \
+         key released; campaign again with `lead` if this instance should lead again"
+    )]
+    Resigned {
+        /// The full key, prefix included.
+        key: String,
+    },
     /// The task asked for a key it already holds, which would wait out its own timeout.
     #[error(
         "lock `{key}` is already held by this task: a nested acquisition would wait for itself; \
@@ -112,6 +124,16 @@ impl LockError {
     /// ```
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::Timeout { .. })
+    }
+
+    /// True for [`LockError::Resigned`].
+    ///
+    /// ```
+    /// let err = locked::LockError::Resigned { key: "lock:scheduler".into() };
+    /// assert!(err.is_resigned());
+    /// ```
+    pub fn is_resigned(&self) -> bool {
+        matches!(self, Self::Resigned { .. })
     }
 
     /// True for [`LockError::Busy`].
@@ -157,7 +179,8 @@ impl LockError {
             | Self::Lost { key, .. }
             | Self::Backend { key, .. }
             | Self::InvalidKey { key, .. }
-            | Self::Nested { key } => Some(key),
+            | Self::Nested { key }
+            | Self::Resigned { key } => Some(key),
             Self::Config { .. } => None,
         }
     }

@@ -10,6 +10,8 @@
 //! | `locked_waiting` | gauge | `key` |
 //! | `locked_renewals_total` | counter | `key`, `result` (`ok`, `failed`) |
 //! | `locked_lost_total` | counter | `key` |
+//! | `locked_leader` | gauge | `key`: the terms this process leads now (1 or 0 per election) |
+//! | `locked_leadership_total` | counter | `key`, `event` (`gained`, `lost`, `resigned`, `stepped_down`) |
 //!
 //! The `key` label is the key *template* (`order:{id}`, which `#[locked]` knows) or the
 //! name given with [`LockOptions::label`](crate::LockOptions::label), never the rendered
@@ -88,4 +90,25 @@ pub(crate) fn renewal(label: &'static str, ok: bool) {
 pub(crate) fn lost(label: &'static str) {
     #[cfg(feature = "metrics")]
     metrics::counter!("locked_lost_total", "key" => label).increment(1);
+}
+
+/// This instance starts (`true`) or stops (`false`) leading.
+#[inline]
+pub(crate) fn leader(label: &'static str, leads: bool) {
+    #[cfg(feature = "metrics")]
+    {
+        let gauge = metrics::gauge!("locked_leader", "key" => label);
+        if leads {
+            gauge.increment(1.0);
+        } else {
+            gauge.decrement(1.0);
+        }
+    }
+}
+
+/// A change of leadership: `gained`, `lost`, `resigned` or `stepped_down`.
+#[inline]
+pub(crate) fn leadership(label: &'static str, event: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("locked_leadership_total", "key" => label, "event" => event).increment(1);
 }

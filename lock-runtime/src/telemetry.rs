@@ -98,6 +98,25 @@ pub(crate) fn force_release(key: &str, existed: bool) {
     tracing::warn!(target: TARGET, key, existed, "force_release: deleted whoever held it");
 }
 
+/// This instance began leading `key` (INFO: a change an operator wants to see).
+pub(crate) fn leading(key: &str, identity: &str, term: Option<u64>) {
+    tracing::info!(target: TARGET, key, identity, term, "leadership_gained");
+}
+
+/// This instance stopped leading `key`: `event` is `lost`, `resigned` or `stepped_down`.
+pub(crate) fn not_leading(key: &str, identity: &str, term: Option<u64>, event: &str, reason: &str) {
+    if event == "lost" {
+        tracing::warn!(target: TARGET, key, identity, term, reason, "leadership_lost");
+    } else {
+        tracing::info!(target: TARGET, key, identity, term, event, "leadership_ended");
+    }
+}
+
+/// A campaign's round failed on the store; it tries again after `pause`.
+pub(crate) fn campaign_failed(key: &str, error: &dyn std::error::Error, pause: Duration) {
+    tracing::warn!(target: TARGET, key, error = %error, retry_in_ms = duration_ms(pause), "campaign_failed");
+}
+
 const MEMORY_FALLBACK: &str = "memory store: not shared between processes. Neither \
      LOCK_STORE nor REDIS_URL is set, so locks only exclude callers inside this process; set \
      LOCK_STORE=redis and REDIS_URL to share them";

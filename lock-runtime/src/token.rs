@@ -44,11 +44,35 @@ pub(crate) fn new_token(key: &str) -> Result<String, LockError> {
     Ok(hex)
 }
 
+/// A fresh token that carries `owner` after a `.` (hex digits have none), so that
+/// inspection can show who holds a lock without showing the token: see
+/// [`crate::info::token_prefix`].
+pub(crate) fn owned_token(key: &str, owner: Option<&str>) -> Result<String, LockError> {
+    let mut token = new_token(key)?;
+    if let Some(owner) = owner {
+        token.reserve(owner.len() + 1);
+        token.push(OWNER_MARK);
+        token.push_str(owner);
+    }
+    Ok(token)
+}
+
+/// What separates a token's random part from the identity it carries.
+pub(crate) const OWNER_MARK: char = '.';
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owned_token_carries_its_owner_after_the_random_part() {
+        let token = owned_token("k", Some("host-1:42")).unwrap();
+        assert_eq!(token.len(), 32 + 1 + "host-1:42".len());
+        assert!(token.ends_with(".host-1:42"));
+        assert_eq!(owned_token("k", None).unwrap().len(), 32);
+    }
 
     #[test]
     fn new_token_is_32_hex_digits_and_unique() {

@@ -29,7 +29,7 @@ use crate::telemetry;
 use crate::time::CALL_LIMIT;
 use crate::time::jittered;
 use crate::time::{duration_ms, later, stop_before};
-use crate::token::new_token;
+use crate::token::owned_token;
 use crate::wait::Lane;
 use errors::{GaveUp, conflict, refuse_unsupported};
 use guards::{InFlight, Intent, Waiting, Watching};
@@ -74,6 +74,20 @@ pub(crate) async fn lock(
     mode: Mode,
     site: &'static str,
 ) -> Result<LockGuard, LockError> {
+    lock_as(core, keys, kind, opts, mode, site, None).await
+}
+
+/// [`lock`], with the holder's published identity (a leader's name) in its token, where
+/// [`LockInfo::owner`](crate::LockInfo::owner) shows it.
+pub(crate) async fn lock_as(
+    core: &Arc<Core>,
+    keys: Vec<String>,
+    kind: Kind,
+    opts: &LockOptions,
+    mode: Mode,
+    site: &'static str,
+    owner: Option<&str>,
+) -> Result<LockGuard, LockError> {
     let key = keys.join(", ");
     if let Some(held) = keys.iter().find(|k| HoldContext::holds(k)) {
         return Err(LockError::Nested { key: held.clone() });
@@ -85,13 +99,14 @@ pub(crate) async fn lock(
     };
     let span = telemetry::lock_span(&key, name, opts.ttl, opts.timeout, site);
     let start = Instant::now();
-    let result = lock_in(core, keys, key, kind, opts, mode, span.clone())
+    let result = lock_in(core, keys, key, kind, opts, mode, span.clone(), owner)
         .instrument(span)
         .await;
     meter::acquire(opts.label, meter::outcome(&result), start.elapsed());
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn lock_in(
     core: &Arc<Core>,
     keys: Vec<String>,
@@ -100,10 +115,11 @@ async fn lock_in(
     opts: &LockOptions,
     mode: Mode,
     span: tracing::Span,
+    owner: Option<&str>,
 ) -> Result<LockGuard, LockError> {
     let held = OwnedLease {
         keys,
-        token: new_token(&key)?,
+        token: owned_token(&key, owner)?,
         kind,
     };
     // A writer that waits registers its intent, which keeps new readers out; if it gives
@@ -123,6 +139,7 @@ async fn lock_in(
         attempts: 0,
         span,
         intent,
+        owner,
     };
     let waits = &core.waits;
     // Uncontended (no one of this locker waits for the key): try at once. Otherwise
@@ -164,6 +181,8 @@ struct Ask<'a> {
     span: tracing::Span,
     /// A waiting writer's intent, withdrawn when the call gives up (drops it).
     intent: Option<Intent<'a>>,
+    /// The identity every token of this call carries, if any.
+    owner: Option<&'a str>,
 }
 
 impl Ask<'_> {
@@ -361,7 +380,7 @@ impl Ask<'_> {
         // That release (or, on PostgreSQL, the try itself, which runs on after its
         // caller) may land after the next try: the next try must not be ours to delete.
         // A fresh token per try after a failure (issue 16).
-        let fresh = match new_token(&self.key) {
+        let fresh = match owned_token(&self.key, self.owner) {
             Ok(token) => token,
             Err(no_token) => return Tried::Failed(no_token),
         };

@@ -44,19 +44,20 @@ impl MemoryStore {
                 s.sweep_at = (s.entries.len() * 2).max(MIN_SWEEP);
             }
             let expires = later(now, Duration::from_millis(ttl_ms));
+            let fence = fencing.then(|| {
+                s.fence += 1;
+                s.fence
+            });
             for key in keys {
                 s.entries.insert(
                     key.clone(),
                     Entry {
                         token: token.to_owned(),
                         expires,
+                        fence,
                     },
                 );
             }
-            let fence = fencing.then(|| {
-                s.fence += 1;
-                s.fence
-            });
             Attempt::Acquired { fence }
         })
     }

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 
 use tokio::time::Instant;
 
-/// A lock: its holder's token and when it lapses.
+/// A lock: its holder's token, when it lapses, and its fencing token if it has one.
 pub(super) struct Entry {
     pub(super) token: String,
     pub(super) expires: Instant,
+    pub(super) fence: Option<u64>,
 }
 
 /// A key held by leases (a semaphore's permits, a read/write lock's readers or writer).

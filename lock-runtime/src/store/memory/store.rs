@@ -91,6 +91,7 @@ impl Store for MemoryStore {
                 held: true,
                 remaining: Some(e.expires - now),
                 holder: Some(token_prefix(&e.token)),
+                fence: e.fence,
                 ..LockInfo::free(key)
             },
             _ => match s.shared.get(key).and_then(|sh| sh.leases.values().max()) {
