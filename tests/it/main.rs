@@ -12,6 +12,7 @@ mod cluster;
 mod connections;
 mod faults;
 mod holding;
+mod leadership;
 mod partitions;
 #[cfg(feature = "postgres")]
 mod pgbouncer;
