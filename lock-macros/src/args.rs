@@ -26,6 +26,7 @@ const NAMES: &[&str] = &[
     "permits",
     "read",
     "write",
+    "leader",
     "crate",
 ];
 
@@ -59,6 +60,10 @@ pub(crate) struct LockedArgs {
     pub(crate) fencing: Option<bool>,
     /// `permits`, `read` or `write`, with the argument's span.
     pub(crate) hold: Option<(Span, Hold)>,
+    /// `leader`, with its span: run only while this instance leads the key.
+    pub(crate) leader: Option<Span>,
+    /// Where `try_lock`, `mode`, `renew` and `keys` were written, for `leader`'s errors.
+    pub(crate) spans: Vec<(String, Span)>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -99,6 +104,7 @@ impl Parse for LockedArgs {
                 continue;
             }
             seen.push(name.clone());
+            args.spans.push((name.clone(), path.span()));
             if let Err(e) = args.apply(&name, &meta) {
                 push(e);
             }
@@ -129,6 +135,9 @@ impl Parse for LockedArgs {
                 ),
             ));
         }
+        if let Some(leader) = args.leader {
+            errors.extend(leader_conflicts(&args, leader));
+        }
         if args.key.is_none() && args.keys.is_none() && errors.is_empty() {
             errors.push(syn::Error::new(
                 Span::call_site(),
@@ -140,6 +149,63 @@ impl Parse for LockedArgs {
             None => Ok(args),
         }
     }
+}
+
+/// What cannot go with `leader`, each reported at the argument that conflicts.
+fn leader_conflicts(args: &LockedArgs, leader: Span) -> Vec<syn::Error> {
+    let at = |name: &str| {
+        args.spans
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(leader, |(_, span)| *span)
+    };
+    let mut errors = Vec::new();
+    let mut push = |span: Span, msg: String| {
+        let mut e = syn::Error::new(span, msg);
+        e.combine(syn::Error::new(leader, "`leader` given here"));
+        errors.push(e);
+    };
+    if args.try_mode {
+        let name = if args.spans.iter().any(|(n, _)| n == "mode") {
+            "mode"
+        } else {
+            "try_lock"
+        };
+        push(
+            at(name),
+            format!(
+                "`{name}` cannot go with `leader`: a leader campaigns until it leads; to run a \
+                 job only if no one else runs it now, drop `leader` and keep `try_lock`"
+            ),
+        );
+    }
+    if let Some((span, hold)) = args.hold {
+        push(
+            span,
+            format!(
+                "`{}` cannot go with `leader`: one instance leads a key, so leadership is an \
+                 exclusive lock; drop `{}` or `leader`",
+                hold_name(hold),
+                hold_name(hold)
+            ),
+        );
+    }
+    if args.keys.is_some() {
+        push(
+            at("keys"),
+            "`keys` cannot go with `leader`: a leader leads one key; write `key = \"...\"`"
+                .to_owned(),
+        );
+    }
+    if args.renew == Some(false) {
+        push(
+            at("renew"),
+            "`renew = false` cannot go with `leader`: a term lasts as long as its lease is \
+             renewed; drop `renew`, and bound the term with `max_hold` if it should end"
+                .to_owned(),
+        );
+    }
+    errors
 }
 
 /// Arguments that set the same thing share a slot.
@@ -207,6 +273,10 @@ impl LockedArgs {
                     Hold::Write
                 };
                 self.hold = Some((meta.path().span(), hold));
+            }
+            "leader" => {
+                flag(name, meta)?;
+                self.leader = Some(meta.path().span());
             }
             "crate" => {
                 let lit = string(name, meta)?;
@@ -456,6 +526,37 @@ mod tests {
         assert!(err(quote::quote!(key = "a", permits = 2, read)).contains("either a semaphore"));
         assert!(err(quote::quote!(keys = ["a"], write)).contains("takes one key"));
         assert!(err(quote::quote!(key = "a", read, fencing)).contains("cannot be fenced"));
+    }
+
+    #[test]
+    fn parse_leader_and_what_cannot_go_with_it() {
+        let args: LockedArgs = syn::parse_quote!(key = "scheduler", leader, ttl = "10s");
+        assert!(args.leader.is_some());
+        assert!(
+            err(quote::quote!(key = "a", leader, try_lock))
+                .starts_with("`try_lock` cannot go with `leader`")
+        );
+        assert!(
+            err(quote::quote!(key = "a", leader, mode = "try"))
+                .starts_with("`mode` cannot go with `leader`")
+        );
+        assert!(
+            err(quote::quote!(key = "a", leader, permits = 2))
+                .starts_with("`permits` cannot go with `leader`")
+        );
+        assert!(
+            err(quote::quote!(key = "a", read, leader))
+                .starts_with("`read` cannot go with `leader`")
+        );
+        assert!(
+            err(quote::quote!(keys = ["a"], leader)).starts_with("`keys` cannot go with `leader`")
+        );
+        assert!(
+            err(quote::quote!(key = "a", leader, renew = false))
+                .starts_with("`renew = false` cannot go")
+        );
+        assert!(err(quote::quote!(key = "a", leader = true)).contains("takes no value"));
+        let _: LockedArgs = syn::parse_quote!(key = "a", leader, mode = "wait", renew = true);
     }
 
     #[test]

@@ -217,23 +217,80 @@ fn generate(
     //             let body = async move { BODY };
     //             match __private::hold(held, body).await { Ok(out) => out, Err(err) => lock_failed(err) }
     //         }
+    let spec_item = quote! {
+        static #spec: #p::Spec = #p::Spec {
+            site: #p::concat!(#p::module_path!(), "::", #fn_name),
+            label: #label,
+            ttl: #ttl,
+            timeout: #timeout,
+            retry_interval: #retry,
+            max_hold: #max_hold,
+            mode: #mode,
+            renew: #renew,
+            logging: #logging,
+            fencing: #fencing,
+            hold: #hold,
+        };
+    };
+
+    if args.leader.is_some() {
+        let campaign = Ident::new("__locked_campaign", Span::mixed_site());
+        // Input:  #[locked(key = "scheduler", leader)] async fn schedule() -> R { BODY }
+        // Output: async fn schedule() -> R {
+        //             static SPEC: Spec = ..;
+        //             let mut campaign = match __private::campaign(&SPEC, locker, key) { .. };
+        //             loop {
+        //                 let held = match campaign.elect().await { Ok(h) => h, Err(e) => return lock_failed(e) };
+        //                 let body = async { BODY };   // borrows the arguments: each term runs it anew
+        //                 match campaign.lead(held, body).await {
+        //                     Ok(out) => return out,
+        //                     Err(e) if campaign.lost(&e) => continue,   // campaign again
+        //                     Err(e) => return lock_failed(e),
+        //                 }
+        //             }
+        //         }
+        return quote! {
+            #(#outer_attrs)*
+            #vis #sig {
+                #(#inner_attrs)*
+                #spec_item
+                let mut #campaign = match #p::campaign(&#spec, #locker, #key_value) {
+                    #p::Ok(#campaign) => #campaign,
+                    #p::Err(#err) => {
+                        let _ = &#err;
+                        return #fail;
+                    }
+                };
+                loop {
+                    let #held = match #campaign.elect().await {
+                        #p::Ok(#held) => #held,
+                        #p::Err(#err) => {
+                            let _ = &#err;
+                            return #fail;
+                        }
+                    };
+                    let #body = async {
+                        #fake_return
+                        #(#stmts)*
+                    };
+                    match #campaign.lead(#held, #body).await {
+                        #p::Ok(#out) => return #out,
+                        #p::Err(#err) if #campaign.lost(&#err) => continue,
+                        #p::Err(#err) => {
+                            let _ = &#err;
+                            return #fail;
+                        }
+                    }
+                }
+            }
+        };
+    }
+
     quote! {
         #(#outer_attrs)*
         #vis #sig {
             #(#inner_attrs)*
-            static #spec: #p::Spec = #p::Spec {
-                site: #p::concat!(#p::module_path!(), "::", #fn_name),
-                label: #label,
-                ttl: #ttl,
-                timeout: #timeout,
-                retry_interval: #retry,
-                max_hold: #max_hold,
-                mode: #mode,
-                renew: #renew,
-                logging: #logging,
-                fencing: #fencing,
-                hold: #hold,
-            };
+            #spec_item
             let #key_var = #key_value;
             let #held = match #p::#acquire(&#spec, #locker, #key_var).await {
                 #p::Ok(#held) => #held,

@@ -11,6 +11,7 @@ pub use core::result::Result::{Err, Ok};
 pub use core::time::Duration as CoreDuration;
 pub use std::format;
 
+pub use crate::leader::attribute::{Campaign, campaign};
 pub use crate::locker::Locker;
 
 use crate::error::LockError;
@@ -64,7 +65,7 @@ pub enum Mode {
 }
 
 impl Spec {
-    fn options(&self, defaults: LockOptions) -> LockOptions {
+    pub(crate) fn options(&self, defaults: LockOptions) -> LockOptions {
         let mut o = defaults.label(self.label);
         if let Some(v) = self.ttl {
             o = o.ttl(v);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use locked::{Election, LockError};
+use locked::{Election, LockError, Locker, locked};
 use locked_test_support::{Store, eventually, on_stores};
 use tokio::time::Instant;
 
@@ -17,6 +17,7 @@ on_stores!(
     a_lost_term_stops_its_body_and_the_loop_leads_again,
     observe_names_the_leader_and_sees_a_change,
     a_standby_with_a_timeout_gives_up_and_bad_identities_are_refused,
+    the_attribute_leads_one_at_a_time_and_campaigns_again_after_a_loss,
 );
 
 /// Counts the bodies inside a term at once, and the most there ever were.
@@ -281,4 +282,66 @@ async fn a_standby_with_a_timeout_gives_up_and_bad_identities_are_refused(s: Sto
         );
     }
     assert!(!s.locker.is_locked("lead-5b").await.unwrap());
+}
+
+/// A singleton job as users write it: the first term runs until its term limit
+/// (`max_hold`) ends it as lost, later ones finish; each call returns the number of its
+/// finishing run.
+#[locked(key = "lead-attr", leader, ttl = "3s", max_hold = "1s", locker = locker)]
+async fn singleton_job(
+    locker: &Locker,
+    inside: &Inside,
+    runs: &AtomicUsize,
+) -> Result<usize, LockError> {
+    let _in = inside.enter();
+    let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
+    if run == 1 {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    Ok(run)
+}
+
+async fn the_attribute_leads_one_at_a_time_and_campaigns_again_after_a_loss(s: Store) {
+    let (inside, runs) = (Inside::default(), Arc::new(AtomicUsize::new(0)));
+    let calls: Vec<_> = [s.locker.clone(), s.other()]
+        .into_iter()
+        .map(|locker| {
+            let (inside, runs) = (inside.clone(), runs.clone());
+            tokio::spawn(async move { singleton_job(&locker, &inside, &runs).await })
+        })
+        .collect();
+    let first = eventually(Duration::from_secs(10), async || {
+        runs.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(first, "no call led");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "a second call led beside the first"
+    );
+    // The first term reaches its limit and is lost (the key released); its call campaigns
+    // again, behind the other one, which leads meanwhile.
+    let mut finished = Vec::new();
+    for call in calls {
+        let out = tokio::time::timeout(Duration::from_secs(20), call)
+            .await
+            .expect("a leader call did not finish after the loss")
+            .unwrap();
+        finished.push(out.unwrap());
+    }
+    finished.sort_unstable();
+    assert_eq!(
+        finished,
+        [2, 3],
+        "the lost term's call did not run its body anew"
+    );
+    assert_eq!(
+        inside.most.load(Ordering::SeqCst),
+        1,
+        "two bodies led at once"
+    );
+    assert!(!s.locker.is_locked("lead-attr").await.unwrap());
 }

@@ -12,7 +12,9 @@
 //! - `term`: [`Term`], what a leader's body gets.
 //! - `observe`: [`Leader`] and [`Observer`], who leads now and when that changes.
 //! - `identity`: the name a leader publishes.
+//! - `attribute`: the campaign `#[locked(leader)]` drives.
 
+pub(crate) mod attribute;
 mod campaign;
 mod identity;
 mod observe;

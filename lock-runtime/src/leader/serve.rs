@@ -20,7 +20,7 @@ use crate::time::{CALL_LIMIT, jittered};
 /// What the clones of one [`Election`] share: the resignations asked for, and how many
 /// terms they lead now.
 pub(super) struct Shared {
-    resign: watch::Sender<u64>,
+    pub(super) resign: watch::Sender<u64>,
     leading: watch::Sender<usize>,
 }
 
@@ -194,7 +194,7 @@ impl Election {
     }
 
     /// One term: runs `f` while `guard` holds the key, then releases it.
-    async fn serve<F, Fut, T>(
+    pub(super) async fn serve<F, Fut, T>(
         &self,
         guard: LockGuard,
         f: F,
