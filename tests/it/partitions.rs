@@ -2,7 +2,8 @@
 //! connection is cut must stop its body before anyone on the other side gets the lock,
 //! and its bytes, delivered late once the partition heals, must do no harm. On one Redis,
 //! PostgreSQL, Redlock (a minority cut: the holder keeps its lock; a majority cut: it
-//! stops) and a Redis Cluster whose nodes the holder reaches through proxies.
+//! stops) and a Redis Cluster whose nodes the holder reaches through proxies. A leader cut
+//! off stops leading before a standby starts (one Redis, PostgreSQL, Redlock).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -830,5 +831,109 @@ async fn cluster_late_answer_is_given_back_not_used() {
         || cluster.proxies.iter().for_each(Proxy::hold_replies),
         || cluster.heal(),
     )
+    .await;
+}
+
+// --- leadership (issue 21) ----------------------------------------------------------------
+
+/// A leader (on `a`, whose store connections `cut` cuts) and a standby (on `b`) campaign for
+/// `key`; cut: the leader's term ends `Lost`, its body's last tick comes before the
+/// standby's first, and the standby leads.
+async fn cut_leader_stops_before_the_standby_leads(
+    name: &str,
+    [a, b]: [&Locker; 2],
+    key: &str,
+    ttl: Duration,
+    cut: impl Fn(),
+) {
+    type Ticks = Arc<Mutex<Vec<Instant>>>;
+    let opts = LockOptions::default().ttl(ttl);
+    let campaign = |locker: &Locker, id: &str, ticks: &Ticks| {
+        let election = locker.election(key).identity(id).options(opts);
+        let ticks = ticks.clone();
+        tokio::spawn(async move {
+            election
+                .lead(|_| async move {
+                    loop {
+                        ticks.lock().unwrap().push(Instant::now());
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                })
+                .await
+        })
+    };
+    let (a_ticks, b_ticks): (Ticks, Ticks) = Default::default();
+    let a_task = campaign(a, "leader-a", &a_ticks);
+    assert!(
+        eventually(PATIENCE, async || !a_ticks.lock().unwrap().is_empty()).await,
+        "{name}: A never led"
+    );
+    let b_task = campaign(b, "standby-b", &b_ticks);
+    // Renewed through the proxy: A leads past its first ttl, B stands by.
+    tokio::time::sleep(ttl + ttl / 2).await;
+    assert!(b_ticks.lock().unwrap().is_empty(), "{name}: B led beside A");
+    cut();
+    let cut_at = Instant::now();
+    let a_out = tokio::time::timeout(ttl + Duration::from_secs(10), a_task)
+        .await
+        .unwrap_or_else(|_| panic!("{name}: A still led long after the cut"))
+        .unwrap();
+    let err = a_out.expect_err("A's term ended by itself");
+    assert!(err.is_lost(), "{name}: A's term ended with {err}, not Lost");
+    assert!(
+        eventually(ttl + Duration::from_secs(10), async || !b_ticks
+            .lock()
+            .unwrap()
+            .is_empty())
+        .await,
+        "{name}: B never led after the cut"
+    );
+    let a_last = *a_ticks.lock().unwrap().last().unwrap();
+    let b_first = b_ticks.lock().unwrap()[0];
+    println!(
+        "{name}: leader cut at 0; its body last ran at {:?}; the standby led at {:?} (ttl {ttl:?})",
+        a_last.saturating_duration_since(cut_at),
+        b_first.saturating_duration_since(cut_at),
+    );
+    assert!(
+        a_last < b_first,
+        "{name}: A's body ran {:?} after B began leading",
+        a_last - b_first
+    );
+    b_task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_leader_behind_a_cut_stops_before_the_standby_leads() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port());
+    let a = Locker::redis(&proxy.redis_url()).unwrap();
+    let b = server.locker();
+    cut_leader_stops_before_the_standby_leads("redis", [&a, &b], "lead-cut:redis", TTL, || {
+        proxy.cut()
+    })
+    .await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_leader_behind_a_cut_stops_before_the_standby_leads() {
+    let server = locked_test_support::shared_postgres();
+    let schema = "partition_lead";
+    let (proxy, a) = proxied_postgres(server, schema);
+    let b = server.locker(schema);
+    cut_leader_stops_before_the_standby_leads("postgres", [&a, &b], "lead-cut:pg", TTL, || {
+        proxy.cut()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redlock_leader_behind_a_majority_cut_stops_before_the_standby_leads() {
+    let (masters, proxies, a) = redlock_with_proxies(2);
+    let b = redlock_locker(&masters);
+    cut_leader_stops_before_the_standby_leads("redlock", [&a, &b], "lead-cut:redlock", TTL, || {
+        proxies.iter().for_each(Proxy::cut)
+    })
     .await;
 }
