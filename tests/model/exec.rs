@@ -248,6 +248,14 @@ impl Task {
                 .handoff(id, keys, &full, body_ms, opts, asked)
                 .await
                 .map(|_| true),
+            Entry::Lead => self
+                .locker
+                .election(&full[0])
+                .options(opts)
+                .timeout(opts.timeout_value())
+                .lead(|_term| body())
+                .await
+                .map(|_| true),
         };
         match result {
             Ok(true) => (Outcome::Ok, None),

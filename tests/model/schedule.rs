@@ -38,6 +38,9 @@ pub enum Entry {
     Handoff,
     /// `#[locked]` on the process's global locker (worker processes only).
     Attribute { try_mode: bool },
+    /// `Election::lead` (one lock key, fenced where the store fences), with the call's
+    /// timeout as the campaign's.
+    Lead,
 }
 
 /// What a guard's holder does with it.
@@ -186,7 +189,7 @@ fn op(rng: &mut StdRng, worker: bool, ab: Abilities) -> Op {
         _ => Then::AutoRenew,
     };
     let then = then();
-    let entry = match rng.random_range(0..12) {
+    let entry = match rng.random_range(0..13) {
         0..=3 => Entry::Run,
         4..=5 if !multi => Entry::TryRun,
         6..=7 => Entry::Acquire(then),
@@ -195,6 +198,7 @@ fn op(rng: &mut StdRng, worker: bool, ab: Abilities) -> Op {
         10..=11 if worker && !multi && !matches!(target, Target::Permit) => Entry::Attribute {
             try_mode: matches!(target, Target::Lock { .. }) && rng.random_bool(0.3),
         },
+        12 if !multi && matches!(target, Target::Lock { .. }) => Entry::Lead,
         _ => Entry::Run,
     };
     // The attribute's arguments are fixed at compile time (ttl 2 s, timeout 1 s) and
@@ -218,7 +222,11 @@ fn op(rng: &mut StdRng, worker: bool, ab: Abilities) -> Op {
     // Mostly short bodies; some outlast the ttl, which only renewal may allow.
     let renewed = matches!(
         entry,
-        Entry::Run | Entry::TryRun | Entry::Attribute { .. } | Entry::Acquire(Then::AutoRenew)
+        Entry::Run
+            | Entry::TryRun
+            | Entry::Attribute { .. }
+            | Entry::Lead
+            | Entry::Acquire(Then::AutoRenew)
     ) || matches!(entry, Entry::TryAcquire(Then::AutoRenew));
     let body_ms = match rng.random_range(0..10) {
         0 if renewed => ttl_ms + ttl_ms / 2,
@@ -374,4 +382,52 @@ pub fn shrinks(s: &Schedule) -> Vec<Schedule> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every way of taking a hold is drawn, leadership among them, on a store that fences
+    /// and one that does not.
+    #[test]
+    fn schedules_draw_every_entry_point() {
+        for fencing in [true, false] {
+            let ab = Abilities {
+                fencing,
+                processes: true,
+                faults: &[],
+                burst: 16,
+            };
+            let mut seen = std::collections::HashSet::new();
+            for seed in 0..200 {
+                let schedule = draw(seed, ab, 2);
+                for op in schedule
+                    .lockers
+                    .iter()
+                    .chain(&schedule.workers)
+                    .flatten()
+                    .flatten()
+                {
+                    if let Op::Hold { entry, .. } = op {
+                        seen.insert(std::mem::discriminant(entry));
+                    }
+                }
+            }
+            for entry in [
+                Entry::Run,
+                Entry::TryRun,
+                Entry::Acquire(Then::Release),
+                Entry::TryAcquire(Then::Release),
+                Entry::Handoff,
+                Entry::Attribute { try_mode: false },
+                Entry::Lead,
+            ] {
+                assert!(
+                    seen.contains(&std::mem::discriminant(&entry)),
+                    "{entry:?} is never drawn (fencing {fencing})"
+                );
+            }
+        }
+    }
 }
