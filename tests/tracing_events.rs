@@ -106,3 +106,69 @@ fn force_release_warns() {
         "{log}"
     );
 }
+
+#[test]
+fn leadership_emits_gained_ended_and_lost_with_identity_and_term() {
+    let log = logged(async |locker| {
+        let election = locker.election("scheduler").identity("worker-9");
+        election.lead(|_| async {}).await.unwrap();
+        // A lost term: the key is taken away while the body runs.
+        let short = election.options(LockOptions::default().ttl(Duration::from_millis(90)));
+        let err = short
+            .lead(|_| async {
+                locker.force_release("scheduler").await.unwrap();
+                std::future::pending::<()>().await
+            })
+            .await
+            .unwrap_err();
+        assert!(err.is_lost(), "{err}");
+    });
+    for event in ["leadership_gained", "leadership_ended", "leadership_lost"] {
+        assert!(log.contains(event), "no `{event}` in {log}");
+    }
+    assert!(log.contains("identity=\"worker-9\""), "{log}");
+    assert!(log.contains("event=\"stepped_down\""), "{log}");
+    assert!(log.contains("term="), "{log}");
+}
+
+/// With the `metrics` feature: a term counts in `locked_leader` while it lasts, and each
+/// change of leadership in `locked_leadership_total`.
+#[cfg(feature = "metrics")]
+#[test]
+fn leadership_is_measured() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let during = metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let locker = Locker::memory();
+            let opts = locker.options().label("scheduler");
+            let election = locker.election("scheduler").options(opts);
+            let during = election.lead(|_| async { handle.render() }).await.unwrap();
+            let other = election.clone();
+            let leading =
+                tokio::spawn(async move { other.lead(|_| std::future::pending::<()>()).await });
+            while !locker.is_locked("scheduler").await.unwrap() {
+                tokio::task::yield_now().await;
+            }
+            assert!(election.resign().await);
+            assert!(leading.await.unwrap().unwrap_err().is_resigned());
+            during
+        })
+    });
+    let after = handle.render();
+    assert!(
+        during.contains("locked_leader{key=\"scheduler\"} 1"),
+        "{during}"
+    );
+    assert!(
+        after.contains("locked_leader{key=\"scheduler\"} 0"),
+        "{after}"
+    );
+    for event in ["gained\"} 2", "stepped_down\"} 1", "resigned\"} 1"] {
+        assert!(after.contains(event), "no `{event}` in {after}");
+    }
+}
