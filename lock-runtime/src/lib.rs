@@ -2,7 +2,8 @@
 //!
 //! Use it through the `locked` facade crate, which re-exports everything here. The
 //! [`Locker`] takes, renews and releases locks on a store (see below); [`Semaphore`] and
-//! [`RwLock`] are its handles for N holders and for readers and writers;
+//! [`RwLock`] are its handles for N holders and for readers and writers; [`Election`]
+//! campaigns for leadership of a key (one instance leads, the others stand by);
 //! [`LockGuard`] is a held lock; [`LockOptions`] say how; [`LockError`] says what failed.
 //!
 //! # Stores
