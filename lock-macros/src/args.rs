@@ -197,6 +197,14 @@ fn leader_conflicts(args: &LockedArgs, leader: Span) -> Vec<syn::Error> {
                 .to_owned(),
         );
     }
+    if args.fencing.is_some() {
+        push(
+            at("fencing"),
+            "`fencing` cannot go with `leader`: a term is fenced wherever the store offers \
+             it (read its number with `locked::fencing_token()`); drop `fencing`"
+                .to_owned(),
+        );
+    }
     if args.renew == Some(false) {
         push(
             at("renew"),
@@ -556,6 +564,7 @@ mod tests {
                 .starts_with("`renew = false` cannot go")
         );
         assert!(err(quote::quote!(key = "a", leader = true)).contains("takes no value"));
+        assert!(err(quote::quote!(key = "a", leader, fencing)).starts_with("`fencing` cannot go"));
         let _: LockedArgs = syn::parse_quote!(key = "a", leader, mode = "wait", renew = true);
     }
 

@@ -58,7 +58,7 @@ pub struct MasterView {
     pub held: bool,
     /// The time left on this master.
     pub remaining: Option<Duration>,
-    /// The first 8 characters of the holder's token on this master.
+    /// The holder's token on this master, shown as [`LockInfo::holder`] is.
     pub holder: Option<String>,
     /// Why this master could not be asked, if it could not.
     pub error: Option<String>,

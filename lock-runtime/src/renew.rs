@@ -26,18 +26,31 @@ pub(crate) async fn hold<F: Future>(
     opts: &LockOptions,
     body: F,
 ) -> Result<F::Output, LockError> {
-    hold_until(guard, opts, body, std::future::pending(), |_| {}).await
+    let line = StopLine::for_guard(&guard);
+    hold_until(guard, opts, body, std::future::pending(), |_| {}, &line).await
+}
+
+/// How a held body ended, as [`hold_until`]'s `on_end` hears it.
+pub(crate) enum End<'a> {
+    /// It returned.
+    Returned,
+    /// `stop` resolved.
+    Asked,
+    /// The lock was lost (or was about to lapse), for this reason.
+    Lost(&'a str),
 }
 
 /// [`hold`], but the body also stops when `stop` resolves (the lock is then released at
-/// once, and `stop`'s error returned), and `on_lost` hears the reason of a loss before the
-/// body is dropped (a leader's term, whose spawned work listens for it).
+/// once, and `stop`'s error returned); `on_end` hears how the body ended before the lock
+/// is released (a leader's term, whose spawned work listens for it); and the stop line is
+/// the caller's, so that it can read it too.
 pub(crate) async fn hold_until<F: Future>(
     guard: LockGuard,
     opts: &LockOptions,
     body: F,
     stop: impl Future<Output = LockError>,
-    on_lost: impl FnOnce(&str),
+    on_end: impl FnOnce(End<'_>),
+    line: &StopLine,
 ) -> Result<F::Output, LockError> {
     if Instant::now() >= guard.stops_at() {
         // A late answer, or a restored hand-off with too little time left: the body
@@ -45,7 +58,7 @@ pub(crate) async fn hold_until<F: Future>(
         let reason = "the lock had nearly lapsed before the body could start";
         telemetry::lost(guard.key(), guard.acquired_at().elapsed(), reason);
         meter::lost(opts.label);
-        on_lost(reason);
+        on_end(End::Lost(reason));
         return Err(guard.lost_error(reason));
     }
     let span = guard.span().clone();
@@ -53,10 +66,9 @@ pub(crate) async fn hold_until<F: Future>(
     let handoff = context.handoff_cell();
     let body = CONTEXT.scope(context, body);
     let outcome = if opts.renew {
-        let line = StopLine::new(guard.acquired_at(), guard.stops_at());
         tokio::select! {
             biased;
-            out = gate(&line, body) => match out {
+            out = gate(line, body) => match out {
                 Some(out) => Ok(out),
                 None => {
                     // The process did not run (a pause, a stop signal, a starved runtime)
@@ -66,16 +78,10 @@ pub(crate) async fn hold_until<F: Future>(
                                   not resumed";
                     telemetry::lost(guard.key(), guard.acquired_at().elapsed(), reason);
                     meter::lost(opts.label);
-                    on_lost(reason);
                     Err(Stopped::Lost(guard.lost_error(reason)))
                 }
             },
-            lost = watchdog(&guard, opts, Some(&line)) => {
-                if let LockError::Lost { reason, .. } = &lost {
-                    on_lost(reason);
-                }
-                Err(Stopped::Lost(lost))
-            }
+            lost = watchdog(&guard, opts, Some(line)) => Err(Stopped::Lost(lost)),
             stopped = stop => Err(Stopped::Asked(stopped)),
         }
     } else {
@@ -85,13 +91,23 @@ pub(crate) async fn hold_until<F: Future>(
             stopped = stop => Err(Stopped::Asked(stopped)),
         }
     };
+    on_end(match &outcome {
+        Ok(_) => End::Returned,
+        Err(Stopped::Asked(_)) => End::Asked,
+        Err(Stopped::Lost(LockError::Lost { reason, .. })) => End::Lost(reason),
+        Err(Stopped::Lost(_)) => End::Lost("lost"),
+    });
+    if handoff.is_some_and(|h| h.handed()) {
+        // Another process holds it now: neither release nor renew it here, whatever
+        // ended the body.
+        let mut guard = guard;
+        guard.handed_off();
+        return match outcome {
+            Ok(out) => Ok(out),
+            Err(Stopped::Lost(e) | Stopped::Asked(e)) => Err(e),
+        };
+    }
     match outcome {
-        Ok(out) if handoff.is_some_and(|h| h.handed()) => {
-            // Another process holds it now: neither release nor renew it here.
-            let mut guard = guard;
-            guard.handed_off();
-            Ok(out)
-        }
         Ok(out) => {
             guard.finish().instrument(span).await;
             Ok(out)
@@ -118,14 +134,19 @@ enum Stopped {
 }
 
 /// The point past which the body must not run, as the watchdog last moved it: the gate
-/// in front of the body reads it before every poll. Nanoseconds after `base`, so it can
-/// be shared between the two without a lock.
-struct StopLine {
+/// in front of the body reads it before every poll (and a leader's term, for the work
+/// its body spawned). Nanoseconds after `base`, so it can be shared without a lock.
+pub(crate) struct StopLine {
     base: Instant,
     after_ns: AtomicU64,
 }
 
 impl StopLine {
+    /// The line of a guard just taken: a tenth of its ttl before it lapses.
+    pub(crate) fn for_guard(guard: &LockGuard) -> Self {
+        Self::new(guard.acquired_at(), guard.stops_at())
+    }
+
     fn new(base: Instant, at: Instant) -> Self {
         let line = Self {
             base,
@@ -141,7 +162,7 @@ impl StopLine {
             .store(u64::try_from(ns).unwrap_or(u64::MAX), Ordering::Release);
     }
 
-    fn get(&self) -> Instant {
+    pub(crate) fn get(&self) -> Instant {
         later(
             self.base,
             Duration::from_nanos(self.after_ns.load(Ordering::Acquire)),

@@ -18,6 +18,8 @@ on_stores!(
     observe_names_the_leader_and_sees_a_change,
     a_standby_with_a_timeout_gives_up_and_bad_identities_are_refused,
     the_attribute_leads_one_at_a_time_and_campaigns_again_after_a_loss,
+    a_resign_ends_a_waiting_campaign_and_later_calls_campaign_again,
+    a_leader_that_steps_down_lets_a_standby_take_its_turn,
 );
 
 /// Counts the bodies inside a term at once, and the most there ever were.
@@ -214,6 +216,12 @@ async fn observe_names_the_leader_and_sees_a_change(s: Store) {
     assert_eq!(observer.changed().await.unwrap(), None, "no one leads yet");
     let (inside, led) = (Inside::default(), Arc::new(Mutex::new(Vec::new())));
     let ta = stand(&a, &inside, &led);
+    // The body's own record, not only the store's view: then `a` knows it leads.
+    assert!(
+        eventually(Duration::from_secs(10), async || led.lock().unwrap().len()
+            == 1)
+        .await
+    );
     let seen = tokio::time::timeout(Duration::from_secs(10), observer.changed())
         .await
         .expect("the observer did not see the leader")
@@ -268,6 +276,15 @@ async fn a_standby_with_a_timeout_gives_up_and_bad_identities_are_refused(s: Sto
         started.elapsed()
     );
     held.release().await.unwrap();
+    // A zero timeout still tries once: the key is free now.
+    let led = s
+        .other()
+        .election("lead-5")
+        .timeout(Duration::ZERO)
+        .lead(|term| async move { term.key().to_owned() })
+        .await
+        .unwrap();
+    assert_eq!(led, s.full("lead-5"));
     for bad in ["", "two\nlines"] {
         let err = s
             .locker
@@ -316,12 +333,6 @@ async fn the_attribute_leads_one_at_a_time_and_campaigns_again_after_a_loss(s: S
     })
     .await;
     assert!(first, "no call led");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        runs.load(Ordering::SeqCst),
-        1,
-        "a second call led beside the first"
-    );
     // The first term reaches its limit and is lost (the key released); its call campaigns
     // again, behind the other one, which leads meanwhile.
     let mut finished = Vec::new();
@@ -344,4 +355,76 @@ async fn the_attribute_leads_one_at_a_time_and_campaigns_again_after_a_loss(s: S
         "two bodies led at once"
     );
     assert!(!s.locker.is_locked("lead-attr").await.unwrap());
+}
+
+async fn a_resign_ends_a_waiting_campaign_and_later_calls_campaign_again(s: Store) {
+    let held = s
+        .locker
+        .acquire("lead-6", s.locker.options())
+        .await
+        .unwrap();
+    let standby = s.other().election("lead-6");
+    let waiting = tokio::spawn({
+        let standby = standby.clone();
+        async move { standby.lead(|_| async {}).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!standby.resign().await, "the standby did not lead");
+    let err = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the campaign went on after the resign")
+        .unwrap()
+        .unwrap_err();
+    assert!(err.is_resigned(), "{err}");
+    held.release().await.unwrap();
+    // The resign ended the calls under way, not the election.
+    let again = standby
+        .timeout(Duration::from_secs(10))
+        .lead(|term| async move { term.is_over() })
+        .await
+        .unwrap();
+    assert!(!again, "a term is not over while its body runs");
+}
+
+async fn a_leader_that_steps_down_lets_a_standby_take_its_turn(s: Store) {
+    let opts = s.locker.options().ttl(Duration::from_secs(2));
+    let stepping = s
+        .locker
+        .election("lead-7")
+        .identity("stepper")
+        .options(opts);
+    let terms = Arc::new(AtomicUsize::new(0));
+    let a = tokio::spawn({
+        let terms = terms.clone();
+        async move {
+            stepping
+                .lead_forever(|_| {
+                    terms.fetch_add(1, Ordering::SeqCst);
+                    async { ControlFlow::<()>::Continue(()) }
+                })
+                .await
+        }
+    });
+    assert!(
+        eventually(Duration::from_secs(10), async || terms
+            .load(Ordering::SeqCst)
+            > 0)
+        .await
+    );
+    let b = s
+        .other()
+        .election("lead-7")
+        .identity("standby")
+        .options(opts);
+    let started = Instant::now();
+    let turn = tokio::time::timeout(
+        Duration::from_secs(15),
+        b.lead(|t| async move { t.identity().to_owned() }),
+    )
+    .await
+    .expect("the standby never got a turn beside a leader that keeps stepping down")
+    .unwrap();
+    assert_eq!(turn, "standby");
+    println!("standby's turn came after {:?}", started.elapsed());
+    a.abort();
 }

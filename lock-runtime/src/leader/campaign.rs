@@ -49,15 +49,19 @@ impl Election {
         let mut rounds = 0u64;
         loop {
             rounds += 1;
+            if resigned.has_changed().unwrap_or(false) {
+                return Err(LockError::Resigned { key });
+            }
             let now = Instant::now();
             let round = match deadline {
-                Some(end) if now >= end => {
+                // The first round always tries, whatever the timeout (zero: once).
+                Some(end) if now >= end && rounds > 1 => {
                     return Err(LockError::Timeout {
                         key,
                         waited: start.elapsed(),
                     });
                 }
-                Some(end) => (end - now).min(ROUND),
+                Some(end) => end.saturating_duration_since(now).min(ROUND),
                 None => ROUND,
             };
             let opts = self.term_options().timeout(round);
@@ -71,8 +75,11 @@ impl Election {
                 Some(&self.identity),
             );
             let outcome = tokio::select! {
-                out = attempt => out,
+                // A resign wins over a try that is ready at the same moment: the lock it
+                // may have taken is given back as it is dropped.
+                biased;
                 () = resign_asked(resigned) => return Err(LockError::Resigned { key }),
+                out = attempt => out,
             };
             let failed = match outcome {
                 Ok(guard) => return Ok(guard),
@@ -91,8 +98,9 @@ impl Election {
                 later(Instant::now(), pause).min(end)
             });
             tokio::select! {
-                () = tokio::time::sleep_until(until) => {}
+                biased;
                 () = resign_asked(resigned) => return Err(LockError::Resigned { key }),
+                () = tokio::time::sleep_until(until) => {}
             }
             backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
         }

@@ -1,13 +1,21 @@
 //! Who a leader says it is: by default its host name and process id, or a name the
 //! service sets; checked before it goes into a token.
 
+use std::sync::{Arc, OnceLock};
+
 use crate::error::LockError;
 
 /// The longest identity a leader may publish, in bytes.
 pub(crate) const MAX_IDENTITY: usize = 200;
 
-/// `host:pid`: the host name from the kernel (or `HOSTNAME`), then this process's id.
-pub(crate) fn default_identity() -> String {
+/// `host:pid`: the host name from the kernel (or `HOSTNAME`), then this process's id;
+/// read once per process.
+pub(crate) fn default_identity() -> Arc<str> {
+    static IDENTITY: OnceLock<Arc<str>> = OnceLock::new();
+    IDENTITY.get_or_init(|| read_identity().into()).clone()
+}
+
+fn read_identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())

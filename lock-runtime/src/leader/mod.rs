@@ -38,9 +38,11 @@ pub use term::Term;
 /// ## Behavior
 /// - **One leader at a time.** A term is a hold of the key's lock, renewed every `ttl/3`
 ///   while the body runs. If the lease is lost (expired, taken, force-released, the store
-///   unreachable until it would lapse, the process paused past it), the body is stopped at
-///   its next `.await` and the call returns [`LockError::Lost`](crate::LockError::Lost), a
-///   tenth of the ttl before anyone else can lead.
+///   unreachable until it would lapse), the body is stopped at its next `.await`, a tenth
+///   of the ttl before anyone else can lead, and the call returns
+///   [`LockError::Lost`](crate::LockError::Lost). A process that did not run past that
+///   point (SIGSTOP, a blocked runtime) is not resumed when it wakes: it ends `Lost` without
+///   another step of the body.
 /// - **Terms are numbered** by the fencing token on stores that fence (all but Redlock):
 ///   each leader's number is greater than every earlier leader's. Pass it to the storage
 ///   the job writes to, so a deposed leader that still runs is refused.
@@ -109,7 +111,7 @@ impl Locker {
         Election {
             locker: self.clone(),
             key: key.to_owned(),
-            identity: identity::default_identity().into(),
+            identity: identity::default_identity(),
             opts: self.options(),
             timeout: None,
             shared: Arc::default(),
@@ -118,7 +120,12 @@ impl Locker {
 
     /// Waits (with no timeout) until this instance leads `key`, then runs `f` for as long
     /// as it leads: `locker.election(key).options(opts).lead(f)`. See [`Election`] for
-    /// the identity, a timeout, the loop form and resigning.
+    /// the identity, the loop form and resigning.
+    ///
+    /// `opts.timeout` is not used: a standby waits for as long as the leader leads, which
+    /// is what a singleton job needs (and a locker's default timeout, meant for locks, must
+    /// not end a campaign). Bound a campaign with
+    /// `locker.election(key).options(opts).timeout(d).lead(f)`.
     ///
     /// # Errors
     /// As [`Election::lead`].

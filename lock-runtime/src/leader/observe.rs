@@ -32,12 +32,15 @@ pub struct Leader {
     pub term: Option<u64>,
     /// The time left on its lease before it must renew, as the store counts it.
     pub remaining: Option<Duration>,
+    /// The shown part of its owner token: tells two terms of one identity apart where
+    /// the store has no term numbers (Redlock).
+    holder: Option<String>,
 }
 
 impl Leader {
     /// Whether `other` is the same leader in the same term (the time left aside).
     fn same_term(&self, other: &Leader) -> bool {
-        self.identity == other.identity && self.term == other.term
+        self.identity == other.identity && self.term == other.term && self.holder == other.holder
     }
 }
 
@@ -93,6 +96,7 @@ impl Election {
             identity: info.owner().map(str::to_owned),
             term: info.fence,
             remaining: info.remaining,
+            holder: info.holder.clone(),
         }))
     }
 

@@ -4,56 +4,71 @@
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::campaign::MAX_BACKOFF;
 use super::campaign::resign_asked;
 use super::term::{RESIGNED, STEPPED_DOWN};
 use super::{Election, Term};
 use crate::error::LockError;
 use crate::guard::LockGuard;
 use crate::meter;
-use crate::renew;
+use crate::renew::{self, End, StopLine};
 use crate::telemetry;
 use crate::time::{CALL_LIMIT, jittered};
 
-/// What the clones of one [`Election`] share: the resignations asked for, and how many
-/// terms they lead now.
+/// What the clones of one [`Election`] share: the resignations asked for, the calls of
+/// `lead` and `lead_forever` under way, and how many terms a resign has ended.
 pub(super) struct Shared {
     pub(super) resign: watch::Sender<u64>,
-    leading: watch::Sender<usize>,
+    calls: watch::Sender<usize>,
+    resigned_terms: AtomicU64,
 }
 
 impl Default for Shared {
     fn default() -> Self {
         Self {
             resign: watch::Sender::new(0),
-            leading: watch::Sender::new(0),
+            calls: watch::Sender::new(0),
+            resigned_terms: AtomicU64::new(0),
         }
     }
 }
 
-/// One term counted while it lasts: the `leading` count and the `locked_leader` gauge.
-struct Leading<'a> {
-    shared: &'a Shared,
-    label: &'static str,
-}
+/// One call of `lead` or `lead_forever`, counted while it is under way (campaigning or
+/// leading), so that `resign` can wait for every one of them to end.
+struct Call<'a>(&'a Shared);
 
-impl<'a> Leading<'a> {
-    fn start(shared: &'a Shared, label: &'static str) -> Self {
-        shared.leading.send_modify(|n| *n += 1);
-        meter::leader(label, true);
-        meter::leadership(label, "gained");
-        Self { shared, label }
+impl<'a> Call<'a> {
+    fn start(shared: &'a Shared) -> Self {
+        shared.calls.send_modify(|n| *n += 1);
+        Self(shared)
     }
 }
 
-impl Drop for Leading<'_> {
+impl Drop for Call<'_> {
     fn drop(&mut self) {
-        meter::leader(self.label, false);
-        self.shared
-            .leading
-            .send_modify(|n| *n = n.saturating_sub(1));
+        self.0.calls.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// One term, counted in the `locked_leader` gauge while it lasts.
+struct Leading(&'static str);
+
+impl Leading {
+    fn start(label: &'static str) -> Self {
+        meter::leader(label, true);
+        meter::leadership(label, "gained");
+        Self(label)
+    }
+}
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        meter::leader(self.0, false);
     }
 }
 
@@ -88,14 +103,17 @@ impl Election {
         F: FnOnce(Term) -> Fut,
         Fut: Future<Output = T>,
     {
+        let _call = Call::start(&self.shared);
         let mut resigned = self.shared.resign.subscribe();
         let guard = self.campaign(&mut resigned, "Election::lead").await?;
         self.serve(guard, f, &mut resigned).await
     }
 
     /// Leads for the life of the service: campaigns, leads, and after a loss (or a body
-    /// that returns [`ControlFlow::Continue`], which steps down) campaigns again, pausing
-    /// with backoff while the store fails. Returns when the body returns
+    /// that returns [`ControlFlow::Continue`], which steps down) campaigns again, after a
+    /// pause of `retry_interval` (so that a standby can take its turn; doubling, up to
+    /// 10 s, while terms keep being lost early), and with backoff while the store fails.
+    /// Returns when the body returns
     /// [`ControlFlow::Break`], after [`Election::resign`] (with [`LockError::Resigned`]),
     /// or on an error that retrying cannot mend; drop the future to stop it.
     ///
@@ -131,28 +149,30 @@ impl Election {
         F: FnMut(Term) -> Fut,
         Fut: Future<Output = ControlFlow<T>>,
     {
+        let _call = Call::start(&self.shared);
         let mut resigned = self.shared.resign.subscribe();
-        let mut losses = 0u64;
+        let mut backoff = Backoff::new(self.opts.retry_interval);
         loop {
             let guard = self
                 .campaign(&mut resigned, "Election::lead_forever")
                 .await?;
-            match self.serve(guard, &mut f, &mut resigned).await {
+            let began = tokio::time::Instant::now();
+            let pause = match self.serve(guard, &mut f, &mut resigned).await {
                 Ok(ControlFlow::Break(out)) => return Ok(out),
-                Ok(ControlFlow::Continue(())) => {}
-                Err(LockError::Lost { .. }) => {
-                    // A pause before campaigning again, so that a ttl too short for this
-                    // store does not spin.
-                    losses += 1;
-                    let pause = jittered(self.opts.retry_interval, losses);
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = resign_asked(&mut resigned) => {
-                            return Err(LockError::Resigned { key: self.full_key() });
-                        }
-                    }
-                }
+                // Stepped down: a pause before campaigning again, so that a standby
+                // (woken by the release) can take its turn.
+                Ok(ControlFlow::Continue(())) => backoff.first(),
+                // Lost: campaign again after a pause that doubles while terms keep
+                // ending early (a ttl too short for this store must not spin).
+                Err(LockError::Lost { .. }) => backoff.after(began.elapsed() < self.opts.ttl),
                 Err(other) => return Err(other),
+            };
+            tokio::select! {
+                biased;
+                () = resign_asked(&mut resigned) => {
+                    return Err(LockError::Resigned { key: self.full_key() });
+                }
+                () = tokio::time::sleep(pause) => {}
             }
         }
     }
@@ -184,13 +204,13 @@ impl Election {
     /// # Ok(()) }
     /// ```
     pub async fn resign(&self) -> bool {
-        let mut leading = self.shared.leading.subscribe();
-        let was = *leading.borrow_and_update() > 0;
+        let before = self.shared.resigned_terms.load(Ordering::Acquire);
+        let mut calls = self.shared.calls.subscribe();
         self.shared.resign.send_modify(|n| *n = n.wrapping_add(1));
-        // The terms end at their next poll, and release before they count down; a term
-        // whose future nobody polls any more is released when it is dropped.
-        let _ = tokio::time::timeout(CALL_LIMIT, leading.wait_for(|n| *n == 0)).await;
-        was
+        // Every call under way ends at its next poll, a term after releasing its key; a
+        // call whose future nobody polls any more releases when it is dropped.
+        let _ = tokio::time::timeout(CALL_LIMIT, calls.wait_for(|n| *n == 0)).await;
+        self.shared.resigned_terms.load(Ordering::Acquire) > before
     }
 
     /// One term: runs `f` while `guard` holds the key, then releases it.
@@ -207,14 +227,16 @@ impl Election {
         let opts = *guard.options();
         let key: Arc<str> = guard.key().into();
         let fence = guard.fencing_token();
+        let line = Arc::new(StopLine::for_guard(&guard));
         let (ended, ended_rx) = watch::channel(None);
         let term = Term {
             key: key.clone(),
             identity: self.identity.clone(),
             fence,
             ended: ended_rx,
+            line: line.clone(),
         };
-        let _leading = Leading::start(&self.shared, opts.label);
+        let _leading = Leading::start(opts.label);
         telemetry::leading(&key, &self.identity, fence);
         let stop = async {
             resign_asked(resigned).await;
@@ -222,19 +244,27 @@ impl Election {
                 key: key.to_string(),
             }
         };
-        let tell = |reason: &str| {
+        // Told before the key is released, so that work the body spawned stops first.
+        let mut event = "lost";
+        let tell = |end: End<'_>| {
+            let reason = match end {
+                End::Returned => {
+                    event = "stepped_down";
+                    STEPPED_DOWN
+                }
+                End::Asked => {
+                    event = "resigned";
+                    self.shared.resigned_terms.fetch_add(1, Ordering::AcqRel);
+                    RESIGNED
+                }
+                End::Lost(reason) => reason,
+            };
             ended.send_replace(Some(reason.to_owned()));
         };
-        let out = renew::hold_until(guard, &opts, f(term), stop, tell).await;
-        let (event, reason) = match &out {
-            Ok(_) => ("stepped_down", STEPPED_DOWN.to_owned()),
-            Err(LockError::Resigned { .. }) => ("resigned", RESIGNED.to_owned()),
-            Err(LockError::Lost { reason, .. }) => ("lost", reason.clone()),
-            Err(other) => ("lost", other.to_string()),
-        };
-        if ended.borrow().is_none() {
-            ended.send_replace(Some(reason.clone()));
-        }
+        // `f` is called inside the hold: its synchronous part too runs under the gate.
+        let body = async move { f(term).await };
+        let out = renew::hold_until(guard, &opts, body, stop, tell, &line).await;
+        let reason = ended.borrow().clone().unwrap_or_default();
         meter::leadership(opts.label, event);
         telemetry::not_leading(&key, &self.identity, fence, event, &reason);
         out
@@ -246,5 +276,42 @@ impl Election {
         self.locker
             .full_key(&self.key)
             .unwrap_or_else(|_| self.key.clone())
+    }
+}
+
+/// The pause before a new campaign of `lead_forever`: `retry_interval` after a term that
+/// stepped down or lasted, doubling (up to [`MAX_BACKOFF`]) while terms keep being lost
+/// early.
+struct Backoff {
+    base: Duration,
+    next: Duration,
+    rounds: u64,
+}
+
+impl Backoff {
+    fn new(base: Duration) -> Self {
+        let base = base.max(Duration::from_millis(1));
+        Self {
+            base,
+            next: base,
+            rounds: 0,
+        }
+    }
+
+    fn first(&mut self) -> Duration {
+        self.next = self.base;
+        self.after(false)
+    }
+
+    fn after(&mut self, early: bool) -> Duration {
+        self.rounds += 1;
+        if !early {
+            self.next = self.base;
+        }
+        let pause = jittered(self.next, self.rounds);
+        if early {
+            self.next = self.next.saturating_mul(2).min(MAX_BACKOFF);
+        }
+        pause
     }
 }

@@ -4,8 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::error::LockError;
+use crate::renew::StopLine;
 
 /// One term of leadership, given to the body of [`Election::lead`](super::Election::lead).
 ///
@@ -41,6 +43,8 @@ pub struct Term {
     pub(super) fence: Option<u64>,
     /// The reason, once the term is over.
     pub(super) ended: watch::Receiver<Option<String>>,
+    /// The point past which the term's lease may be someone else's, as renewal moves it.
+    pub(super) line: Arc<StopLine>,
 }
 
 impl fmt::Debug for Term {
@@ -95,7 +99,9 @@ impl Term {
         &self.identity
     }
 
-    /// Whether the term is over (lost or resigned), as this process knows it.
+    /// Whether the term is over: lost, resigned, its body returned or was dropped, or its
+    /// lease past the point where the body must stop (the process was paused, say) even
+    /// before renewal has noticed.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
@@ -106,12 +112,15 @@ impl Term {
     /// ```
     pub fn is_over(&self) -> bool {
         self.ended.borrow().is_some()
+            || self.ended.has_changed().is_err()
+            || Instant::now() >= self.line.get()
     }
 
-    /// Resolves once the term is over: with [`LockError::Lost`] when leadership was lost,
-    /// [`LockError::Resigned`] after [`Election::resign`](super::Election::resign). A term
-    /// whose body returned resolves too (with `Resigned`: it stepped down). Made for
-    /// `tokio::select!` in work the body spawned.
+    /// Resolves once the term is over (see [`Term::is_over`]), before its key is released:
+    /// with [`LockError::Lost`] when leadership was lost or the lease passed its stop point,
+    /// [`LockError::Resigned`] after [`Election::resign`](super::Election::resign), or when
+    /// the body returned or was dropped (it stepped down). Made for `tokio::select!` in
+    /// work the body spawned.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
@@ -126,12 +135,22 @@ impl Term {
             if let Some(reason) = ended.borrow_and_update().clone() {
                 break reason;
             }
-            if ended.changed().await.is_err() {
-                // The term's sender is gone only after the term ended.
-                break ended
-                    .borrow()
-                    .clone()
-                    .unwrap_or_else(|| STEPPED_DOWN.to_owned());
+            let line = self.line.get();
+            if Instant::now() >= line {
+                break PAST_LINE.to_owned();
+            }
+            tokio::select! {
+                changed = ended.changed() => {
+                    if changed.is_err() {
+                        // The sender is gone only once the call ended (or was dropped).
+                        break ended
+                            .borrow()
+                            .clone()
+                            .unwrap_or_else(|| STEPPED_DOWN.to_owned());
+                    }
+                }
+                // Renewal may have moved the line meanwhile: looked at again above.
+                () = tokio::time::sleep_until(line) => {}
             }
         };
         if reason == RESIGNED || reason == STEPPED_DOWN {
@@ -146,6 +165,11 @@ impl Term {
         }
     }
 }
+
+/// The reason a term's spawned work hears when the lease passed its stop point before the
+/// term ended (the process did not run for a while).
+const PAST_LINE: &str = "the lease passed the point where the term must stop (the process \
+                         was paused, or renewal is late)";
 
 /// The reason a term over by [`Election::resign`](super::Election::resign) carries.
 pub(super) const RESIGNED: &str = "resigned";

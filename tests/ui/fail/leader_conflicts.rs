@@ -21,4 +21,9 @@ async fn relay() -> Result<(), LockError> {
     Ok(())
 }
 
+#[locked(key = "fenced", leader, fencing)]
+async fn fenced() -> Result<(), LockError> {
+    Ok(())
+}
+
 fn main() {}
