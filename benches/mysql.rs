@@ -1,0 +1,3 @@
+//! The MySQL bench (written in a later commit).
+
+fn main() {}
