@@ -73,12 +73,13 @@ impl Store {
                 contends: true,
                 ..Reach::default()
             },
-            // The shared server is paused (every test of the process feels it), never
-            // restarted: the MySQL tests restart a server of their own.
+            // The shared server: paused and restarted under every test of the process
+            // that uses it (in the harness's binary, only the harness).
             #[cfg(feature = "mysql")]
             Backend::Mysql(..) => Reach {
                 processes: true,
                 server_pause: true,
+                server_restart: true,
                 cut: true,
                 serialises: true,
                 contends: true,
@@ -234,6 +235,20 @@ impl Store {
                 m.stop();
                 tokio::time::sleep(hold.max(Duration::from_millis(3600))).await;
                 m.restart();
+                false
+            }
+            // Commits are written to the redo log before they are answered: a killed
+            // `mariadbd` forgets none of them.
+            #[cfg(feature = "mysql")]
+            Backend::Mysql(server, _) => {
+                let server = *server;
+                tokio::task::spawn_blocking(move || server.kill())
+                    .await
+                    .unwrap();
+                tokio::time::sleep(hold).await;
+                tokio::task::spawn_blocking(move || server.restart())
+                    .await
+                    .unwrap();
                 false
             }
             _ => false,

@@ -6,6 +6,7 @@
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The tests' database user and its password (not root: so that the password in the
@@ -37,11 +38,12 @@ fn program(name: &str) -> PathBuf {
 }
 
 /// One MariaDB server. The shared one ([`shared_mysql`]) lives under a shell watchdog
-/// that kills it when the test process is gone; others are killed on drop.
+/// that kills it when the test process is gone; others are killed on drop. Killed and
+/// restarted through a shared reference (the randomized harness restarts the shared one).
 pub struct MysqlServer {
     pub port: u16,
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    child: Mutex<Option<Child>>,
 }
 
 impl MysqlServer {
@@ -70,10 +72,10 @@ impl MysqlServer {
             "mariadb-install-db: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut server = Self {
+        let server = Self {
             port: crate::free_port(),
             dir,
-            child: None,
+            child: Mutex::new(None),
         };
         server.launch();
         server.root(&format!(
@@ -94,7 +96,7 @@ impl MysqlServer {
 
     /// Starts `mariadbd` on the data dir and port under a watchdog that kills it when this
     /// test process is gone; waits until it answers.
-    fn launch(&mut self) {
+    fn launch(&self) {
         let script = r#""$@" & c=$!
 while [ -d "/proc/$PARENT" ] && kill -0 "$c" 2>/dev/null; do sleep 0.3; done
 kill -9 "$c" 2>/dev/null"#;
@@ -120,7 +122,7 @@ kill -9 "$c" 2>/dev/null"#;
         if let Some((uid, gid)) = crate::run_as() {
             cmd.uid(uid).gid(gid);
         }
-        self.child = Some(cmd.spawn().expect("mariadbd"));
+        *self.child.lock().unwrap() = Some(cmd.spawn().expect("mariadbd"));
         self.wait_ready();
     }
 
@@ -171,16 +173,16 @@ kill -9 "$c" 2>/dev/null"#;
     }
 
     /// Kills the server (SIGKILL: no shutdown) and waits for it to be gone.
-    pub fn kill(&mut self) {
+    pub fn kill(&self) {
         self.signal("KILL");
-        if let Some(mut child) = self.child.take() {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
             let _ = child.wait();
         }
         let _ = std::fs::remove_file(self.dir.path().join("mariadbd.pid"));
     }
 
     /// Starts it again on the same data and port (after `kill`).
-    pub fn restart(&mut self) {
+    pub fn restart(&self) {
         self.launch();
     }
 
@@ -214,7 +216,7 @@ kill -9 "$c" 2>/dev/null"#;
 
 impl Drop for MysqlServer {
     fn drop(&mut self) {
-        if self.child.is_some() {
+        if self.child.lock().is_ok_and(|c| c.is_some()) {
             self.kill();
         }
     }
