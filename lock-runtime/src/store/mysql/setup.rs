@@ -71,6 +71,9 @@ pub(super) fn open(url: &str, database: Option<&str>) -> Result<Opened, LockErro
         )
     })?;
     let builder = OptsBuilder::from_opts(opts)
+        // Every statement names the database: sessions need no default one, and so the
+        // database can be created when it is missing.
+        .db_name(None::<String>)
         .pool_opts(
             PoolOpts::new()
                 .with_constraints(constraints)
@@ -170,6 +173,7 @@ pub(super) fn cause(e: &mysql_async::Error) -> String {
         mysql_async::Error::Io(io) => {
             format!("{io}; check that the MySQL server is running and reachable")
         }
+        mysql_async::Error::Other(inner) => inner.to_string(),
         other => {
             let mut msg = other.to_string();
             let mut source = std::error::Error::source(other);
