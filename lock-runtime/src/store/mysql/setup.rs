@@ -13,6 +13,8 @@ use crate::error::{BoxError, LockError, StoreError};
 pub(super) const CONNECT_LIMIT: Duration = Duration::from_secs(2);
 /// The pool's size: enough for a busy service's concurrent lock calls.
 pub(super) const POOL_SIZE: usize = 16;
+/// How long a pooled connection may stay idle before it is closed.
+const IDLE_LIMIT: Duration = Duration::from_secs(300);
 /// How long a statement waits for another transaction's row lock before the server
 /// answers 1205 (the call retries within its own time).
 const LOCK_WAIT_S: u32 = 2;
@@ -77,6 +79,10 @@ pub(super) fn open(url: &str, database: Option<&str>) -> Result<Opened, LockErro
         .pool_opts(
             PoolOpts::new()
                 .with_constraints(constraints)
+                // Idle connections stay (mysql_async closes those above the minimum, 0,
+                // after this long idle): a call never waits for a new connection while
+                // one it returned is still on its way back to the pool.
+                .with_inactive_connection_ttl(IDLE_LIMIT)
                 // Sessions keep their settings and prepared statements between calls; a
                 // call never leaves a transaction open (each runs on a task of its own).
                 .with_reset_connection(false),
