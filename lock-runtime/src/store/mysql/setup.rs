@@ -161,6 +161,22 @@ pub(super) fn retriable(e: &mysql_async::Error) -> bool {
     matches!(e, mysql_async::Error::Server(s) if s.code == 1213 || s.code == 1205)
 }
 
+/// Whether a failure is the connection's (closed, reset, broken), not the statement's.
+pub(super) fn broken(e: &mysql_async::Error) -> bool {
+    match e {
+        mysql_async::Error::Io(_) => true,
+        mysql_async::Error::Driver(d) => matches!(
+            d,
+            mysql_async::DriverError::ConnectionClosed
+                | mysql_async::DriverError::PacketOutOfOrder
+                | mysql_async::DriverError::UnexpectedPacket { .. }
+        ),
+        // The server closed an idle session (`wait_timeout`) or is going down.
+        mysql_async::Error::Server(s) => matches!(s.code, 1053 | 2006 | 2013 | 4031),
+        _ => false,
+    }
+}
+
 /// What the server or the driver said, and what to do about it.
 pub(super) fn cause(e: &mysql_async::Error) -> String {
     match e {

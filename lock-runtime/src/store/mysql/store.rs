@@ -1,7 +1,7 @@
 //! The store type and its `Store` impl: every call an [`Op`] run on a task of its own,
 //! on a pooled connection, retried after a deadlock or a lock wait timeout.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use mysql_async::{Conn, Pool};
@@ -27,6 +27,8 @@ pub(crate) struct MysqlStore(Arc<Inner>);
 
 struct Inner {
     pool: Pool,
+    /// Connections given back by the last calls, taken before the pool's.
+    idle: Mutex<Vec<Conn>>,
     /// One permit per pooled connection: a call queues here for a free one (within
     /// [`CALL_LIMIT`]), and only then may take [`CONNECT_LIMIT`] to connect.
     slots: tokio::sync::Semaphore,
@@ -109,6 +111,7 @@ impl MysqlStore {
         Ok(Self(Arc::new(Inner {
             pool: opened.pool,
             slots: tokio::sync::Semaphore::new(setup::POOL_SIZE),
+            idle: Mutex::default(),
             feed: Feed::of(&opened.host),
             host: opened.host,
             sql: Statements::new(&quoted),
@@ -159,7 +162,13 @@ impl MysqlStore {
 
 impl Inner {
     /// A pooled connection, within the connect limit, with the tables created on first use.
-    async fn conn(&self) -> Result<Conn, mysql_async::Error> {
+    ///
+    /// The connection a call just gave back first (kept here, the pool's recycling is a
+    /// task away), and whether it came from there.
+    async fn conn(&self) -> Result<(Conn, bool), mysql_async::Error> {
+        if let Some(conn) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok((conn, true));
+        }
         let conn = tokio::time::timeout(CONNECT_LIMIT, self.pool.get_conn());
         let mut conn = match conn.await {
             Ok(conn) => conn?,
@@ -176,7 +185,16 @@ impl Inner {
         self.ready
             .get_or_try_init(|| setup::create_tables(&mut conn, &self.database))
             .await?;
-        Ok(conn)
+        Ok((conn, false))
+    }
+
+    /// Keeps a connection whose call went well for the next call.
+    fn give_back(&self, conn: Conn) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < setup::POOL_SIZE
+        {
+            idle.push(conn);
+        }
     }
 
     /// `op` on a connection, again after a deadlock or a lock wait timeout, within
@@ -195,12 +213,23 @@ impl Inner {
             ));
         };
         loop {
-            let outcome = match self.conn().await {
-                Ok(mut conn) => self.once(&mut conn, op).await,
-                Err(e) => Err(e),
+            let (outcome, kept) = match self.conn().await {
+                Ok((mut conn, kept)) => match self.once(&mut conn, op).await {
+                    Ok(out) => {
+                        self.give_back(conn);
+                        (Ok(out), kept)
+                    }
+                    // Dropped: the pool cleans it up, or closes it.
+                    Err(e) => (Err(e), kept),
+                },
+                Err(e) => (Err(e), false),
             };
             match outcome {
                 Ok(out) => return Ok(out),
+                // A kept connection the server closed since (a restart, its idle
+                // timeout): once more on a connection from the pool. Every operation may
+                // be sent twice (a take finds the key already the token's).
+                Err(e) if kept && setup::broken(&e) => {}
                 Err(e) if setup::retriable(&e) && tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(50));
