@@ -1,4 +1,5 @@
-//! `MysqlStore`: locks in a lease table of a MySQL 8 or MariaDB 10.11 database.
+//! `MysqlStore`: locks in a lease table of a MySQL 8 or MariaDB 10.11 database (tested on
+//! MariaDB 10.11).
 //!
 //! ## Why a lease table, not `GET_LOCK`
 //! `GET_LOCK` is held by one session: a pooled connection returned to the pool by a
