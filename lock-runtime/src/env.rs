@@ -115,7 +115,7 @@ impl Locker {
     /// let locker = Locker::from_env_with(vars).unwrap();
     /// assert_eq!(locker.prefix(), "app:");
     ///
-    /// let err = Locker::from_env_with(|n| (n == "LOCK_STORE").then(|| "mysql".to_owned()))
+    /// let err = Locker::from_env_with(|n| (n == "LOCK_STORE").then(|| "zookeeper".to_owned()))
     ///     .unwrap_err();
     /// assert!(err.to_string().contains("LOCK_STORE"));
     /// ```
@@ -221,12 +221,12 @@ mod tests {
 
     #[test]
     fn from_env_unknown_store_names_variable() {
-        let err = Locker::from_env_with(env(&[(LOCK_STORE, "mysql")])).unwrap_err();
+        let err = Locker::from_env_with(env(&[(LOCK_STORE, "zookeeper")])).unwrap_err();
         assert!(matches!(&err, LockError::Config { setting, .. } if setting == LOCK_STORE));
         let msg = err.to_string();
         assert!(
             msg.starts_with(
-                "invalid lock configuration: `LOCK_STORE`: `mysql` is not a store; set it to "
+                "invalid lock configuration: `LOCK_STORE`: `zookeeper` is not a store; set it to "
             ),
             "{msg}"
         );
@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn from_env_unknown_store_lists_every_registered_store() {
-        let msg = Locker::from_env_with(env(&[(LOCK_STORE, "mysql")]))
+        let msg = Locker::from_env_with(env(&[(LOCK_STORE, "zookeeper")]))
             .unwrap_err()
             .to_string();
         for entry in registry::stores() {
