@@ -1,8 +1,8 @@
 //! Locks across real OS processes: four processes keep a non-atomic counter exact on every
-//! Redis store; a holder killed with SIGKILL frees its lock within its ttl; a holder paused
-//! with SIGSTOP past its ttl loses the lock to a newer fencing token and is not resumed;
-//! three processes campaign for leadership, and a killed or stopped leader is replaced
-//! without any two terms overlapping.
+//! Redis store, SQLite and MySQL; a holder killed with SIGKILL frees its lock within its
+//! ttl; a holder paused with SIGSTOP past its ttl loses the lock to a newer fencing token
+//! and is not resumed; three processes campaign for leadership, and a killed or stopped
+//! leader is replaced without any two terms overlapping.
 //!
 //! The worker is this test binary itself, started again with `LOCKED_WORKER` set: the
 //! `worker` test then plays the role it is given instead of returning at once.
@@ -43,6 +43,8 @@ fn locker_for(store: &str, urls: &str) -> Locker {
         "redlock" => Locker::redlock(&urls).unwrap(),
         #[cfg(feature = "sqlite")]
         "sqlite" => Locker::sqlite(urls[0]).unwrap(),
+        #[cfg(feature = "mysql")]
+        "mysql" => Locker::mysql(urls[0]).unwrap(),
         other => panic!("unknown store {other}"),
     }
 }
@@ -345,6 +347,8 @@ fn each_shared_store(check: impl Fn(&str, &str, &RedisServer)) {
     let sqlite = SqliteFile::new("permits");
     #[cfg(feature = "sqlite")]
     stores.push(("sqlite", sqlite.path()));
+    #[cfg(feature = "mysql")]
+    stores.push(("mysql", mysql_url("permits")));
     for (store, urls) in stores {
         check(store, &urls, &RedisServer::start());
     }
@@ -408,6 +412,31 @@ impl Drop for SqliteFile {
 fn four_processes_keep_a_counter_exact_on_sqlite() {
     let (file, data) = (SqliteFile::new("counter"), RedisServer::start());
     counter_stays_exact("sqlite", &file.path(), &data);
+}
+
+/// The shared MariaDB server's URL, its tables in `database` (created on first use).
+#[cfg(feature = "mysql")]
+fn mysql_url(database: &str) -> String {
+    let server = locked_test_support::shared_mysql();
+    server.url().replace(
+        &format!(":{}/app", server.port),
+        &format!(":{}/{database}", server.port),
+    )
+}
+
+#[cfg(feature = "mysql")]
+#[test]
+fn four_processes_keep_a_counter_exact_on_mysql() {
+    let data = RedisServer::start();
+    counter_stays_exact("mysql", &mysql_url("counter"), &data);
+}
+
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_holder_killed_frees_its_lock_within_ttl() {
+    let (url, data) = (mysql_url("killed"), RedisServer::start());
+    let locker = Locker::mysql(&url).unwrap();
+    killed_holder_frees_its_lock_within_ttl("mysql", &url, &data, locker).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -172,3 +172,31 @@ fn leadership_is_measured() {
         assert!(after.contains(event), "no `{event}` in {after}");
     }
 }
+
+/// Nothing the MySQL store logs shows the URL's password: the locker's `Debug`, a forced
+/// release's warning, a lost release, a server that is down.
+#[cfg(feature = "mysql")]
+#[test]
+fn mysql_events_never_show_the_password() {
+    use locked_test_support::{MYSQL_PASSWORD, free_port, shared_mysql};
+    let url = shared_mysql().url();
+    let down = format!("mysql://app:{MYSQL_PASSWORD}@127.0.0.1:{}/app", free_port());
+    let log = logged(async |_| {
+        let locker = Locker::mysql(&url).unwrap();
+        tracing::info!(locker = ?locker, "the locker");
+        let guard = locker
+            .acquire("order:1", LockOptions::default())
+            .await
+            .unwrap();
+        assert!(locker.force_release("order:1").await.unwrap());
+        assert!(guard.release().await.unwrap_err().is_lost());
+        let down = Locker::mysql(&down).unwrap();
+        let opts = LockOptions::default().timeout(Duration::from_millis(300));
+        let err = down.acquire("order:2", opts).await.unwrap_err();
+        tracing::warn!(error = %err, debug = ?err, "the failure");
+    });
+    assert!(log.contains("force_release"), "{log}");
+    assert!(log.contains("mysql(127.0.0.1:"), "{log}");
+    assert!(log.contains("Connection refused"), "{log}");
+    assert!(!log.contains(MYSQL_PASSWORD), "{log}");
+}

@@ -31,7 +31,7 @@ use crate::store::{AnyStore, Settings};
 pub struct LockerBuilder {
     prefix: String,
     defaults: LockOptions,
-    /// What the stores' open code needs (TLS roots, schema, listen URL).
+    /// What the stores' open code needs (TLS roots, schema, listen URL, database).
     settings: Settings,
 }
 
@@ -41,6 +41,7 @@ impl fmt::Debug for LockerBuilder {
             tls_roots,
             schema,
             listen_url,
+            database,
         } = &self.settings;
         f.debug_struct("LockerBuilder")
             .field("prefix", &self.prefix)
@@ -48,6 +49,7 @@ impl fmt::Debug for LockerBuilder {
             .field("tls_roots", tls_roots)
             .field("schema", schema)
             .field("listen_url", listen_url)
+            .field("database", database)
             .finish()
     }
 }
@@ -194,6 +196,46 @@ impl LockerBuilder {
     #[cfg(feature = "sqlite")]
     pub fn sqlite(self, path: &str) -> Result<Locker, LockError> {
         let store = crate::store::sqlite::open(path)?;
+        Ok(self.build(store))
+    }
+
+    /// The MySQL/MariaDB database that holds the lock tables (default: the URL's
+    /// database): letters, digits and `_`. It is created on first use when missing (which
+    /// needs the `CREATE` privilege). Needs the `mysql` feature.
+    ///
+    /// ```
+    /// let locker = locked::Locker::builder()
+    ///     .database("app_locks")
+    ///     .mysql("mysql://app:secret@127.0.0.1:3306/app");
+    /// assert!(locker.is_ok());
+    /// assert!(locked::Locker::builder().database("no-dashes").mysql("mysql://h/db").is_err());
+    /// ```
+    #[cfg(feature = "mysql")]
+    #[must_use]
+    pub fn database(mut self, database: impl Into<String>) -> Self {
+        self.settings.database = Some(database.into());
+        self
+    }
+
+    /// A locker on MySQL or MariaDB: locks are rows of a lease table (InnoDB) in the
+    /// builder's database, else the URL's, created on first use when missing; every time
+    /// is the server's clock; fencing tokens come from a counter row; waiters of this
+    /// `Locker` are woken on release, waiters elsewhere poll every `retry_interval`. The
+    /// URL is checked now; the server is reached on first use. Needs the `mysql` feature.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] when the URL does not parse, names no database and the
+    /// builder none either, or the database name is not plain.
+    ///
+    /// ```
+    /// let locker = locked::Locker::builder().mysql("mysql://app:secret@db:3306/app");
+    /// assert!(locker.is_ok());
+    /// assert!(!format!("{:?}", locker.unwrap()).contains("secret"));
+    /// assert!(locked::Locker::builder().mysql("mysql://app:secret@db:3306").is_err());
+    /// ```
+    #[cfg(feature = "mysql")]
+    pub fn mysql(self, url: &str) -> Result<Locker, LockError> {
+        let store = crate::store::mysql::open(url, &self.settings)?;
         Ok(self.build(store))
     }
 
@@ -345,6 +387,26 @@ impl Locker {
     #[cfg(feature = "sqlite")]
     pub fn sqlite(path: &str) -> Result<Self, LockError> {
         Self::builder().sqlite(path)
+    }
+
+    /// A locker on MySQL or MariaDB, its tables in the URL's database (see
+    /// [`LockerBuilder::mysql`]). Needs the `mysql` feature.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] when the URL does not parse or names no database.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// // no_run: needs a MySQL or MariaDB server.
+    /// let locker = locked::Locker::mysql("mysql://app:secret@127.0.0.1:3306/app")?;
+    /// assert_eq!(locker.store_name(), "mysql");
+    /// let done = locker.run("nightly-report", locker.options(), || async { 42 }).await?;
+    /// assert_eq!(done, 42);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "mysql")]
+    pub fn mysql(url: &str) -> Result<Self, LockError> {
+        Self::builder().mysql(url)
     }
 
     /// A locker on N independent Redis masters with Redlock (`&[&str]`, `&[String]`, or

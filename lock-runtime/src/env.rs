@@ -7,20 +7,22 @@ use crate::error::LockError;
 use crate::locker::Locker;
 use crate::store::registry::{self, Entry, Lookup};
 
-/// The store: `redis`, `cluster`, `redlock`, `postgres` or `memory`.
+/// The store: `memory`, `redis`, `cluster`, `redlock`, `postgres`, `sqlite` or `mysql`.
 ///
 /// ```
 /// let locker = locked::Locker::from_env_with(|v| (v == locked::LOCK_STORE).then(|| "memory".into()));
 /// assert!(locker.is_ok());
 /// ```
 pub const LOCK_STORE: &str = crate::store::registry::LOCK_STORE;
-/// The PostgreSQL URL for `LOCK_STORE=postgres`; wins over [`DATABASE_URL`].
+/// The database URL for `LOCK_STORE=postgres` or `LOCK_STORE=mysql`; wins over
+/// [`DATABASE_URL`].
 ///
 /// ```
 /// assert_eq!(locked::LOCK_DATABASE_URL, "LOCK_DATABASE_URL");
 /// ```
 pub const LOCK_DATABASE_URL: &str = crate::store::postgres::LOCK_DATABASE_URL;
-/// The PostgreSQL URL for `LOCK_STORE=postgres`, as most services already set it.
+/// The database URL for `LOCK_STORE=postgres` or `LOCK_STORE=mysql`, as most services
+/// already set it.
 ///
 /// ```
 /// assert_eq!(locked::DATABASE_URL, "DATABASE_URL");
@@ -59,8 +61,9 @@ impl Locker {
     /// A locker configured from the process environment.
     ///
     /// - `LOCK_STORE`: `memory`, `redis`, `cluster`, `redlock`, `postgres` (with the
-    ///   `postgres` feature) or `sqlite` (with the `sqlite` feature). Unset: `redis` when a
-    ///   Redis URL is set, else `sqlite` when `LOCK_SQLITE_PATH` is, else `memory`.
+    ///   `postgres` feature), `sqlite` (with the `sqlite` feature) or `mysql` (with the
+    ///   `mysql` feature). Unset: `redis` when a Redis URL is set, else `sqlite` when
+    ///   `LOCK_SQLITE_PATH` is, else `memory`.
     /// - `LOCK_REDIS_URL`, else `REDIS_URL`: the server, e.g. `redis://127.0.0.1:6379/0`;
     ///   for `cluster`, comma-separated seed nodes, e.g.
     ///   `redis://10.0.0.1:7000,redis://10.0.0.2:7000`; for `redlock`, the comma-separated
@@ -68,7 +71,9 @@ impl Locker {
     /// - `LOCK_DATABASE_URL`, else `DATABASE_URL`: the PostgreSQL URL for `postgres`, e.g.
     ///   `postgres://app:password@127.0.0.1:5432/app`; `LOCK_DATABASE_LISTEN_URL`: a direct
     ///   one for its release notifications behind PgBouncer (see
-    ///   `LockerBuilder::listen_url`).
+    ///   `LockerBuilder::listen_url`); the MySQL/MariaDB URL for `mysql`, e.g.
+    ///   `mysql://app:password@127.0.0.1:3306/app` (the lock tables go in its database,
+    ///   or the builder's `database`).
     /// - `LOCK_SQLITE_PATH`: the SQLite file for `sqlite`, a path (its directory must
     ///   exist) or a `sqlite://` URL, e.g. `/var/lib/app/locks.db`.
     /// - `LOCK_PREFIX`: the key prefix, default `lock:`.
@@ -110,7 +115,7 @@ impl Locker {
     /// let locker = Locker::from_env_with(vars).unwrap();
     /// assert_eq!(locker.prefix(), "app:");
     ///
-    /// let err = Locker::from_env_with(|n| (n == "LOCK_STORE").then(|| "mysql".to_owned()))
+    /// let err = Locker::from_env_with(|n| (n == "LOCK_STORE").then(|| "zookeeper".to_owned()))
     ///     .unwrap_err();
     /// assert!(err.to_string().contains("LOCK_STORE"));
     /// ```
@@ -216,12 +221,12 @@ mod tests {
 
     #[test]
     fn from_env_unknown_store_names_variable() {
-        let err = Locker::from_env_with(env(&[(LOCK_STORE, "mysql")])).unwrap_err();
+        let err = Locker::from_env_with(env(&[(LOCK_STORE, "zookeeper")])).unwrap_err();
         assert!(matches!(&err, LockError::Config { setting, .. } if setting == LOCK_STORE));
         let msg = err.to_string();
         assert!(
             msg.starts_with(
-                "invalid lock configuration: `LOCK_STORE`: `mysql` is not a store; set it to "
+                "invalid lock configuration: `LOCK_STORE`: `zookeeper` is not a store; set it to "
             ),
             "{msg}"
         );
@@ -229,7 +234,7 @@ mod tests {
 
     #[test]
     fn from_env_unknown_store_lists_every_registered_store() {
-        let msg = Locker::from_env_with(env(&[(LOCK_STORE, "mysql")]))
+        let msg = Locker::from_env_with(env(&[(LOCK_STORE, "zookeeper")]))
             .unwrap_err()
             .to_string();
         for entry in registry::stores() {
@@ -295,6 +300,50 @@ mod tests {
             (DATABASE_URL, "postgresql://app:pw@db/app"),
         ]));
         assert_eq!(ok.unwrap().store_name(), "postgres");
+    }
+
+    #[cfg(feature = "mysql")]
+    #[test]
+    fn from_env_mysql_takes_its_url_from_either_variable_and_hides_the_password() {
+        let err = Locker::from_env_with(env(&[(LOCK_STORE, "mysql")])).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(DATABASE_URL) && msg.contains("mysql://"),
+            "{msg}"
+        );
+        let by_either = [
+            env(&[
+                (LOCK_STORE, "mysql"),
+                (DATABASE_URL, "mysql://app:secret-pw@db:3306/app"),
+            ]),
+            env(&[
+                (LOCK_STORE, "mysql"),
+                (LOCK_DATABASE_URL, "mysql://app:secret-pw@db:3306/app"),
+            ]),
+        ];
+        for vars in by_either {
+            let locker = Locker::from_env_with(vars).unwrap();
+            assert_eq!(locker.store_name(), "mysql");
+            assert!(!format!("{locker:?}").contains("secret-pw"), "{locker:?}");
+        }
+        let err = Locker::from_env_with(env(&[
+            (LOCK_STORE, "mysql"),
+            (DATABASE_URL, "mysql://app:secret-pw@db:3306"),
+        ]))
+        .unwrap_err();
+        assert!(matches!(&err, LockError::Config { setting, .. } if setting == DATABASE_URL));
+        assert!(!err.to_string().contains("secret-pw"), "{err}");
+    }
+
+    #[cfg(not(feature = "mysql"))]
+    #[test]
+    fn from_env_mysql_without_its_feature_says_which_feature_to_enable() {
+        let err = Locker::from_env_with(env(&[
+            (LOCK_STORE, "mysql"),
+            (DATABASE_URL, "mysql://app:pw@db/app"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("`mysql` feature"), "{err}");
     }
 
     #[cfg(feature = "sqlite")]

@@ -73,11 +73,24 @@ impl Store {
                 contends: true,
                 ..Reach::default()
             },
+            // The shared server: paused and restarted under every test of the process
+            // that uses it (in the harness's binary, only the harness).
+            #[cfg(feature = "mysql")]
+            Backend::Mysql(..) => Reach {
+                processes: true,
+                server_pause: true,
+                server_restart: true,
+                cut: true,
+                serialises: true,
+                contends: true,
+                ..Reach::default()
+            },
         }
     }
 
     /// What a worker process needs to open the same store: its registry name, its URLs
-    /// (comma-separated) or file, and its schema (PostgreSQL's; else empty).
+    /// (comma-separated) or file, and its schema (PostgreSQL's schema, MySQL's database;
+    /// else empty).
     pub fn locator(&self) -> (String, String, String) {
         let name = self.locker.store_name().to_owned();
         let (urls, schema) = match &self.backend {
@@ -95,6 +108,8 @@ impl Store {
                 dir.path().join("locks.db").display().to_string(),
                 String::new(),
             ),
+            #[cfg(feature = "mysql")]
+            Backend::Mysql(server, database) => (server.url(), database.clone()),
         };
         (name, urls, schema)
     }
@@ -111,6 +126,8 @@ impl Store {
             "postgres" => b.schema(schema).postgres(urls[0]),
             #[cfg(feature = "sqlite")]
             "sqlite" => b.sqlite(urls[0]),
+            #[cfg(feature = "mysql")]
+            "mysql" => b.database(schema).mysql(urls[0]),
             other => panic!("no way to reopen store `{other}` ({schema})"),
         }
         .expect("valid urls")
@@ -138,6 +155,14 @@ impl Store {
                     .url()
                     .replace(&format!(":{}/", server.port), &format!(":{}/", p.port()));
                 (Self::reopen(name, &url, schema, prefix), vec![p])
+            }
+            #[cfg(feature = "mysql")]
+            Backend::Mysql(server, database) => {
+                let p = Proxy::start(server.port);
+                let url = server
+                    .url()
+                    .replace(&format!(":{}/", server.port), &format!(":{}/", p.port()));
+                (Self::reopen(name, &url, database, prefix), vec![p])
             }
             Backend::Memory => (self.locker.clone(), Vec::new()),
             _ => (self.other(), Vec::new()),
@@ -181,6 +206,13 @@ impl Store {
                 server.signal("CONT");
                 false
             }
+            #[cfg(feature = "mysql")]
+            Backend::Mysql(server, _) => {
+                server.signal("STOP");
+                tokio::time::sleep(hold).await;
+                server.signal("CONT");
+                false
+            }
             _ => false,
         }
     }
@@ -203,6 +235,20 @@ impl Store {
                 m.stop();
                 tokio::time::sleep(hold.max(Duration::from_millis(3600))).await;
                 m.restart();
+                false
+            }
+            // Commits are written to the redo log before they are answered: a killed
+            // `mariadbd` forgets none of them.
+            #[cfg(feature = "mysql")]
+            Backend::Mysql(server, _) => {
+                let server = *server;
+                tokio::task::spawn_blocking(move || server.kill())
+                    .await
+                    .unwrap();
+                tokio::time::sleep(hold).await;
+                tokio::task::spawn_blocking(move || server.restart())
+                    .await
+                    .unwrap();
                 false
             }
             _ => false,
@@ -248,6 +294,18 @@ impl Store {
                     .filter(|l| !l.is_empty())
                     .collect()
             }
+            #[cfg(feature = "mysql")]
+            Backend::Mysql(server, database) => server
+                .root(&format!(
+                    "SELECT k FROM {database}.locked_locks WHERE k LIKE '%{{r{seed}}}%' \
+                     AND expires_at > TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)) DIV 1000 \
+                     UNION ALL SELECT k FROM {database}.locked_writers WHERE k LIKE '%{{r{seed}}}%' \
+                     AND expires_at > TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)) DIV 1000"
+                ))
+                .lines()
+                .map(str::to_owned)
+                .filter(|l| !l.is_empty())
+                .collect(),
             #[cfg(feature = "sqlite")]
             Backend::Sqlite(..) => self
                 .other()

@@ -8,6 +8,8 @@
 //! - `PgServer` and `pgbouncer::PgBouncer` (feature `postgres`): a PostgreSQL server of
 //!   the tests' own, and a `pgbouncer` in transaction mode in front of it;
 //!   `shared_postgres` and `pgbouncer::shared_pgbouncer` are shared by a test process.
+//! - `MysqlServer` (feature `mysql`): a MariaDB server of the tests' own; `shared_mysql`
+//!   is shared by a test process.
 //! - [`Proxy`]: a TCP proxy that cuts, heals and resets connections on command.
 //! - [`Store`], [`Backend`] and [`on_stores!`]: one test run on every store.
 //! - [`eventually`], [`free_port`], [`companion`]: small helpers.
@@ -23,6 +25,8 @@
 pub mod bench;
 mod cluster;
 mod harness;
+#[cfg(feature = "mysql")]
+mod mysql;
 #[cfg(feature = "postgres")]
 pub mod pgbouncer;
 #[cfg(feature = "postgres")]
@@ -36,6 +40,8 @@ use std::time::Duration;
 
 pub use cluster::{ClusterNode, RedisCluster, shared_cluster};
 pub use harness::Reach;
+#[cfg(feature = "mysql")]
+pub use mysql::{MYSQL_PASSWORD, MYSQL_USER, MysqlServer, shared_mysql};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgServer, shared_postgres};
 pub use proxy::Proxy;
@@ -43,6 +49,21 @@ pub use server::RedisServer;
 #[cfg(feature = "sqlite")]
 pub use store::sqlite_locker;
 pub use store::{Backend, Store, redlock_locker};
+
+/// The user a server of the tests' own runs as: ourselves, or `nobody` when we are root
+/// (`initdb` and `mariadbd` refuse root).
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+pub(crate) fn run_as() -> Option<(u32, u32)> {
+    let uid = String::from_utf8(
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .ok()?
+            .stdout,
+    )
+    .ok()?;
+    (uid.trim() == "0").then_some((65534, 65534))
+}
 
 /// A port nothing listens on now.
 pub fn free_port() -> u16 {

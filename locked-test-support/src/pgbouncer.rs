@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::PgServer;
-use crate::postgres::run_as;
+use crate::run_as;
 
 /// Server connections per (database, user): few, so that clients really share them.
 pub const POOL_SIZE: u32 = 4;

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::run_as;
+
 /// The directory of PostgreSQL's programs: the one holding `initdb` on `PATH`, else the
 /// newest `/usr/lib/postgresql/<version>/bin` (Debian does not put them on `PATH`).
 fn bindir() -> PathBuf {
@@ -39,12 +41,6 @@ fn bindir() -> PathBuf {
         .pop()
         .filter(|p| p.join("initdb").exists())
         .expect("PostgreSQL's initdb: install the `postgresql` package (scripts/test does)")
-}
-
-/// The user the server (and pgbouncer) runs as: ourselves, or `nobody` when we are root.
-pub(crate) fn run_as() -> Option<(u32, u32)> {
-    let uid = String::from_utf8(Command::new("id").arg("-u").output().ok()?.stdout).ok()?;
-    (uid.trim() == "0").then_some((65534, 65534))
 }
 
 /// One PostgreSQL server. Shared ones (`shared_postgres`) live under a shell watchdog

@@ -1,6 +1,7 @@
 //! The store matrix: the store of one test ([`Store`]: the memory store, a Redis server of
 //! its own, the shared cluster under a prefix of its own, three Redlock masters of its own,
-//! the shared PostgreSQL server in a schema of its own), and [`on_stores!`](crate::on_stores),
+//! the shared PostgreSQL server in a schema of its own, a SQLite file of its own, the
+//! shared MariaDB server in a database of its own), and [`on_stores!`](crate::on_stores),
 //! which runs a test on each.
 //!
 //! The matrix follows the runtime's store registry (`locked::__private::stores()`, one
@@ -18,6 +19,8 @@
 //! - one line in `on_stores!`'s list (`@each`), its module named after the registry name,
 //!   under the same `#[cfg]`.
 
+#[cfg(feature = "mysql")]
+use crate::{MysqlServer, shared_mysql};
 #[cfg(feature = "postgres")]
 use crate::{PgServer, shared_postgres};
 use crate::{RedisCluster, RedisServer, companion, shared_cluster};
@@ -35,6 +38,9 @@ pub enum Backend {
     /// A SQLite file of its own, in a directory of its own.
     #[cfg(feature = "sqlite")]
     Sqlite(tempfile::TempDir),
+    /// The shared MariaDB server, in a database of its own.
+    #[cfg(feature = "mysql")]
+    Mysql(&'static MysqlServer, String),
 }
 
 /// The store of one test, kept alive with its locker.
@@ -98,6 +104,18 @@ impl Store {
         }
     }
 
+    #[cfg(feature = "mysql")]
+    pub fn mysql() -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let server = shared_mysql();
+        let database = format!("t{n}");
+        Self {
+            locker: server.locker(&database),
+            backend: Backend::Mysql(server, database),
+        }
+    }
+
     /// Whether the store hands out fencing tokens (Redlock refuses them).
     pub fn fences(&self) -> bool {
         !matches!(self.backend, Backend::Redlock(_))
@@ -123,6 +141,12 @@ impl Store {
                 .expect("valid url"),
             #[cfg(feature = "sqlite")]
             Backend::Sqlite(dir) => sqlite_locker(dir, self.locker.prefix()),
+            #[cfg(feature = "mysql")]
+            Backend::Mysql(server, database) => locked::Locker::builder()
+                .prefix(self.locker.prefix())
+                .database(database.as_str())
+                .mysql(&server.url())
+                .expect("valid url"),
         }
     }
 
@@ -135,6 +159,8 @@ impl Store {
             Backend::Postgres(..) => None,
             #[cfg(feature = "sqlite")]
             Backend::Sqlite(..) => None,
+            #[cfg(feature = "mysql")]
+            Backend::Mysql(..) => None,
             Backend::Redis(server) => Some(cmd.query(&mut server.client()).unwrap()),
             Backend::Cluster(cluster) => Some(cmd.query(&mut cluster.client()).unwrap()),
         }
@@ -149,6 +175,8 @@ impl Store {
             Backend::Postgres(..) => expected,
             #[cfg(feature = "sqlite")]
             Backend::Sqlite(..) => expected,
+            #[cfg(feature = "mysql")]
+            Backend::Mysql(..) => expected,
             Backend::Redis(server) => {
                 let (_, n): (String, i64) = redis::cmd("PUBSUB")
                     .arg("NUMSUB")
@@ -188,6 +216,8 @@ impl Store {
         ("postgres", Store::postgres),
         #[cfg(feature = "sqlite")]
         ("sqlite", Store::sqlite),
+        #[cfg(feature = "mysql")]
+        ("mysql", Store::mysql),
     ];
 
     /// A fresh store of the registry's store `name`, through [`Store::FIXTURES`].
@@ -226,9 +256,10 @@ pub fn redlock_locker(masters: &[RedisServer]) -> locked::Locker {
 
 /// The list of stores every behaviour test runs on: each named `async fn(Store)` of the
 /// calling module runs as `memory::name`, `redis::name`, `cluster::name`, `redlock::name`
-/// and, with the caller's `postgres` feature, `postgres::name`, each on a store of its own
-/// (the cluster and the PostgreSQL server are shared by the test process, under a key
-/// prefix or a schema per test; Redlock gets three masters of its own).
+/// and, with the caller's `postgres`, `sqlite` and `mysql` features, `postgres::name`,
+/// `sqlite::name` and `mysql::name`, each on a store of its own (the cluster and the
+/// PostgreSQL and MariaDB servers are shared by the test process, under a key prefix, a
+/// schema or a database per test; Redlock gets three masters of its own).
 ///
 /// The list is the `@each` arm, one line per store, its module named after the store's
 /// registry name; each test's store is [`Store::fixture`] of that name. `on_stores!(@names)`
@@ -250,6 +281,8 @@ macro_rules! on_stores {
         $crate::on_stores!($($then)* postgres);
         #[cfg(feature = "sqlite")]
         $crate::on_stores!($($then)* sqlite);
+        #[cfg(feature = "mysql")]
+        $crate::on_stores!($($then)* mysql);
     };
     (@names) => {{
         let mut names: ::std::vec::Vec<&'static str> = ::std::vec::Vec::new();

@@ -245,7 +245,7 @@ fn env_says_which_store_the_environment_selects() {
             .unwrap()
             .contains("redis(redis://127.0.0.1:1/)")
     );
-    let bad = locked(&["--store", "mysql", "env"]);
+    let bad = locked(&["--store", "zookeeper", "env"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("LOCK_STORE"));
     let _ = Locker::memory();
@@ -279,6 +279,39 @@ async fn postgres_store_lists_inspects_and_releases() {
     let shown = String::from_utf8_lossy(&env.stdout);
     assert!(
         shown.contains("postgres(") && !shown.contains("secret-pw"),
+        "{shown}"
+    );
+}
+
+/// The CLI reaches the MySQL store through the registry: `--store mysql --url ...`, the
+/// lock tables in the URL's database.
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_store_lists_inspects_and_releases() {
+    let server = locked_test_support::shared_mysql();
+    let url = server.url();
+    let locker = Locker::mysql(&url).unwrap();
+    let _a = locker
+        .acquire("order:1", LockOptions::default().fencing(true))
+        .await
+        .unwrap();
+    let base = ["--store", "mysql", "--url", url.as_str()];
+    let list = json(&locked(
+        &[&base[..], &["list", "order:*", "--json"]].concat(),
+    ));
+    assert_eq!(list[0]["key"], "lock:order:1");
+    assert!(list[0]["fence"].as_u64().is_some());
+    let out = locked(&[&base[..], &["release", "order:1", "--yes"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!locker.is_locked("order:1").await.unwrap());
+    let env = locked(&[&base[..], &["env"]].concat());
+    let shown = String::from_utf8_lossy(&env.stdout);
+    assert!(
+        shown.contains("mysql(") && !shown.contains(locked_test_support::MYSQL_PASSWORD),
         "{shown}"
     );
 }

@@ -1,8 +1,8 @@
 //! The behaviour and fault tests, in one binary so that the dev-dependencies link once:
 //! each file is a module, its tests named `module::test` (the store-list tests
 //! `module::store::test`, see `locked_test_support::on_stores!`). The tests share the
-//! process's Redis Cluster and PostgreSQL server (each under a prefix or a schema of its
-//! own); the tests that need a process of their own are binaries of their own: `global`
+//! process's Redis Cluster, PostgreSQL and MariaDB servers (each under a prefix, a schema or
+//! a database of its own); the tests that need a process of their own are binaries of their own: `global`
 //! (`locked::init`), `tracing_events` (subscribers), `processes` and `model` (which start
 //! their own binary again as workers), `e2e` (the built `locked` tool and HTTP example) and
 //! `ui` (trybuild).
@@ -13,6 +13,8 @@ mod connections;
 mod faults;
 mod holding;
 mod leadership;
+#[cfg(feature = "mysql")]
+mod mysql;
 mod partitions;
 #[cfg(feature = "postgres")]
 mod pgbouncer;

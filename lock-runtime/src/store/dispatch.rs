@@ -117,4 +117,6 @@ stores! {
     Postgres(super::postgres::Postgres) = super::postgres::ENTRY,
     #[cfg(feature = "sqlite")]
     Sqlite(super::sqlite::SqliteStore) = super::sqlite::ENTRY,
+    #[cfg(feature = "mysql")]
+    Mysql(super::mysql::MysqlStore) = super::mysql::ENTRY,
 }

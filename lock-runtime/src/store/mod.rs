@@ -14,9 +14,9 @@
 //!   name, URL schemes, environment variables, feature, how to open it from the
 //!   environment, its line in the CLI's help); `from_env` and the CLI read the list.
 //! - `settings`: what opening a store needs besides its URL ([`Settings`]: TLS roots,
-//!   PostgreSQL's schema and listen URL), kept by the builder and passed down.
+//!   PostgreSQL's schema and listen URL, MySQL's database), kept by the builder and passed down.
 //! - `memory`; `redis` (one Redis, a Cluster and Redlock over one node layer);
-//!   `postgres` and `sqlite` (behind their features): the stores.
+//!   `postgres`, `sqlite` and `mysql` (behind their features): the stores.
 //!
 //! ## Adding a store
 //! A new store is a file or folder here with a type that implements [`Store`] and its
@@ -26,6 +26,7 @@
 //! an exported variable constant are additions to the public API, not part of the seam.
 
 pub(crate) mod memory;
+pub(crate) mod mysql;
 pub(crate) mod postgres;
 pub(crate) mod redis;
 pub(crate) mod registry;

@@ -1,7 +1,8 @@
 //! The registry: what the crate knows of each store besides its [`Store`](super::Store)
 //! impl. Each store declares one [`Entry`], once, beside its code (`memory::ENTRY`,
-//! `redis::REDIS`, `redis::CLUSTER`, `redis::REDLOCK`, `postgres::ENTRY`); the list in
-//! `dispatch.rs` names them, and [`stores`] is that list, in its order.
+//! `redis::REDIS`, `redis::CLUSTER`, `redis::REDLOCK`, `postgres::ENTRY`, `sqlite::ENTRY`,
+//! `mysql::ENTRY`); the list in `dispatch.rs` names them, and [`stores`] is that list, in
+//! its order.
 //!
 //! Everything that used to match on store names reads the registry instead:
 //! [`Locker::from_env`](crate::Locker::from_env) (which entry `LOCK_STORE` names, or
@@ -218,7 +219,8 @@ mod tests {
             by_scheme("postgresql://h/db").map(|e| e.name),
             Some("postgres")
         );
-        assert!(by_scheme("mysql://h/db").is_none());
+        assert_eq!(by_scheme("mysql://h/db").map(|e| e.name), Some("mysql"));
+        assert!(by_scheme("mariadb://h/db").is_none());
     }
 
     #[test]

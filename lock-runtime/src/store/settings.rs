@@ -1,5 +1,5 @@
 //! [`Settings`]: what opening any store needs besides its URL, as the builder sets it
-//! (`LockerBuilder::tls_root_certificate`, `schema`, `listen_url`). The builder keeps one
+//! (`LockerBuilder::tls_root_certificate`, `schema`, `listen_url`, `database`). The builder keeps one
 //! and passes it down; the registry's entries open their store with it.
 
 use std::fmt;
@@ -18,15 +18,19 @@ pub(crate) struct Settings {
     /// The PostgreSQL URL the release listener connects to (default: the store's URL).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) listen_url: Option<ListenUrl>,
+    /// The MySQL database of the lock tables (default: the URL's).
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    pub(crate) database: Option<String>,
 }
 
 impl Default for Settings {
-    /// The system's TLS roots, schema `locked`, no listen URL.
+    /// The system's TLS roots, schema `locked`, no listen URL, the MySQL URL's database.
     fn default() -> Self {
         Self {
             tls_roots: TlsRoots::default(),
             schema: "locked".to_owned(),
             listen_url: None,
+            database: None,
         }
     }
 }
