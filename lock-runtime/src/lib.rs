@@ -18,6 +18,7 @@
 //! | Redlock over N independent Redis masters (no fencing tokens) | [`Locker::redlock`] | `redlock` |
 //! | PostgreSQL (a lease table; `postgres` feature) | `Locker::postgres` | `postgres` |
 //! | SQLite (one file shared by one host's processes; `sqlite` feature) | `Locker::sqlite` | `sqlite` |
+//! | MySQL / MariaDB (a lease table; `mysql` feature) | `Locker::mysql` | `mysql` |
 //!
 //! # Features
 //!
@@ -28,6 +29,7 @@
 //! - `tls`: `rediss://` URLs, through the `redis` crate's rustls support (ring provider).
 //! - `postgres`: the PostgreSQL store, through tokio-postgres and a deadpool pool.
 //! - `sqlite`: the SQLite store, through rusqlite with its bundled SQLite.
+//! - `mysql`: the MySQL/MariaDB store, through mysql_async and its pool.
 //! - `cli`: the `locked` command-line tool; a feature of the `locked` facade only (this
 //!   crate has no binary), e.g. `cargo install locked --features cli`.
 //!
