@@ -118,14 +118,12 @@ impl Locker {
         }
     }
 
-    /// Waits (with no timeout) until this instance leads `key`, then runs `f` for as long
-    /// as it leads: `locker.election(key).options(opts).lead(f)`. See [`Election`] for
-    /// the identity, the loop form and resigning.
-    ///
-    /// `opts.timeout` is not used: a standby waits for as long as the leader leads, which
-    /// is what a singleton job needs (and a locker's default timeout, meant for locks, must
-    /// not end a campaign). Bound a campaign with
-    /// `locker.election(key).options(opts).timeout(d).lead(f)`.
+    /// Waits until this instance leads `key`, then runs `f` for as long as it leads:
+    /// `locker.election(key).options(opts).lead(f)`, with no timeout unless `opts` carries
+    /// one other than this locker's default, which then bounds the campaign
+    /// ([`Election::timeout`]). A locker's default timeout is meant for locks; a standby
+    /// waits for as long as the leader leads. See [`Election`] for the identity, the loop
+    /// form and resigning.
     ///
     /// # Errors
     /// As [`Election::lead`].
@@ -134,11 +132,18 @@ impl Locker {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// use std::time::Duration;
     /// let locker = locked::Locker::memory();
     /// let term = locker.lead("cache-warmer", locker.options(), |term| async move {
     ///     term.fencing_token()
     /// }).await?;
     /// assert!(term.is_some());
+    ///
+    /// // A timeout of its own bounds the campaign.
+    /// let _held = locker.acquire("cache-warmer", locker.options()).await?;
+    /// let bounded = locker.options().timeout(Duration::from_millis(50));
+    /// let err = locker.lead("cache-warmer", bounded, |_| async {}).await.unwrap_err();
+    /// assert!(err.is_timeout());
     /// # Ok(()) }
     /// ```
     pub async fn lead<F, Fut, T>(
@@ -151,7 +156,11 @@ impl Locker {
         F: FnOnce(Term) -> Fut,
         Fut: std::future::Future<Output = T>,
     {
-        self.election(key).options(opts).lead(f).await
+        let mut election = self.election(key).options(opts);
+        if opts.timeout != self.inner.defaults.timeout {
+            election = election.timeout(opts.timeout);
+        }
+        election.lead(f).await
     }
 }
 
