@@ -376,8 +376,16 @@ fn print_table(infos: &[LockInfo]) {
 }
 
 fn table(infos: &[LockInfo]) -> String {
+    // A leader's holder carries its identity (`3f9a0c1e.host-1:4242`): the column widens.
+    let width = infos
+        .iter()
+        .filter_map(|i| i.holder.as_deref())
+        .map(|h| h.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(9);
     let row = |key: &str, ttl: &str, holder: &str, fence: &str, waiters: &str| {
-        format!("{key:<40} {ttl:>9} {holder:<9} {fence:>20} {waiters:>7}\n")
+        format!("{key:<40} {ttl:>9} {holder:<width$} {fence:>20} {waiters:>7}\n")
     };
     let mut out = row("KEY", "TTL", "HOLDER", "FENCE", "WAITERS");
     for i in infos {

@@ -40,6 +40,8 @@ pub(crate) fn check(identity: &str) -> Result<(), LockError> {
         )
     } else if identity.chars().any(char::is_control) {
         format!("the identity {identity:?} has a control character")
+    } else if identity.chars().any(reorders) {
+        format!("the identity {identity:?} has an invisible or direction-changing character")
     } else {
         return Ok(());
     };
@@ -49,6 +51,12 @@ pub(crate) fn check(identity: &str) -> Result<(), LockError> {
         "give each instance a short printable name, such as its host name and process id \
          (the default)",
     ))
+}
+
+/// Characters that change how the text around them shows (bidi controls, zero-width
+/// marks), which could make `locked list` show one leader's name as another's.
+fn reorders(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 #[cfg(test)]
@@ -68,6 +76,7 @@ mod tests {
             (String::new(), "empty"),
             ("x".repeat(201), "over the 200"),
             ("a\nb".to_owned(), "control character"),
+            ("worker-\u{202E}1".to_owned(), "direction-changing"),
         ] {
             let err = check(&bad).unwrap_err().to_string();
             assert!(

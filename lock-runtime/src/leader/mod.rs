@@ -166,7 +166,7 @@ impl Locker {
 
 impl Election {
     /// The name this instance publishes while it leads (by default `host:pid`): 1 to 200
-    /// bytes, no control characters, checked when a campaign starts.
+    /// bytes, no control or direction-changing characters, checked when a campaign starts.
     ///
     /// ```
     /// let locker = locked::Locker::memory();
