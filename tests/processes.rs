@@ -666,7 +666,9 @@ fn leaders_fail_over_without_overlap(store: &str, urls: &str, data: &RedisServer
         let ((a, (_, a_end)), (b, (b_start, _))) = (&pair[0], &pair[1]);
         assert!(
             a_end < b_start,
-            "{store}: term {a} recorded at {a_end} µs, after term {b} began at {b_start} µs"
+            "{store}: term {a} recorded at {a_end} µs, after term {b} began at {b_start} µs \
+             (first leader w{first}, killed; second w{second}, stopped; third w{third}); \
+             terms: {spans:?}"
         );
     }
     println!(

@@ -36,6 +36,8 @@ pub(crate) mod sqlite;
 mod dispatch;
 mod kind;
 mod lease;
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+mod local_wakes;
 mod seam;
 
 pub(crate) use dispatch::AnyStore;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use crate::store::WakeTarget;
+use crate::store::local_wakes::{LocalWakes, wake};
 
 /// Every database's feed in this process, by `host:port/database`.
 static FEEDS: LazyLock<Mutex<HashMap<String, Weak<Feed>>>> = LazyLock::new(Default::default);
@@ -16,12 +17,7 @@ pub(super) struct Feed {
     state: Mutex<State>,
 }
 
-#[derive(Default)]
-struct State {
-    targets: Vec<Weak<dyn WakeTarget>>,
-    /// Waiters per key, over every `Locker` on the database.
-    watching: HashMap<String, u64>,
-}
+type State = LocalWakes;
 
 impl Feed {
     /// The feed of the database at `place`, shared with every store of this process on it.
@@ -40,45 +36,31 @@ impl Feed {
 
     pub(super) fn attach(&self, target: Weak<dyn WakeTarget>) {
         if let Ok(mut state) = self.state.lock() {
-            state.targets.retain(|t| t.strong_count() > 0);
-            state.targets.push(target);
+            state.attach(target);
         }
     }
 
     pub(super) fn watch(&self, key: &str) {
         if let Ok(mut state) = self.state.lock() {
-            *state.watching.entry(key.to_owned()).or_default() += 1;
+            state.watch(key);
         }
     }
 
     pub(super) fn unwatch(&self, key: &str) {
-        if let Ok(mut state) = self.state.lock()
-            && let Some(n) = state.watching.get_mut(key)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                state.watching.remove(key);
-            }
+        if let Ok(mut state) = self.state.lock() {
+            state.unwatch(key);
         }
     }
 
     /// How many waiters of this process watch `key`.
     pub(super) fn waiters(&self, key: &str) -> u64 {
-        self.state
-            .lock()
-            .map_or(0, |state| state.watching.get(key).copied().unwrap_or(0))
+        self.state.lock().map_or(0, |state| state.waiters(key))
     }
 
     /// Wakes every `Locker`'s waiters for `keys`.
     pub(super) fn released(&self, keys: &[String]) {
-        let targets: Vec<Arc<dyn WakeTarget>> = match self.state.lock() {
-            Ok(state) => state.targets.iter().filter_map(Weak::upgrade).collect(),
-            Err(_) => return,
-        };
-        for target in targets {
-            for key in keys {
-                target.wake(key);
-            }
+        if let Ok(state) = self.state.lock().map(|s| s.targets()) {
+            wake(state, keys);
         }
     }
 }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use crate::store::WakeTarget;
+use crate::store::local_wakes::{LocalWakes, wake};
 
 /// How often the watcher reads the file's change counter while someone waits.
 const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
@@ -30,9 +31,7 @@ pub(super) struct Feed {
 
 #[derive(Default)]
 struct State {
-    targets: Vec<Weak<dyn WakeTarget>>,
-    /// Waiters per key, over every `Locker` on the file.
-    watching: HashMap<String, u64>,
+    wakes: LocalWakes,
     /// The watcher thread runs (it stops when no one waits).
     watcher: bool,
 }
@@ -65,15 +64,14 @@ impl Feed {
 
     pub(super) fn attach(&self, target: Weak<dyn WakeTarget>) {
         if let Ok(mut state) = self.state.lock() {
-            state.targets.retain(|t| t.strong_count() > 0);
-            state.targets.push(target);
+            state.wakes.attach(target);
         }
     }
 
     pub(super) fn watch(self: &Arc<Self>, key: &str) {
         let start = match self.state.lock() {
             Ok(mut state) => {
-                *state.watching.entry(key.to_owned()).or_default() += 1;
+                state.wakes.watch(key);
                 !std::mem::replace(&mut state.watcher, true)
             }
             Err(_) => false,
@@ -93,13 +91,8 @@ impl Feed {
     }
 
     pub(super) fn unwatch(&self, key: &str) {
-        if let Ok(mut state) = self.state.lock()
-            && let Some(n) = state.watching.get_mut(key)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                state.watching.remove(key);
-            }
+        if let Ok(mut state) = self.state.lock() {
+            state.wakes.unwatch(key);
         }
     }
 
@@ -107,19 +100,13 @@ impl Feed {
     pub(super) fn waiters(&self, key: &str) -> u64 {
         self.state
             .lock()
-            .map_or(0, |state| state.watching.get(key).copied().unwrap_or(0))
+            .map_or(0, |state| state.wakes.waiters(key))
     }
 
     /// Wakes every `Locker`'s waiters for `keys`.
     pub(super) fn released(&self, keys: &[String]) {
-        let targets: Vec<Arc<dyn WakeTarget>> = match self.state.lock() {
-            Ok(state) => state.targets.iter().filter_map(Weak::upgrade).collect(),
-            Err(_) => return,
-        };
-        for target in targets {
-            for key in keys {
-                target.wake(key);
-            }
+        if let Ok(targets) = self.state.lock().map(|s| s.wakes.targets()) {
+            wake(targets, keys);
         }
     }
 }
@@ -146,11 +133,11 @@ fn watch_file(feed: &Weak<Feed>) {
             return;
         };
         let targets: Vec<Arc<dyn WakeTarget>> = match feed.state.lock() {
-            Ok(mut state) if state.watching.is_empty() => {
+            Ok(mut state) if !state.wakes.anyone_waits() => {
                 state.watcher = false;
                 return;
             }
-            Ok(state) => state.targets.iter().filter_map(Weak::upgrade).collect(),
+            Ok(state) => state.wakes.targets(),
             Err(_) => return,
         };
         // The version first: a commit of ours that moved it was counted before it.
