@@ -61,6 +61,7 @@ async fn run_lock_taken_behind_back_cancels_body_with_lost(s: Store) {
     let finished = Arc::new(AtomicBool::new(false));
     let f = finished.clone();
     let locker = s.locker.clone();
+    let start = Instant::now();
     let task = tokio::spawn(async move {
         let r = locker
             .run("stolen", LockOptions::default().ttl(ttl), || async move {
@@ -72,20 +73,29 @@ async fn run_lock_taken_behind_back_cancels_body_with_lost(s: Store) {
     });
     let other = s.other();
     assert!(
-        eventually(Duration::from_secs(5), async || other
+        eventually(Duration::from_secs(10), async || other
             .is_locked("stolen")
             .await
-            .unwrap())
-        .await
+            .expect("is_locked answers"))
+        .await,
+        "the first holder did not get the lock within 10 s"
     );
-    other.force_release("stolen").await.unwrap();
+    other
+        .force_release("stolen")
+        .await
+        .expect("force_release answers");
     let thief = other
         .acquire("stolen", LockOptions::default())
         .await
-        .unwrap();
+        .unwrap_or_else(|e| {
+            panic!(
+                "the thief could not take the freed lock {:?} after the start: {e}",
+                start.elapsed()
+            )
+        });
     let taken_at = Instant::now();
-    let (r, returned_at) = task.await.unwrap();
-    let err = r.unwrap_err();
+    let (r, returned_at) = task.await.expect("the holder's task ends");
+    let err = r.expect_err("the body was stopped");
     assert!(err.is_lost(), "{err:?}");
     assert!(err.to_string().contains(&s.full("stolen")), "{err}");
     assert!(
@@ -93,11 +103,17 @@ async fn run_lock_taken_behind_back_cancels_body_with_lost(s: Store) {
         "the body ran on without its lock"
     );
     // Detected at the next renewal (ttl/3 = 200 ms); generous for a busy machine.
-    let after = returned_at - taken_at;
-    assert!(after < Duration::from_secs(3), "took {after:?} to notice");
+    let after = returned_at.saturating_duration_since(taken_at);
+    assert!(
+        after < Duration::from_secs(3),
+        "took {after:?} to notice: {err}"
+    );
     // The thief's lock is untouched by the loser's cleanup.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    thief.release().await.unwrap();
+    thief
+        .release()
+        .await
+        .expect("the thief releases its own lock");
 }
 
 async fn run_past_max_hold_cancels_body_with_lost(s: Store) {

@@ -249,6 +249,14 @@ async fn observe_names_the_leader_and_sees_a_change(s: Store) {
         assert!(next.term > seen.term, "{seen:?} then {next:?}");
     }
     assert_eq!(observer.current(), Some(&next));
+    // The store names `b` as soon as its try lands; its term begins when the answer is
+    // back. A resign in between gives the key back without a term, and says so.
+    assert!(
+        eventually(Duration::from_secs(10), async || led.lock().unwrap().len()
+            == 2)
+        .await,
+        "b's term did not begin"
+    );
     assert!(b.resign().await);
     for task in [ta, tb] {
         assert!(task.await.unwrap().unwrap_err().is_resigned());

@@ -180,9 +180,11 @@ impl Election {
     /// Steps down at once: every term of this election (and its clones) in this process
     /// is stopped at its body's next `.await` and its key released, so a standby takes
     /// over without waiting for the ttl; their `lead` and `lead_forever` calls, and
-    /// campaigns still waiting, return [`LockError::Resigned`]. Returns whether this
-    /// process was leading, once the key is released. Made for graceful shutdown; calls
-    /// made afterwards campaign as usual.
+    /// campaigns still waiting, return [`LockError::Resigned`]. Returns, once its terms
+    /// have released the key, whether a term was running. A campaign whose try has just
+    /// taken the key, before its term began, gives the key back as it stops (in the
+    /// background, at once) and does not count: no term of it ever ran. Made for graceful
+    /// shutdown; calls made afterwards campaign as usual.
     ///
     /// # Examples
     ///
