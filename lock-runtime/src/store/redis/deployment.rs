@@ -7,19 +7,20 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::batch::{Batch, Op};
 use super::conn::NodeConn;
 use super::error::NodeError;
 use super::feed::{Feed, Source};
 use super::protocol::Node;
 use crate::error::BoxError;
 use crate::info::LockInfo;
-use crate::store::{Attempt, Caps, Lease, Release, Replicas, Request, Store, WakeTarget};
+use crate::store::{Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget};
 
 /// A Redis deployment whose every key lives on one node it can reach: one server, or
 /// the cluster shard that owns the key. [`Deployed`] turns it into a [`Store`].
 pub(crate) trait Deployment: Send + Sync + 'static {
     /// The connection that reaches the node of a key.
-    type Conn: NodeConn;
+    type Conn: NodeConn + Clone + Sync + 'static;
     /// Where the wake-up feed's connection comes from.
     type Source: Source;
     /// How its nodes announce releases and whether commands may be re-sent.
@@ -40,6 +41,11 @@ pub(crate) trait Deployment: Send + Sync + 'static {
 
     /// The lock keys matching `pattern` on every node that holds keys.
     fn scan(&self, pattern: &str) -> impl Future<Output = Result<Vec<String>, BoxError>> + Send;
+
+    /// The group commit of single-key takes and releases, where it has one (one server).
+    fn batch(&self) -> Option<&Batch<Self::Conn>> {
+        None
+    }
 }
 
 /// A [`Store`] on a Redis [`Deployment`]: every call is one node-layer primitive on the
@@ -81,6 +87,22 @@ impl<D: Deployment> Store for Deployed<D> {
 
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
         let mut conn = self.0.conn().await?;
+        if let (Some(batch), Kind::Lock, [key], false, false, None) = (
+            self.0.batch(),
+            req.kind,
+            req.keys,
+            req.fencing,
+            req.waiting,
+            req.replicas,
+        ) {
+            let (token, ttl_ms) = (req.token, req.ttl_ms);
+            let taken = batch.run(conn, Op::Take { key, token, ttl_ms }).await;
+            return match taken {
+                Ok(1) => Ok(Attempt::Acquired { fence: None }),
+                Ok(_) => Ok(Attempt::Held { remaining: None }),
+                Err(e) => Err(self.wrap(e.into())),
+            };
+        }
         D::NODE
             .try_acquire(&mut conn, req)
             .await
@@ -89,6 +111,15 @@ impl<D: Deployment> Store for Deployed<D> {
 
     async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
         let mut conn = self.0.conn().await?;
+        if let (Some(batch), Kind::Lock, [key]) = (self.0.batch(), lease.kind, lease.keys) {
+            let token = lease.token;
+            return match batch.run(conn, Op::Give { key, token }).await {
+                Ok(1) => Ok(Release::Released),
+                Ok(0) => Ok(Release::Foreign),
+                Ok(_) => Ok(Release::Gone),
+                Err(e) => Err(self.wrap(e.into())),
+            };
+        }
         D::NODE
             .release(&mut conn, lease)
             .await

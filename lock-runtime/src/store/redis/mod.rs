@@ -20,6 +20,7 @@
 //!   builder's constructors call, and their registry entries (`REDIS`, `CLUSTER`,
 //!   `REDLOCK`), which read their URLs from `LOCK_REDIS_URL`, else `REDIS_URL`.
 
+mod batch;
 mod cluster;
 mod conn;
 mod deployment;

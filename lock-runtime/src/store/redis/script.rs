@@ -6,6 +6,7 @@ use redis::Script;
 
 /// The scripts, hashed once per process.
 pub(super) struct Scripts {
+    pub(super) batch: Script,
     pub(super) release: Script,
     pub(super) release_one: Script,
     pub(super) extend: Script,
@@ -17,6 +18,7 @@ pub(super) struct Scripts {
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    batch: Script::new(include_str!("scripts/batch.lua")),
     release: Script::new(include_str!("scripts/release.lua")),
     release_one: Script::new(include_str!("scripts/release_one.lua")),
     extend: Script::new(include_str!("scripts/extend.lua")),

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
+use super::batch::Batch;
 use super::deployment::{Deployed, Deployment};
 use super::feed::Feed;
 use super::protocol::Node;
@@ -28,6 +29,7 @@ pub(crate) type RedisStore = Deployed<Single>;
 pub(crate) struct Single {
     server: Server,
     feed: Feed<PubSub>,
+    batch: Batch<ConnectionManager>,
 }
 
 impl Single {
@@ -37,6 +39,7 @@ impl Single {
         Ok(Deployed(Self {
             feed: Feed::new(server.pubsub()),
             server,
+            batch: Batch::new(Self::NODE.publish),
         }))
     }
 }
@@ -82,5 +85,9 @@ impl Deployment for Single {
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
         let mut conn = self.server.conn().await?;
         Self::NODE.scan(&mut conn, pattern).await
+    }
+
+    fn batch(&self) -> Option<&Batch<ConnectionManager>> {
+        Some(&self.batch)
     }
 }
