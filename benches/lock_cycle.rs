@@ -183,10 +183,22 @@ async fn concurrent<C: ConnectionLike + Clone + Send + Sync + 'static>(
     fencing: bool,
     dur: Duration,
 ) -> f64 {
+    concurrent_tasks(kind, conn, locker, fencing, dur, 64).await
+}
+
+/// [`concurrent`] with `tasks` tasks (1 for a sequential cycle under `--profile-w1`).
+async fn concurrent_tasks<C: ConnectionLike + Clone + Send + Sync + 'static>(
+    kind: &'static str,
+    conn: &C,
+    locker: &Locker,
+    fencing: bool,
+    dur: Duration,
+    tasks_n: usize,
+) -> f64 {
     let count = Arc::new(AtomicU64::new(0));
     let end = Instant::now() + dur;
     let mut tasks = Vec::new();
-    for t in 0..64 {
+    for t in 0..tasks_n {
         let count = count.clone();
         let locker = locker.clone();
         // The floor shares one multiplexed connection, as the library does.
@@ -575,6 +587,13 @@ fn main() {
             };
             let r = concurrent(kind, &conn, &locker, kind == "fenced", Duration::from_secs_f64(seconds)).await;
             println!("W2 {kind} alone: {r:.0} cycles/s");
+            return;
+        }
+        if let Some(kind) = flag("--profile-w1") {
+            // For `valgrind --tool=callgrind`: one side alone, one task, sequential cycles.
+            let kind: &'static str = if kind == "floor" { "floor" } else { "lib" };
+            let r = concurrent_tasks(kind, &conn, &locker, false, Duration::from_secs_f64(seconds), 1).await;
+            println!("W1 {kind} alone: {r:.0} cycles/s");
             return;
         }
         // Warm up: connections, scripts loaded, allocator.
