@@ -2,8 +2,9 @@
 //! the single-key takes and releases its other tasks make queue up, and go together as one
 //! `batch.lua` call as soon as one of those returns, each caller getting its own answer (a
 //! key of the wrong type fails its own item only). A call made while fewer are out goes
-//! straight out as the command it has always been (`SET NX PX`, `release_one.lua`): no
-//! timer, no waiting for company, so a lone caller pays a lock of an uncontended mutex.
+//! straight out as the command it has always been (`SET NX PX`, `release_one.lua`; a fenced
+//! take as `batch.lua` with one item, which takes its fencing token in the same script):
+//! no timer, no waiting for company, so a lone caller pays a lock of an uncontended mutex.
 //!
 //! Under load this sends one script call for many callers where each used to pay for a
 //! command of its own in the client (its encoding, a channel send, a reply to parse), which
@@ -41,11 +42,14 @@ const QUEUED_LIMIT: Duration = Duration::from_secs(3);
 /// One caller's take or release.
 #[derive(Clone, Copy)]
 pub(crate) enum Op<'a> {
-    /// `SET key token NX PX ttl_ms`: 1 taken, 0 held.
+    /// `SET key token NX PX ttl_ms`: 1 taken, 0 held; with `fencing`, the token of a
+    /// take (from the key's fence counter and the server clock, in the same script), 0
+    /// held.
     Take {
         key: &'a str,
         token: &'a str,
         ttl_ms: u64,
+        fencing: bool,
     },
     /// `release_one.lua`: 1 released (and announced), 0 another token's, -1 no lock.
     Give { key: &'a str, token: &'a str },
@@ -55,8 +59,8 @@ pub(crate) enum Op<'a> {
 struct Item {
     key: String,
     token: String,
-    /// `Some` for a take.
-    ttl_ms: Option<u64>,
+    /// `Some((ttl_ms, fencing))` for a take.
+    take: Option<(u64, bool)>,
     reply: oneshot::Sender<RedisResult<i64>>,
 }
 
@@ -146,11 +150,12 @@ fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
 
 impl Item {
     fn op(&self) -> Op<'_> {
-        match self.ttl_ms {
-            Some(ttl_ms) => Op::Take {
+        match self.take {
+            Some((ttl_ms, fencing)) => Op::Take {
                 key: &self.key,
                 token: &self.token,
                 ttl_ms,
+                fencing,
             },
             None => Op::Give {
                 key: &self.key,
@@ -161,14 +166,19 @@ impl Item {
 }
 
 fn item(op: Op<'_>, reply: oneshot::Sender<RedisResult<i64>>) -> Item {
-    let (key, token, ttl_ms) = match op {
-        Op::Take { key, token, ttl_ms } => (key, token, Some(ttl_ms)),
+    let (key, token, take) = match op {
+        Op::Take {
+            key,
+            token,
+            ttl_ms,
+            fencing,
+        } => (key, token, Some((ttl_ms, fencing))),
         Op::Give { key, token } => (key, token, None),
     };
     Item {
         key: key.to_owned(),
         token: token.to_owned(),
-        ttl_ms,
+        take,
         reply,
     }
 }
@@ -221,7 +231,27 @@ impl<C: NodeConn + Clone + Sync + 'static> Drop for Slot<'_, C> {
 /// One caller's command, as it has always been sent.
 async fn one<C: NodeConn>(conn: &mut C, op: Op<'_>, publish: &str) -> RedisResult<i64> {
     match op {
-        Op::Take { key, token, ttl_ms } => {
+        Op::Take {
+            key,
+            token,
+            ttl_ms,
+            fencing: true,
+        } => {
+            // SET NX, INCR and TIME in one script: the batch's, with one item.
+            let mut call = SCRIPTS.batch.prepare_invoke();
+            call.arg(publish)
+                .key(key)
+                .arg(token)
+                .arg(spec(Some((ttl_ms, true))));
+            let mut answers = call.invoke_async::<Vec<Value>>(conn).await?;
+            match (answers.pop(), answers.is_empty()) {
+                (Some(answer), true) => answer_of(answer),
+                _ => Err(mismatch(1, answers.len() + 1)),
+            }
+        }
+        Op::Take {
+            key, token, ttl_ms, ..
+        } => {
             let set: Option<String> = redis::cmd("SET")
                 .arg(key)
                 .arg(token)
@@ -249,7 +279,7 @@ async fn one<C: NodeConn>(conn: &mut C, op: Op<'_>, publish: &str) -> RedisResul
 /// have taken; whether it sent a batch call. A release goes whether or not its caller
 /// still waits: a dropped release is still wanted.
 async fn send<C: NodeConn>(conn: &mut C, mut batch: Vec<Item>, publish: &str) -> bool {
-    batch.retain(|item| item.ttl_ms.is_none() || !item.reply.is_closed());
+    batch.retain(|item| item.take.is_none() || !item.reply.is_closed());
     let batched = batch.len() > 1;
     let answers = match batch.as_slice() {
         [] => return false,
@@ -258,7 +288,7 @@ async fn send<C: NodeConn>(conn: &mut C, mut batch: Vec<Item>, publish: &str) ->
     };
     let mut orphans = Vec::new();
     for (item, answer) in batch.into_iter().zip(answers) {
-        let taken = item.ttl_ms.is_some() && !matches!(answer, Ok(0));
+        let taken = item.take.is_some() && !matches!(answer, Ok(0));
         let Item {
             key, token, reply, ..
         } = item;
@@ -286,22 +316,32 @@ async fn many<C: NodeConn>(conn: &mut C, batch: &[Item], publish: &str) -> Vec<R
     let mut call = SCRIPTS.batch.prepare_invoke();
     call.arg(publish);
     for item in batch {
-        call.key(&item.key).arg(&item.token);
-        match item.ttl_ms {
-            Some(ttl_ms) => call.arg(ttl_ms),
-            None => call.arg(""),
-        };
+        call.key(&item.key).arg(&item.token).arg(spec(item.take));
     }
     let failed = |e: RedisError| batch.iter().map(|_| Err(e.clone())).collect();
     match call.invoke_async::<Vec<Value>>(conn).await {
         Ok(answers) if answers.len() == batch.len() => answers.into_iter().map(answer_of).collect(),
-        Ok(answers) => failed(RedisError::from((
-            ErrorKind::UnexpectedReturnType,
-            "a batch's answer did not match it",
-            format!("{} answers for {} calls", answers.len(), batch.len()),
-        ))),
+        Ok(answers) => failed(mismatch(batch.len(), answers.len())),
         Err(e) => failed(e),
     }
+}
+
+/// What `batch.lua` reads of an item: its ttl for a take, `f` and the ttl for a fenced
+/// one, nothing for a release.
+fn spec(take: Option<(u64, bool)>) -> String {
+    match take {
+        Some((ttl_ms, false)) => ttl_ms.to_string(),
+        Some((ttl_ms, true)) => format!("f{ttl_ms}"),
+        None => String::new(),
+    }
+}
+
+fn mismatch(calls: usize, answers: usize) -> RedisError {
+    RedisError::from((
+        ErrorKind::UnexpectedReturnType,
+        "a batch's answer did not match it",
+        format!("{answers} answers for {calls} calls"),
+    ))
 }
 
 /// One item's answer in a batch's reply: a number, or its own command's error (as text,
@@ -360,12 +400,14 @@ mod tests {
                     key: &own,
                     token: &token,
                     ttl_ms: 30_000,
+                    fencing: false,
                 };
                 let took = batch.run(conn.clone(), take).await.unwrap();
                 let shared = Op::Take {
                     key: "b:shared",
                     token: &token,
                     ttl_ms: 30_000,
+                    fencing: false,
                 };
                 let won = batch.run(conn.clone(), shared).await.unwrap();
                 let gave = batch
@@ -402,6 +444,63 @@ mod tests {
         );
     }
 
+    /// Fenced takes, batched and alone, from tasks that take turns on one key: each holder's
+    /// token is greater than the one before, starts from the server clock, and the
+    /// counter is the key's `:fence` companion.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fenced_takes_in_batches_hand_out_rising_tokens() {
+        let (server, conn, batch) = setup().await;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let (conn, batch, seen) = (conn.clone(), batch.clone(), seen.clone());
+            tasks.push(tokio::spawn(async move {
+                let token = format!("f{i}");
+                let mut held = 0;
+                while held < 5 {
+                    let take = Op::Take {
+                        key: "b:fenced",
+                        token: &token,
+                        ttl_ms: 30_000,
+                        fencing: true,
+                    };
+                    let fence = batch.run(conn.clone(), take).await.unwrap();
+                    if fence == 0 {
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    // Inside: the order of this list is the order of the holders.
+                    seen.lock().unwrap().push(fence);
+                    held += 1;
+                    let give = Op::Give {
+                        key: "b:fenced",
+                        token: &token,
+                    };
+                    assert_eq!(batch.run(conn.clone(), give).await.unwrap(), 1);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 80);
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        assert!(
+            seen[0] >= 1_000_000_000_000_000,
+            "not from the clock: {}",
+            seen[0]
+        );
+        let counter: Option<i64> = redis::cmd("GET")
+            .arg(super::super::naming::fence_key("b:fenced"))
+            .query(&mut server.client())
+            .unwrap();
+        assert!(
+            counter.is_some(),
+            "the counter is not at the key's fence companion"
+        );
+    }
+
     /// A write pause holds the first calls out; the calls made meanwhile queue. One whose
     /// caller gives up is not sent; the others are, each with its own answer, and a key of
     /// another type fails only its own item.
@@ -434,6 +533,7 @@ mod tests {
                                 key: &key,
                                 token: "t",
                                 ttl_ms: 30_000,
+                                fencing: false,
                             },
                         )
                         .await
@@ -459,6 +559,7 @@ mod tests {
                         key,
                         token: "t",
                         ttl_ms: 30_000,
+                        fencing: false,
                     }
                 };
                 batch.run(conn, op).await

@@ -87,19 +87,26 @@ impl<D: Deployment> Store for Deployed<D> {
 
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
         let mut conn = self.0.conn().await?;
-        if let (Some(batch), Kind::Lock, [key], false, false, None) = (
+        if let (Some(batch), Kind::Lock, [key], false, None) = (
             self.0.batch(),
             req.kind,
             req.keys,
-            req.fencing,
             req.waiting,
             req.replicas,
         ) {
-            let (token, ttl_ms) = (req.token, req.ttl_ms);
-            let taken = batch.run(conn, Op::Take { key, token, ttl_ms }).await;
-            return match taken {
-                Ok(1) => Ok(Attempt::Acquired { fence: None }),
-                Ok(_) => Ok(Attempt::Held { remaining: None }),
+            let (token, ttl_ms, fencing) = (req.token, req.ttl_ms, req.fencing);
+            let op = Op::Take {
+                key,
+                token,
+                ttl_ms,
+                fencing,
+            };
+            return match batch.run(conn, op).await {
+                Ok(0) => Ok(Attempt::Held { remaining: None }),
+                Ok(n) if n < 0 => Err(self.wrap(format!("a take answered {n}").into())),
+                Ok(n) => Ok(Attempt::Acquired {
+                    fence: fencing.then(|| u64::try_from(n).unwrap_or(0)),
+                }),
                 Err(e) => Err(self.wrap(e.into())),
             };
         }
