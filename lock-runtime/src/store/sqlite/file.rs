@@ -16,12 +16,33 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(4);
 /// The schema, run on every open (`IF NOT EXISTS`).
 const SCHEMA_SQL: &str = include_str!("schema.sql");
 
-/// A call, run on the file's thread with its connection.
-type Job = Box<dyn FnOnce(&mut Option<Connection>) + Send>;
+/// What a call does in the transaction it shares (given with the host's time in ms, or
+/// `None` when the transaction could not begin): its statements, in a savepoint of its
+/// own; then, once the transaction has ended, its answer. The work also says whether its
+/// statements failed for a reason of the connection's own.
+type Work = Box<dyn FnOnce(Option<(&Transaction<'_>, i64)>) -> (Finish, bool) + Send>;
+/// A call's answer, told how its transaction ended: `None` committed, else the error
+/// (made anew for each call that shared it).
+type Finish = Box<dyn FnOnce(Option<&dyn Fn() -> BoxError>) + Send>;
+
+/// A call waiting for the file's thread.
+struct Job {
+    /// Whether it writes (`BEGIN IMMEDIATE`) or only reads (a deferred transaction).
+    writes: bool,
+    work: Work,
+}
+
+/// The most calls one transaction carries.
+const MAX_GROUP: usize = 64;
 
 /// One file, and the thread that runs every call on its connection (opened on first
 /// use), one after the other in the order they were made: a background release sent
 /// after a dropped acquisition always runs after it.
+///
+/// Group commit: the calls that queued while the thread was busy run together in one
+/// transaction, each in a savepoint of its own (one that fails rolls back alone), with one
+/// commit for all; each caller hears its answer only after that commit. A call that
+/// finds the thread idle runs alone, as before.
 pub(super) struct File {
     path: PathBuf,
     jobs: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
@@ -42,38 +63,49 @@ impl File {
         &self.path
     }
 
-    /// Runs `op` in one `BEGIN IMMEDIATE` transaction on the file's thread, with the
-    /// host's time in ms; commits what it did unless it failed. The call goes ahead if
-    /// its caller stops waiting: a dropped acquisition still lands (and is released by
-    /// the engine after it).
+    /// Runs `op` in a `BEGIN IMMEDIATE` transaction on the file's thread (shared with the
+    /// calls queued beside it), with the host's time in ms; commits what it did unless it
+    /// failed. The call goes ahead if its caller stops waiting: a dropped acquisition
+    /// still lands (and is released by the engine after it).
     pub(super) async fn write<T: Send + 'static>(
         &self,
         op: impl FnOnce(&Transaction<'_>, i64) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, BoxError> {
-        self.call(TransactionBehavior::Immediate, op).await
+        self.call(true, op).await
     }
 
     /// As [`File::write`] for a call that only reads (`is_locked`, `inspect`, `list`, time
-    /// left): a deferred transaction, which takes no write lock, so that readers in many
-    /// processes never queue behind one another.
+    /// left): a deferred transaction when it goes alone or with other reads, which takes
+    /// no write lock, so that readers in many processes never queue behind one another.
     pub(super) async fn read<T: Send + 'static>(
         &self,
         op: impl FnOnce(&Transaction<'_>, i64) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, BoxError> {
-        self.call(TransactionBehavior::Deferred, op).await
+        self.call(false, op).await
     }
 
     async fn call<T: Send + 'static>(
         &self,
-        behavior: TransactionBehavior,
+        writes: bool,
         op: impl FnOnce(&Transaction<'_>, i64) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, BoxError> {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let (path, commits) = (self.path.clone(), self.commits.clone());
-        let job: Job = Box::new(move |slot: &mut Option<Connection>| {
-            let _ = answer.send(run(&path, slot, &commits, behavior, op));
+        let path = self.path.clone();
+        let work: Work = Box::new(move |ctx| {
+            let out = ctx.map(|(tx, now)| in_savepoint(tx, now, op));
+            let broken = matches!(&out, Some(Err(e)) if !busy(e));
+            let finish: Finish = Box::new(move |ended| {
+                let out = match (out, ended) {
+                    (Some(Ok(v)), None) => Ok(v),
+                    (Some(Err(e)), _) => Err(from_sqlite(&path, e)),
+                    (_, Some(error)) => Err(error()),
+                    (None, None) => Err(failed(&path, "the call did not run")),
+                };
+                let _ = answer.send(out);
+            });
+            (finish, broken)
         });
-        self.send(job)?;
+        self.send(Job { writes, work })?;
         answered
             .await
             .map_err(|_| failed(&self.path, "the file's thread stopped"))?
@@ -94,13 +126,21 @@ impl File {
             None => job,
         };
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let (path, commits) = (self.path.clone(), self.commits.clone());
         std::thread::Builder::new()
             .name("locked-sqlite".to_owned())
             .spawn(move || {
                 let mut conn = None;
                 // Ends when the store (every sender) is gone.
-                while let Ok(job) = rx.recv() {
-                    job(&mut conn);
+                while let Ok(first) = rx.recv() {
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match rx.try_recv() {
+                            Ok(job) => group.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    run(&path, &mut conn, &commits, group);
                 }
             })
             .map_err(|e| failed(&self.path, &format!("no thread for the file: {e}")))?;
@@ -111,39 +151,110 @@ impl File {
     }
 }
 
-/// One call on the thread: the connection (opened if need be), a transaction, `op`.
-fn run<T>(
-    path: &Path,
-    slot: &mut Option<Connection>,
-    commits: &AtomicU64,
-    behavior: TransactionBehavior,
+/// `op` in a savepoint: what it changed is rolled back if it fails, and only that.
+fn in_savepoint<T>(
+    tx: &Transaction<'_>,
+    now: i64,
     op: impl FnOnce(&Transaction<'_>, i64) -> rusqlite::Result<T>,
-) -> Result<T, BoxError> {
+) -> rusqlite::Result<T> {
+    tx.execute_batch("SAVEPOINT call")?;
+    match op(tx, now) {
+        Ok(v) => {
+            tx.execute_batch("RELEASE call")?;
+            Ok(v)
+        }
+        Err(e) => {
+            tx.execute_batch("ROLLBACK TO call; RELEASE call")?;
+            Err(e)
+        }
+    }
+}
+
+/// Whether SQLite refused for another process's transaction (the connection is sound).
+fn busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// One group of calls on the thread: the connection (opened if need be), one transaction
+/// (immediate if any call writes), each call's work, the commit, then every answer. A
+/// connection that failed for a reason of its own is opened again next time.
+fn run(path: &Path, slot: &mut Option<Connection>, commits: &AtomicU64, group: Vec<Job>) {
     if slot.is_none() {
-        *slot = Some(connect(path)?);
+        match connect(path) {
+            Ok(conn) => *slot = Some(conn),
+            Err(e) => {
+                let message = e.to_string();
+                return fail(group, &|| StoreError::boxed("SQLite", message.clone()));
+            }
+        }
     }
     let Some(conn) = slot.as_mut() else {
-        return Err(failed(path, "the connection is missing"));
+        return fail(group, &|| failed(path, "the connection is missing"));
     };
-    let attempt = || -> rusqlite::Result<T> {
-        let tx = conn.transaction_with_behavior(behavior)?;
-        let out = op(&tx, now_ms())?;
-        if !matches!(behavior, TransactionBehavior::Deferred) {
-            commits.fetch_add(1, Ordering::AcqRel);
-        }
-        tx.commit()?;
-        Ok(out)
+    if !run_on(path, conn, commits, group) {
+        *slot = None;
+    }
+}
+
+/// [`run`] on an open connection; whether the connection is still sound.
+fn run_on(path: &Path, conn: &mut Connection, commits: &AtomicU64, group: Vec<Job>) -> bool {
+    let writes = group.iter().any(|job| job.writes);
+    let behavior = if writes {
+        TransactionBehavior::Immediate
+    } else {
+        TransactionBehavior::Deferred
     };
-    attempt().map_err(|e| {
-        // A connection that failed for a reason of its own is opened again next time.
-        if !matches!(
-            e.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-        ) {
-            *slot = None;
+    let tx = match conn.transaction_with_behavior(behavior) {
+        Ok(tx) => tx,
+        Err(e) => {
+            fail(group, &|| from_sqlite(path, copy(&e)));
+            return busy(&e);
         }
-        from_sqlite(path, e)
-    })
+    };
+    let now = now_ms();
+    let mut broken = false;
+    let mut finishes = Vec::with_capacity(group.len());
+    for job in group {
+        let (finish, failed_itself) = (job.work)(Some((&tx, now)));
+        broken |= failed_itself;
+        finishes.push(finish);
+    }
+    if writes {
+        commits.fetch_add(1, Ordering::AcqRel);
+    }
+    match tx.commit() {
+        Ok(()) => finishes.into_iter().for_each(|finish| finish(None)),
+        Err(e) => {
+            broken |= !busy(&e);
+            let error = || from_sqlite(path, copy(&e));
+            finishes.into_iter().for_each(|finish| finish(Some(&error)));
+        }
+    }
+    !broken
+}
+
+/// Every call of `group` fails with `error`, none having run.
+fn fail(group: Vec<Job>, error: &dyn Fn() -> BoxError) {
+    for job in group {
+        let (finish, _) = (job.work)(None);
+        finish(Some(error));
+    }
+}
+
+/// A second copy of a transaction's error, for each call that shared it.
+fn copy(e: &rusqlite::Error) -> rusqlite::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            rusqlite::Error::SqliteFailure(*code, message.clone())
+        }
+        other => rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(other.to_string()),
+        ),
+    }
 }
 
 /// Opens the file (creating it, not its directory), sets WAL and the busy timeout, and
@@ -209,4 +320,69 @@ fn from_sqlite(path: &Path, e: rusqlite::Error) -> BoxError {
 
 fn failed(path: &Path, message: &str) -> BoxError {
     StoreError::boxed("SQLite", format!("sqlite at {}: {message}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Calls made while the thread is busy go in one transaction, with one commit; one of
+    /// them that fails rolls back only what it did, and fails alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_calls_share_one_commit_and_a_failing_one_rolls_back_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let commits = Arc::new(AtomicU64::new(0));
+        let file = Arc::new(File::new(dir.path().join("group.db"), commits.clone()));
+        file.write(|tx, _| tx.execute_batch("CREATE TABLE t (n INTEGER)"))
+            .await
+            .unwrap();
+        let before = commits.load(Ordering::Acquire);
+        // Keeps the thread busy while the others queue behind it.
+        let first = tokio::spawn({
+            let file = file.clone();
+            async move {
+                file.write(|tx, _| {
+                    std::thread::sleep(Duration::from_millis(1500));
+                    tx.execute("INSERT INTO t VALUES (0)", [])
+                })
+                .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let queued: Vec<_> = (1..=10)
+            .map(|n: i64| {
+                let file = file.clone();
+                tokio::spawn(async move {
+                    file.write(move |tx, _| {
+                        tx.execute("INSERT INTO t VALUES (?1)", [n])?;
+                        if n == 5 {
+                            return Err(rusqlite::Error::InvalidQuery);
+                        }
+                        Ok(n)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        first.await.unwrap().unwrap();
+        for (i, call) in queued.into_iter().enumerate() {
+            let out = call.await.unwrap();
+            if i + 1 == 5 {
+                assert!(out.is_err(), "the failing call answered {out:?}");
+            } else {
+                assert_eq!(out.unwrap(), i64::try_from(i + 1).unwrap());
+            }
+        }
+        let rows: Vec<i64> = file
+            .read(|tx, _| {
+                let mut stmt = tx.prepare("SELECT n FROM t ORDER BY n")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![0, 1, 2, 3, 4, 6, 7, 8, 9, 10]);
+        let used = commits.load(Ordering::Acquire) - before;
+        assert!(used <= 3, "11 calls took {used} commits: the queued ones did not share");
+    }
 }
