@@ -369,15 +369,25 @@ async fn run_with_renewal_leaves_no_task_behind(s: Store) {
         .await
         .unwrap();
     let before = metrics.num_alive_tasks();
-    let opts = LockOptions::default().ttl(Duration::from_millis(90));
+    // Each body outlives a third of the ttl, so each hold is renewed at least once.
+    let opts = LockOptions::default().ttl(Duration::from_millis(300));
+    let mut kept = 0;
     for i in 0..20 {
-        s.locker
+        let out = s
+            .locker
             .run(&format!("watched:{i}"), opts, || async {
-                tokio::time::sleep(Duration::from_millis(40)).await
+                tokio::time::sleep(Duration::from_millis(130)).await
             })
-            .await
-            .unwrap();
+            .await;
+        match out {
+            Ok(()) => kept += 1,
+            // A busy machine may stall a hold past its end; it is stopped, and must leave
+            // no task behind either.
+            Err(e) if e.is_lost() => {}
+            Err(e) => panic!("{e}"),
+        }
     }
+    assert!(kept >= 10, "only {kept} of 20 holds kept their lock");
     assert!(
         eventually(Duration::from_secs(5), async || metrics.num_alive_tasks()
             <= before)
