@@ -55,10 +55,18 @@ impl MysqlServer {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
         }
         let data = dir.path().join("data");
+        // Its own temporary directory: in the shared /tmp, a bootstrap's temporary tables
+        // went missing under it once (`Could not remove temporary table`, then aborted).
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).expect("the server's tmpdir");
+        if let Some((uid, gid)) = crate::run_as() {
+            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid)).unwrap();
+        }
         let mut install = Command::new(program("mariadb-install-db"));
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .args(FAST)
             .stdout(Stdio::null())
@@ -108,6 +116,7 @@ kill -9 "$c" 2>/dev/null"#;
             .arg(program("mariadbd"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", self.data().display()))
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
             .arg(format!("--port={}", self.port))
             .args(["--bind-address=127.0.0.1", "--skip-networking=0"])
             .arg(format!("--socket={}", dir.join("sock").display()))
