@@ -383,6 +383,9 @@ mod tests {
             .unwrap();
         assert_eq!(rows, vec![0, 1, 2, 3, 4, 6, 7, 8, 9, 10]);
         let used = commits.load(Ordering::Acquire) - before;
-        assert!(used <= 3, "11 calls took {used} commits: the queued ones did not share");
+        assert!(
+            used <= 3,
+            "11 calls took {used} commits: the queued ones did not share"
+        );
     }
 }
