@@ -16,11 +16,20 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(4);
 /// The schema, run on every open (`IF NOT EXISTS`).
 const SCHEMA_SQL: &str = include_str!("schema.sql");
 
-/// What a call does in the transaction it shares (given with the host's time in ms, or
-/// `None` when the transaction could not begin): its statements, in a savepoint of its
-/// own; then, once the transaction has ended, its answer. The work also says whether its
-/// statements failed for a reason of the connection's own.
-type Work = Box<dyn FnOnce(Option<(&Transaction<'_>, i64)>) -> (Finish, bool) + Send>;
+/// What a call does in the transaction it shares (given with the host's time in ms and
+/// whether the call is alone in it, or `None` when the transaction could not begin): its
+/// statements, in a savepoint of its own when others share the transaction; then, once the
+/// transaction has ended, its answer. The work also says how its statements went.
+type Work = Box<dyn FnOnce(Option<(&Transaction<'_>, i64, bool)>) -> (Finish, Ran) + Send>;
+
+/// How a call's statements went.
+#[derive(Clone, Copy, Default)]
+struct Ran {
+    /// They failed (a call alone then rolls the transaction back instead of committing).
+    failed: bool,
+    /// They failed for a reason of the connection's own: it is opened again next time.
+    broken: bool,
+}
 /// A call's answer, told how its transaction ended: `None` committed, else the error
 /// (made anew for each call that shared it).
 type Finish = Box<dyn FnOnce(Option<&dyn Fn() -> BoxError>) + Send>;
@@ -92,8 +101,18 @@ impl File {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let path = self.path.clone();
         let work: Work = Box::new(move |ctx| {
-            let out = ctx.map(|(tx, now)| in_savepoint(tx, now, op));
-            let broken = matches!(&out, Some(Err(e)) if !busy(e));
+            let out = ctx.map(|(tx, now, alone)| {
+                // Alone, a failure rolls the whole transaction back: no savepoint needed.
+                if alone {
+                    op(tx, now)
+                } else {
+                    in_savepoint(tx, now, op)
+                }
+            });
+            let ran = Ran {
+                failed: matches!(&out, Some(Err(_))),
+                broken: matches!(&out, Some(Err(e)) if !busy(e)),
+            };
             let finish: Finish = Box::new(move |ended| {
                 let out = match (out, ended) {
                     (Some(Ok(v)), None) => Ok(v),
@@ -103,7 +122,7 @@ impl File {
                 };
                 let _ = answer.send(out);
             });
-            (finish, broken)
+            (finish, ran)
         });
         self.send(Job { writes, work })?;
         answered
@@ -215,12 +234,20 @@ fn run_on(path: &Path, conn: &mut Connection, commits: &AtomicU64, group: Vec<Jo
         }
     };
     let now = now_ms();
-    let mut broken = false;
+    let alone = group.len() == 1;
+    let (mut broken, mut failed) = (false, false);
     let mut finishes = Vec::with_capacity(group.len());
     for job in group {
-        let (finish, failed_itself) = (job.work)(Some((&tx, now)));
-        broken |= failed_itself;
+        let (finish, ran) = (job.work)(Some((&tx, now, alone)));
+        broken |= ran.broken;
+        failed |= ran.failed;
         finishes.push(finish);
+    }
+    if alone && failed {
+        // Rolled back as the transaction drops; the call's own error is its answer.
+        drop(tx);
+        finishes.into_iter().for_each(|finish| finish(None));
+        return !broken;
     }
     if writes {
         commits.fetch_add(1, Ordering::AcqRel);
@@ -336,6 +363,14 @@ mod tests {
         file.write(|tx, _| tx.execute_batch("CREATE TABLE t (n INTEGER)"))
             .await
             .unwrap();
+        // Alone, a failing call's statements are rolled back with its transaction.
+        let alone = file
+            .write(|tx, _| {
+                tx.execute("INSERT INTO t VALUES (-1)", [])?;
+                Err::<(), _>(rusqlite::Error::InvalidQuery)
+            })
+            .await;
+        assert!(alone.is_err());
         let before = commits.load(Ordering::Acquire);
         // Keeps the thread busy while the others queue behind it.
         let first = tokio::spawn({
