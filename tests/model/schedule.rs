@@ -4,9 +4,10 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// The key space of a run: three lock keys (single, multi-key and fenced locks), one
-/// semaphore and one read/write lock. A key is one kind, as the library demands.
-pub const LOCK_KEYS: [&str; 3] = ["L0", "L1", "L2"];
+/// The key space of a run: lock keys (single, multi-key and fenced locks: the first three
+/// for most operations, all eight for spread bursts), one semaphore and one read/write
+/// lock. A key is one kind, as the library demands.
+pub const LOCK_KEYS: [&str; 8] = ["L0", "L1", "L2", "L3", "L4", "L5", "L6", "L7"];
 pub const SEM_KEY: &str = "S";
 pub const RW_KEY: &str = "W";
 
@@ -253,6 +254,9 @@ fn op(rng: &mut StdRng, worker: bool, ab: Abilities) -> Op {
 }
 
 fn burst(rng: &mut StdRng, ab: Abilities) -> Op {
+    if rng.random_bool(0.5) {
+        return spread(rng, ab);
+    }
     let target = match rng.random_range(0..4) {
         0 => Target::Permit,
         1 => Target::Read,
@@ -285,6 +289,35 @@ fn burst(rng: &mut StdRng, ab: Abilities) -> Op {
             ttl_ms: 60_000,
             timeout_ms: 2000,
             cancel_us: rng.random_bool(0.6).then(|| rng.random_range(0..3_000)),
+        })
+        .collect();
+    Op::Burst(calls)
+}
+
+/// A burst of non-waiting tries over every lock key, fenced or not: many calls of one
+/// locker out at once on different keys, which is what the stores' group commit (Redis,
+/// SQLite, PostgreSQL) sends together; some are cancelled while their batch is queued or
+/// out.
+fn spread(rng: &mut StdRng, ab: Abilities) -> Op {
+    let n = rng.random_range(ab.burst / 2..ab.burst);
+    let calls = (0..n)
+        .map(|_| Op::Hold {
+            target: Target::Lock {
+                keys: vec![LOCK_KEYS[rng.random_range(0..LOCK_KEYS.len())]],
+                fenced: ab.fencing && rng.random_bool(0.4),
+            },
+            entry: match rng.random_range(0..3) {
+                0 => Entry::TryRun,
+                _ => Entry::TryAcquire(Then::Release),
+            },
+            body_ms: if rng.random_bool(0.5) {
+                0
+            } else {
+                rng.random_range(1..10)
+            },
+            ttl_ms: 60_000,
+            timeout_ms: 2000,
+            cancel_us: rng.random_bool(0.5).then(|| rng.random_range(0..2_000)),
         })
         .collect();
     Op::Burst(calls)
