@@ -19,6 +19,7 @@
 //! | PostgreSQL (a lease table; `postgres` feature) | `Locker::postgres` | `postgres` |
 //! | SQLite (one file shared by one host's processes; `sqlite` feature) | `Locker::sqlite` | `sqlite` |
 //! | MySQL / MariaDB (a lease table; `mysql` feature) | `Locker::mysql` | `mysql` |
+//! | etcd (leases, consensus; `etcd` feature) | `Locker::etcd` | `etcd` |
 //!
 //! # Features
 //!
@@ -30,6 +31,7 @@
 //! - `postgres`: the PostgreSQL store, through tokio-postgres and a deadpool pool.
 //! - `sqlite`: the SQLite store, through rusqlite with its bundled SQLite.
 //! - `mysql`: the MySQL/MariaDB store, through mysql_async and its pool.
+//! - `etcd`: the etcd store, through etcd-client (building it needs `protoc`).
 //! - `cli`: the `locked` command-line tool; a feature of the `locked` facade only (this
 //!   crate has no binary), e.g. `cargo install locked --features cli`.
 //!

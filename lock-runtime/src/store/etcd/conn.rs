@@ -1,0 +1,83 @@
+//! The client: made on first use (within the connect limit), every request bounded and
+//! sent only to a member that has a leader; errors that name the endpoints.
+
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions};
+use tokio::sync::OnceCell;
+
+use super::endpoints::Endpoints;
+use crate::error::{BoxError, StoreError};
+
+/// How long connecting may take.
+pub(super) const CONNECT_LIMIT: Duration = Duration::from_secs(2);
+/// How long one request may take (a cluster without quorum answers nothing).
+pub(super) const REQUEST_LIMIT: Duration = Duration::from_secs(3);
+
+/// The endpoints and, once made, the client.
+pub(super) struct Conn {
+    pub(super) endpoints: Endpoints,
+    client: OnceCell<Client>,
+}
+
+impl Conn {
+    pub(super) fn new(endpoints: Endpoints) -> Self {
+        Self {
+            endpoints,
+            client: OnceCell::new(),
+        }
+    }
+
+    /// The client (a clone: cheap, and each call needs its own `&mut`).
+    pub(super) async fn client(&self) -> Result<Client, BoxError> {
+        let client = self
+            .client
+            .get_or_try_init(|| async {
+                let mut options = ConnectOptions::new()
+                    .with_connect_timeout(CONNECT_LIMIT)
+                    .with_timeout(REQUEST_LIMIT)
+                    .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+                    .with_require_leader(true);
+                if let Some((user, password)) = &self.endpoints.user {
+                    options = options.with_user(user.clone(), password.clone());
+                }
+                let connect = Client::connect(&self.endpoints.urls, Some(options));
+                match tokio::time::timeout(CONNECT_LIMIT + REQUEST_LIMIT, connect).await {
+                    Ok(Ok(client)) => Ok(client),
+                    Ok(Err(e)) => Err(self.failed("connect", &e)),
+                    Err(_) => Err(self.failed(
+                        "connect",
+                        &format!("no connection within {:?}", CONNECT_LIMIT + REQUEST_LIMIT),
+                    )),
+                }
+            })
+            .await?;
+        Ok(client.clone())
+    }
+
+    /// A failure of `what`, naming the endpoints (never the password).
+    pub(super) fn failed(&self, what: &str, cause: &dyn std::fmt::Display) -> BoxError {
+        StoreError::boxed(
+            "etcd",
+            format!(
+                "etcd at {}: {what}: {cause}; check that a majority of the cluster's members \
+                 is running and reachable",
+                self.endpoints.hosts()
+            ),
+        )
+    }
+
+    /// `call` with the client, bounded by [`REQUEST_LIMIT`], its failure named.
+    pub(super) async fn run<T, F, Fut>(&self, what: &str, call: F) -> Result<T, BoxError>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let client = self.client().await?;
+        match tokio::time::timeout(REQUEST_LIMIT, call(client)).await {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => Err(self.failed(what, &e)),
+            Err(_) => Err(self.failed(what, &format!("no answer within {REQUEST_LIMIT:?}"))),
+        }
+    }
+}
