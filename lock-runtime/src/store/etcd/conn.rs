@@ -32,27 +32,27 @@ impl Conn {
     pub(super) async fn client(&self) -> Result<Client, BoxError> {
         let client = self
             .client
-            .get_or_try_init(|| async {
-                let mut options = ConnectOptions::new()
-                    .with_connect_timeout(CONNECT_LIMIT)
-                    .with_timeout(REQUEST_LIMIT)
-                    .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-                    .with_require_leader(true);
-                if let Some((user, password)) = &self.endpoints.user {
-                    options = options.with_user(user.clone(), password.clone());
-                }
-                let connect = Client::connect(&self.endpoints.urls, Some(options));
-                match tokio::time::timeout(CONNECT_LIMIT + REQUEST_LIMIT, connect).await {
-                    Ok(Ok(client)) => Ok(client),
-                    Ok(Err(e)) => Err(self.failed("connect", &e)),
-                    Err(_) => Err(self.failed(
-                        "connect",
-                        &format!("no connection within {:?}", CONNECT_LIMIT + REQUEST_LIMIT),
-                    )),
-                }
-            })
+            .get_or_try_init(|| async { Box::pin(self.connect()).await })
             .await?;
         Ok(client.clone())
+    }
+
+    async fn connect(&self) -> Result<Client, BoxError> {
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(CONNECT_LIMIT)
+            .with_timeout(REQUEST_LIMIT)
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            .with_require_leader(true);
+        if let Some((user, password)) = &self.endpoints.user {
+            options = options.with_user(user.clone(), password.clone());
+        }
+        let limit = CONNECT_LIMIT + REQUEST_LIMIT;
+        let connect = Client::connect(&self.endpoints.urls, Some(options));
+        match tokio::time::timeout(limit, connect).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(e)) => Err(self.failed("connect", &e)),
+            Err(_) => Err(self.failed("connect", &format!("no connection within {limit:?}"))),
+        }
     }
 
     /// A failure of `what`, naming the endpoints (never the password).
@@ -74,7 +74,11 @@ impl Conn {
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let client = self.client().await?;
-        match tokio::time::timeout(REQUEST_LIMIT, call(client)).await {
+        // Boxed: a gRPC call's future is large (tonic's), and inlined into the engine's
+        // futures it overflowed a test thread's stack in debug builds; the allocation is
+        // nothing beside the round trip.
+        let call = Box::pin(call(client));
+        match tokio::time::timeout(REQUEST_LIMIT, call).await {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(e)) => Err(self.failed(what, &e)),
             Err(_) => Err(self.failed(what, &format!("no answer within {REQUEST_LIMIT:?}"))),

@@ -3,7 +3,7 @@
 //! made again.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use etcd_client::{EventType, WatchOptions};
@@ -14,9 +14,29 @@ use super::conn::Conn;
 use super::layout;
 use crate::store::WakeTarget;
 
+/// How many waiters of this process watch each key of each cluster (by its endpoints):
+/// what `inspect` reports, whichever `Locker` of the process asks.
+static WAITERS: LazyLock<Mutex<HashMap<String, u64>>> = LazyLock::new(Default::default);
+
+fn count(place: &str, key: &str, up: bool) {
+    if let Ok(mut all) = WAITERS.lock() {
+        let id = format!("{place}\0{key}");
+        let n = all.entry(id.clone()).or_insert(0);
+        if up {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                all.remove(&id);
+            }
+        }
+    }
+}
+
 /// The watched keys of one store, and whom their releases wake.
-#[derive(Default)]
 pub(super) struct Feed {
+    /// The cluster's endpoints, naming it in [`WAITERS`].
+    place: String,
     state: Mutex<State>,
 }
 
@@ -28,6 +48,13 @@ struct State {
 }
 
 impl Feed {
+    pub(super) fn new(place: String) -> Self {
+        Self {
+            place,
+            state: Mutex::default(),
+        }
+    }
+
     pub(super) fn attach(&self, target: Weak<dyn WakeTarget>) {
         if let Ok(mut state) = self.state.lock() {
             state.target = Some(target);
@@ -45,6 +72,7 @@ impl Feed {
         conn: &Arc<Conn>,
         key: &str,
     ) -> Option<oneshot::Receiver<()>> {
+        count(&self.place, key, true);
         let mut state = self.state.lock().ok()?;
         if let Some((count, _)) = state.watched.get_mut(key) {
             *count += 1;
@@ -62,6 +90,7 @@ impl Feed {
     }
 
     pub(super) fn unwatch(&self, key: &str) {
+        count(&self.place, key, false);
         let Ok(mut state) = self.state.lock() else {
             return;
         };
@@ -75,12 +104,13 @@ impl Feed {
         }
     }
 
-    /// How many of this store's waiters watch `key`.
+    /// How many waiters of this process watch `key` on this cluster.
     pub(super) fn waiters(&self, key: &str) -> u64 {
-        self.state
+        let id = format!("{}\0{key}", self.place);
+        WAITERS
             .lock()
             .ok()
-            .and_then(|s| s.watched.get(key).map(|(n, _)| *n))
+            .and_then(|all| all.get(&id).copied())
             .unwrap_or(0)
     }
 }

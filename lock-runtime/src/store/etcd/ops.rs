@@ -524,9 +524,25 @@ pub(super) async fn remaining(
         return Ok(None);
     };
     let held = hold_keys(keys, token, kind);
-    Ok(time_to_live(conn, lease, &held)
-        .await?
-        .map(|(ttl, _)| Duration::from_secs(u64::try_from(ttl).unwrap_or(0))))
+    let Some((ttl, granted)) = time_to_live(conn, lease, &held).await? else {
+        return Ok(None);
+    };
+    if ttl > 0 {
+        return Ok(Some(Duration::from_secs(u64::try_from(ttl).unwrap_or(0))));
+    }
+    // etcd answers whole seconds, truncated: under 1 s left reads as 0, which would have
+    // a restored hold given up at once. Renewed instead (the caller holds the token):
+    // the granted ttl is then left.
+    let alive = conn
+        .run("lease keep-alive", |mut c| async move {
+            match c.lease_keep_alive(lease).await {
+                Ok(_) => Ok(true),
+                Err(etcd_client::Error::LeaseKeepAliveError(_)) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+    Ok(alive.then(|| Duration::from_secs(u64::try_from(granted).unwrap_or(0))))
 }
 
 /// The key's lock and members (keys and leases), at one revision.

@@ -26,10 +26,11 @@ impl EtcdStore {
     /// Checks the endpoints (no I/O).
     pub(crate) fn open(endpoints: &[&str]) -> Result<Self, LockError> {
         let endpoints = endpoints::parse(endpoints)?;
+        let feed = Arc::new(Feed::new(endpoints.hosts()));
         Ok(Self {
             conn: Arc::new(Conn::new(endpoints)),
             leases: Leases::default(),
-            feed: Arc::default(),
+            feed,
         })
     }
 }
