@@ -67,21 +67,47 @@ impl Conn {
         )
     }
 
-    /// `call` with the client, bounded by [`REQUEST_LIMIT`], its failure named.
+    /// `call` with the client, bounded by [`REQUEST_LIMIT`], its failure named. A call
+    /// the balancer sent to a member that is down (connection refused, unavailable) goes
+    /// again, to another, within the limit: every operation may be sent twice (a take
+    /// finds the key already the token's, a release finds it gone).
     pub(super) async fn run<T, F, Fut>(&self, what: &str, call: F) -> Result<T, BoxError>
     where
-        F: FnOnce(Client) -> Fut,
+        F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let client = self.client().await?;
-        // Boxed: a gRPC call's future is large (tonic's), and inlined into the engine's
-        // futures it overflowed a test thread's stack in debug builds; the allocation is
-        // nothing beside the round trip.
-        let call = Box::pin(call(client));
-        match tokio::time::timeout(REQUEST_LIMIT, call).await {
-            Ok(Ok(out)) => Ok(out),
-            Ok(Err(e)) => Err(self.failed(what, &e)),
-            Err(_) => Err(self.failed(what, &format!("no answer within {REQUEST_LIMIT:?}"))),
+        let deadline = tokio::time::Instant::now() + REQUEST_LIMIT;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            // Boxed: a gRPC call's future is large (tonic's), and inlined into the
+            // engine's futures it overflowed a test thread's stack in debug builds; the
+            // allocation is nothing beside the round trip.
+            let attempt = Box::pin(call(client.clone()));
+            match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(out)) => return Ok(out),
+                Ok(Err(e)) if unavailable(&e) && tokio::time::Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Ok(Err(e)) => return Err(self.failed(what, &e)),
+                Err(_) => {
+                    return Err(self.failed(what, &format!("no answer within {REQUEST_LIMIT:?}")));
+                }
+            }
         }
+    }
+}
+
+/// gRPC's `UNAVAILABLE`.
+const UNAVAILABLE: i32 = 14;
+
+/// Whether a call failed before a member could act on it, or on a member without a
+/// leader: worth sending again (to another member).
+fn unavailable(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => i32::from(s.code()) == UNAVAILABLE,
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        _ => false,
     }
 }

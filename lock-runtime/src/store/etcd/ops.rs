@@ -120,8 +120,11 @@ fn revoke_later(conn: &std::sync::Arc<Conn>, lease: i64) {
 }
 
 async fn txn(conn: &Conn, what: &str, txn: Txn) -> Res<TxnResponse> {
-    conn.run(what, |mut c| async move { c.txn(txn).await })
-        .await
+    conn.run(what, |mut c| {
+        let txn = txn.clone();
+        async move { c.txn(txn).await }
+    })
+    .await
 }
 
 /// Takes every key for `token` in one transaction, or none.
@@ -173,7 +176,6 @@ pub(super) async fn acquire(
             fence: fence(revision(&resp)),
         });
     }
-    revoke_later(conn, lease);
     let got = gets(&resp);
     let holders: Vec<Option<&KeyValue>> = got.iter().step_by(2).map(|g| g.kvs().first()).collect();
     // A re-sent take that landed: every key is ours already.
@@ -189,9 +191,14 @@ pub(super) async fn acquire(
             .unwrap_or(0);
         if let Some(kv) = holders.iter().flatten().next() {
             leases.set(token, kv.lease(), granted);
+            // A re-sent transaction carries the same lease: keep it then.
+            if kv.lease() != lease {
+                revoke_later(conn, lease);
+            }
         }
         return Ok(Attempt::Acquired { fence: fence(rev) });
     }
+    revoke_later(conn, lease);
     if holders.iter().any(Option::is_some) {
         return Ok(Attempt::Held { remaining: None });
     }
@@ -428,7 +435,10 @@ async fn lease_of(
         return Ok(None);
     };
     let resp = conn
-        .run("read", |mut c| async move { c.get(first, None).await })
+        .run("read", |mut c| {
+            let first = first.clone();
+            async move { c.get(first, None).await }
+        })
         .await?;
     Ok(resp
         .kvs()
@@ -646,10 +656,10 @@ pub(super) async fn scan(conn: &Conn, pattern: &str) -> Res<Vec<String>> {
     };
     let from = if start.is_empty() { vec![0] } else { start };
     let resp = conn
-        .run(
-            "scan",
-            |mut c| async move { c.get(from, Some(options)).await },
-        )
+        .run("scan", |mut c| {
+            let (from, options) = (from.clone(), options.clone());
+            async move { c.get(from, Some(options)).await }
+        })
         .await?;
     let mut keys: Vec<String> = resp
         .kvs()
