@@ -91,8 +91,8 @@ mod private;
 pub use builder::LockerBuilder;
 pub use context::{fencing_token, handoff};
 pub use env::{
-    DATABASE_URL, LOCK_DATABASE_URL, LOCK_PREFIX, LOCK_REDIS_URL, LOCK_SQLITE_PATH, LOCK_STORE,
-    REDIS_URL,
+    DATABASE_URL, LOCK_DATABASE_URL, LOCK_ETCD_ENDPOINTS, LOCK_PREFIX, LOCK_REDIS_URL,
+    LOCK_SQLITE_PATH, LOCK_STORE, REDIS_URL,
 };
 pub use error::LockError;
 pub use global::{global, init};
