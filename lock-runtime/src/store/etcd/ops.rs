@@ -361,9 +361,10 @@ fn finish(conn: &std::sync::Arc<Conn>, lease: Option<(i64, i64)>, out: Attempt) 
     Ok(out)
 }
 
-/// Deletes `token`'s keys (compared with the token) and revokes their lease.
+/// Deletes `token`'s keys (compared with the token) and revokes their lease (in the
+/// background: the keys are gone when this answers, the revoke only frees the lease early).
 pub(super) async fn release(
-    conn: &Conn,
+    conn: &std::sync::Arc<Conn>,
     leases: &Leases,
     keys: &[String],
     token: &str,
@@ -397,7 +398,7 @@ pub(super) async fn release(
     if resp.succeeded() {
         let lease = found.first().map(|kv| kv.lease()).or(cached.map(|c| c.0));
         if let Some(lease) = lease {
-            revoke(conn, lease).await?;
+            revoke_later(conn, lease);
         }
         return Ok(Release::Released);
     }
@@ -408,9 +409,9 @@ pub(super) async fn release(
         .filter(|kv| kv.value() == token.as_bytes())
         .collect();
     if let Some(kv) = ours.first() {
-        revoke(conn, kv.lease()).await?;
+        revoke_later(conn, kv.lease());
     } else if let Some((lease, _)) = cached {
-        revoke(conn, lease).await?;
+        revoke_later(conn, lease);
     }
     Ok(if found.len() > ours.len() {
         Release::Foreign
