@@ -1,5 +1,5 @@
 //! Locks across real OS processes: four processes keep a non-atomic counter exact on every
-//! Redis store, SQLite and MySQL; a holder killed with SIGKILL frees its lock within its
+//! Redis store, SQLite, MySQL and etcd; a holder killed with SIGKILL frees its lock within its
 //! ttl; a holder paused with SIGSTOP past its ttl loses the lock to a newer fencing token
 //! and is not resumed; three processes campaign for leadership, and a killed or stopped
 //! leader is replaced without any two terms overlapping.
@@ -45,6 +45,8 @@ fn locker_for(store: &str, urls: &str) -> Locker {
         "sqlite" => Locker::sqlite(urls[0]).unwrap(),
         #[cfg(feature = "mysql")]
         "mysql" => Locker::mysql(urls[0]).unwrap(),
+        #[cfg(feature = "etcd")]
+        "etcd" => Locker::etcd(&urls).unwrap(),
         other => panic!("unknown store {other}"),
     }
 }
@@ -349,6 +351,8 @@ fn each_shared_store(check: impl Fn(&str, &str, &RedisServer)) {
     stores.push(("sqlite", sqlite.path()));
     #[cfg(feature = "mysql")]
     stores.push(("mysql", mysql_url("permits")));
+    #[cfg(feature = "etcd")]
+    stores.push(("etcd", etcd_urls()));
     for (store, urls) in stores {
         check(store, &urls, &RedisServer::start());
     }
@@ -714,4 +718,27 @@ fn leaders_fail_over_without_overlap_on_redlock() {
 fn leaders_fail_over_without_overlap_on_sqlite() {
     let (file, data) = (SqliteFile::new("leaders"), RedisServer::start());
     leaders_fail_over_without_overlap("sqlite", &file.path(), &data);
+}
+
+/// The shared etcd cluster's endpoints (each test here uses keys of its own).
+#[cfg(feature = "etcd")]
+fn etcd_urls() -> String {
+    locked_test_support::shared_etcd().endpoints().join(",")
+}
+
+#[cfg(feature = "etcd")]
+#[test]
+fn four_processes_keep_a_counter_exact_on_etcd() {
+    let data = RedisServer::start();
+    counter_stays_exact("etcd", &etcd_urls(), &data);
+}
+
+/// The 2 s ttl is a 2 s etcd lease (whole seconds already), lapsing at the leader's next
+/// expiry check.
+#[cfg(feature = "etcd")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_holder_killed_frees_its_lock_within_ttl() {
+    let (urls, data) = (etcd_urls(), RedisServer::start());
+    let locker = Locker::etcd(&urls.split(',').collect::<Vec<_>>()).unwrap();
+    killed_holder_frees_its_lock_within_ttl("etcd", &urls, &data, locker).await;
 }

@@ -239,6 +239,27 @@ impl LockerBuilder {
         Ok(self.build(store))
     }
 
+    /// A locker on an etcd cluster at `endpoints` (`http://host:2379` each): a hold is an
+    /// etcd lease of its ttl rounded up to whole seconds, renewed by keep-alive; fencing
+    /// tokens are the holder key's create revision; a release wakes waiters of every
+    /// `Locker` through a watch. The endpoints are checked now; the cluster is reached on
+    /// first use. Needs the `etcd` feature.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] when the list is empty or an endpoint is not
+    /// `http://host:port` (it is named, without its password).
+    ///
+    /// ```
+    /// let locker = locked::Locker::builder().etcd(&["http://10.0.0.1:2379", "http://10.0.0.2:2379"]);
+    /// assert!(locker.is_ok());
+    /// assert!(locked::Locker::builder().etcd(&["10.0.0.1:2379"]).is_err());
+    /// ```
+    #[cfg(feature = "etcd")]
+    pub fn etcd<S: AsRef<str>>(self, endpoints: &[S]) -> Result<Locker, LockError> {
+        let store = crate::store::etcd::open(endpoints)?;
+        Ok(self.build(store))
+    }
+
     /// A locker on the in-process memory store.
     ///
     /// ```
@@ -407,6 +428,25 @@ impl Locker {
     #[cfg(feature = "mysql")]
     pub fn mysql(url: &str) -> Result<Self, LockError> {
         Self::builder().mysql(url)
+    }
+
+    /// A locker on an etcd cluster (see [`LockerBuilder::etcd`]). Needs the `etcd` feature.
+    ///
+    /// # Errors
+    /// [`LockError::Config`] when an endpoint is not `http://host:port`.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {
+    /// // no_run: needs an etcd cluster.
+    /// let locker = locked::Locker::etcd(&["http://127.0.0.1:2379", "http://127.0.0.1:22379"])?;
+    /// assert_eq!(locker.store_name(), "etcd");
+    /// let done = locker.run("nightly-report", locker.options(), || async { 42 }).await?;
+    /// assert_eq!(done, 42);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "etcd")]
+    pub fn etcd<S: AsRef<str>>(endpoints: &[S]) -> Result<Self, LockError> {
+        Self::builder().etcd(endpoints)
     }
 
     /// A locker on N independent Redis masters with Redlock (`&[&str]`, `&[String]`, or

@@ -7,7 +7,8 @@ use crate::error::LockError;
 use crate::locker::Locker;
 use crate::store::registry::{self, Entry, Lookup};
 
-/// The store: `memory`, `redis`, `cluster`, `redlock`, `postgres`, `sqlite` or `mysql`.
+/// The store: `memory`, `redis`, `cluster`, `redlock`, `postgres`, `sqlite`, `mysql` or
+/// `etcd`.
 ///
 /// ```
 /// let locker = locked::Locker::from_env_with(|v| (v == locked::LOCK_STORE).then(|| "memory".into()));
@@ -35,6 +36,13 @@ pub const DATABASE_URL: &str = crate::store::postgres::DATABASE_URL;
 /// assert_eq!(locked::LOCK_SQLITE_PATH, "LOCK_SQLITE_PATH");
 /// ```
 pub const LOCK_SQLITE_PATH: &str = crate::store::sqlite::LOCK_SQLITE_PATH;
+/// The etcd endpoints for `LOCK_STORE=etcd`, comma-separated, e.g.
+/// `http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379`.
+///
+/// ```
+/// assert_eq!(locked::LOCK_ETCD_ENDPOINTS, "LOCK_ETCD_ENDPOINTS");
+/// ```
+pub const LOCK_ETCD_ENDPOINTS: &str = crate::store::etcd::LOCK_ETCD_ENDPOINTS;
 /// The Redis URL, read before [`REDIS_URL`].
 ///
 /// ```
@@ -61,8 +69,8 @@ impl Locker {
     /// A locker configured from the process environment.
     ///
     /// - `LOCK_STORE`: `memory`, `redis`, `cluster`, `redlock`, `postgres` (with the
-    ///   `postgres` feature), `sqlite` (with the `sqlite` feature) or `mysql` (with the
-    ///   `mysql` feature). Unset: `redis` when a Redis URL is set, else `sqlite` when
+    ///   `postgres` feature), `sqlite` (with the `sqlite` feature), `mysql` (with the
+    ///   `mysql` feature) or `etcd` (with the `etcd` feature). Unset: `redis` when a Redis URL is set, else `sqlite` when
     ///   `LOCK_SQLITE_PATH` is, else `memory`.
     /// - `LOCK_REDIS_URL`, else `REDIS_URL`: the server, e.g. `redis://127.0.0.1:6379/0`;
     ///   for `cluster`, comma-separated seed nodes, e.g.
@@ -76,6 +84,8 @@ impl Locker {
     ///   or the builder's `database`).
     /// - `LOCK_SQLITE_PATH`: the SQLite file for `sqlite`, a path (its directory must
     ///   exist) or a `sqlite://` URL, e.g. `/var/lib/app/locks.db`.
+    /// - `LOCK_ETCD_ENDPOINTS`: the etcd endpoints for `etcd`, comma-separated, e.g.
+    ///   `http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379`.
     /// - `LOCK_PREFIX`: the key prefix, default `lock:`.
     ///
     /// With neither `LOCK_STORE` nor a URL set, the store is memory and a warning says once
@@ -333,6 +343,44 @@ mod tests {
         .unwrap_err();
         assert!(matches!(&err, LockError::Config { setting, .. } if setting == DATABASE_URL));
         assert!(!err.to_string().contains("secret-pw"), "{err}");
+    }
+
+    #[cfg(feature = "etcd")]
+    #[test]
+    fn from_env_etcd_takes_its_endpoints_and_names_a_bad_one() {
+        let err = Locker::from_env_with(env(&[(LOCK_STORE, "etcd")])).unwrap_err();
+        assert!(err.to_string().contains(LOCK_ETCD_ENDPOINTS), "{err}");
+        let locker = Locker::from_env_with(env(&[
+            (LOCK_STORE, "etcd"),
+            (
+                LOCK_ETCD_ENDPOINTS,
+                "http://a:2379, http://u:secret-pw@b:2379",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(locker.store_name(), "etcd");
+        assert!(!format!("{locker:?}").contains("secret-pw"), "{locker:?}");
+        let err = Locker::from_env_with(env(&[
+            (LOCK_STORE, "etcd"),
+            (LOCK_ETCD_ENDPOINTS, "http://a:2379,b:2379"),
+        ]))
+        .unwrap_err();
+        assert!(
+            matches!(&err, LockError::Config { setting, .. } if setting == LOCK_ETCD_ENDPOINTS),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("`b:2379`"), "{err}");
+    }
+
+    #[cfg(not(feature = "etcd"))]
+    #[test]
+    fn from_env_etcd_without_its_feature_says_which_feature_to_enable() {
+        let err = Locker::from_env_with(env(&[
+            (LOCK_STORE, "etcd"),
+            (LOCK_ETCD_ENDPOINTS, "http://a:2379"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("`etcd` feature"), "{err}");
     }
 
     #[cfg(not(feature = "mysql"))]

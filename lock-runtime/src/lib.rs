@@ -19,6 +19,7 @@
 //! | PostgreSQL (a lease table; `postgres` feature) | `Locker::postgres` | `postgres` |
 //! | SQLite (one file shared by one host's processes; `sqlite` feature) | `Locker::sqlite` | `sqlite` |
 //! | MySQL / MariaDB (a lease table; `mysql` feature) | `Locker::mysql` | `mysql` |
+//! | etcd (leases, consensus; `etcd` feature) | `Locker::etcd` | `etcd` |
 //!
 //! # Features
 //!
@@ -30,6 +31,7 @@
 //! - `postgres`: the PostgreSQL store, through tokio-postgres and a deadpool pool.
 //! - `sqlite`: the SQLite store, through rusqlite with its bundled SQLite.
 //! - `mysql`: the MySQL/MariaDB store, through mysql_async and its pool.
+//! - `etcd`: the etcd store, through etcd-client (building it needs `protoc`).
 //! - `cli`: the `locked` command-line tool; a feature of the `locked` facade only (this
 //!   crate has no binary), e.g. `cargo install locked --features cli`.
 //!
@@ -89,8 +91,8 @@ mod private;
 pub use builder::LockerBuilder;
 pub use context::{fencing_token, handoff};
 pub use env::{
-    DATABASE_URL, LOCK_DATABASE_URL, LOCK_PREFIX, LOCK_REDIS_URL, LOCK_SQLITE_PATH, LOCK_STORE,
-    REDIS_URL,
+    DATABASE_URL, LOCK_DATABASE_URL, LOCK_ETCD_ENDPOINTS, LOCK_PREFIX, LOCK_REDIS_URL,
+    LOCK_SQLITE_PATH, LOCK_STORE, REDIS_URL,
 };
 pub use error::LockError;
 pub use global::{global, init};

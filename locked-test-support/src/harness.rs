@@ -85,6 +85,14 @@ impl Store {
                 contends: true,
                 ..Reach::default()
             },
+            // The shared cluster: no faults (other tests of the process use it); the
+            // etcd tests kill members of clusters of their own.
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(..) => Reach {
+                processes: true,
+                contends: true,
+                ..Reach::default()
+            },
         }
     }
 
@@ -110,6 +118,8 @@ impl Store {
             ),
             #[cfg(feature = "mysql")]
             Backend::Mysql(server, database) => (server.url(), database.clone()),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(cluster) => (cluster.endpoints().join(","), String::new()),
         };
         (name, urls, schema)
     }
@@ -128,6 +138,8 @@ impl Store {
             "sqlite" => b.sqlite(urls[0]),
             #[cfg(feature = "mysql")]
             "mysql" => b.database(schema).mysql(urls[0]),
+            #[cfg(feature = "etcd")]
+            "etcd" => b.etcd(&urls),
             other => panic!("no way to reopen store `{other}` ({schema})"),
         }
         .expect("valid urls")
@@ -306,6 +318,13 @@ impl Store {
                 .map(str::to_owned)
                 .filter(|l| !l.is_empty())
                 .collect(),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(..) => self
+                .other()
+                .list(&pattern)
+                .await
+                .map(|infos| infos.into_iter().map(|i| i.key).collect())
+                .unwrap_or_else(|e| vec![format!("(the cluster could not be listed: {e})")]),
             #[cfg(feature = "sqlite")]
             Backend::Sqlite(..) => self
                 .other()

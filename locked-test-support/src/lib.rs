@@ -10,6 +10,8 @@
 //!   `shared_postgres` and `pgbouncer::shared_pgbouncer` are shared by a test process.
 //! - `MysqlServer` (feature `mysql`): a MariaDB server of the tests' own; `shared_mysql`
 //!   is shared by a test process.
+//! - `EtcdCluster` (feature `etcd`): a 3-member etcd cluster of the tests' own;
+//!   `shared_etcd` is shared by a test process.
 //! - [`Proxy`]: a TCP proxy that cuts, heals and resets connections on command.
 //! - [`Store`], [`Backend`] and [`on_stores!`]: one test run on every store.
 //! - [`eventually`], [`free_port`], [`companion`]: small helpers.
@@ -24,6 +26,8 @@
 
 pub mod bench;
 mod cluster;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod harness;
 #[cfg(feature = "mysql")]
 mod mysql;
@@ -39,6 +43,11 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 pub use cluster::{ClusterNode, RedisCluster, shared_cluster};
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdCluster, EtcdMember, shared_etcd};
+/// The etcd client the store uses, for the bench's floor (feature `etcd`).
+#[cfg(feature = "etcd")]
+pub use etcd_client;
 pub use harness::Reach;
 #[cfg(feature = "mysql")]
 pub use mysql::{MYSQL_PASSWORD, MYSQL_USER, MysqlServer, shared_mysql};
@@ -52,7 +61,10 @@ pub use store::{Backend, Store, redlock_locker};
 
 /// The user a server of the tests' own runs as: ourselves, or `nobody` when we are root
 /// (`initdb` and `mariadbd` refuse root).
-#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "etcd")),
+    allow(dead_code)
+)]
 pub(crate) fn run_as() -> Option<(u32, u32)> {
     let uid = String::from_utf8(
         std::process::Command::new("id")

@@ -19,6 +19,8 @@
 //! - one line in `on_stores!`'s list (`@each`), its module named after the registry name,
 //!   under the same `#[cfg]`.
 
+#[cfg(feature = "etcd")]
+use crate::{EtcdCluster, shared_etcd};
 #[cfg(feature = "mysql")]
 use crate::{MysqlServer, shared_mysql};
 #[cfg(feature = "postgres")]
@@ -41,6 +43,9 @@ pub enum Backend {
     /// The shared MariaDB server, in a database of its own.
     #[cfg(feature = "mysql")]
     Mysql(&'static MysqlServer, String),
+    /// The shared 3-member etcd cluster, under a key prefix of its own.
+    #[cfg(feature = "etcd")]
+    Etcd(&'static EtcdCluster),
 }
 
 /// The store of one test, kept alive with its locker.
@@ -116,6 +121,35 @@ impl Store {
         }
     }
 
+    #[cfg(feature = "etcd")]
+    pub fn etcd() -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cluster = shared_etcd();
+        // A prefix of this process and test: the cluster outlives neither, but keys of
+        // an earlier run's test process must not be mistaken for this one's.
+        let prefix = format!("lock:p{}t{n}:", std::process::id());
+        Self {
+            locker: cluster.locker(&prefix),
+            backend: Backend::Etcd(cluster),
+        }
+    }
+
+    /// How long a crashed holder's lock of `ttl` may outlive it: `ttl`, except on etcd,
+    /// whose leases are whole seconds, at least its minimum (2 s with the default election
+    /// timeout), and lapse at its leader's next expiry check (every 500 ms).
+    pub fn lapse(&self, ttl: std::time::Duration) -> std::time::Duration {
+        match &self.backend {
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(..) => {
+                let secs = ttl.as_millis().div_ceil(1000).max(2);
+                std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX))
+                    + std::time::Duration::from_millis(500)
+            }
+            _ => ttl,
+        }
+    }
+
     /// Whether the store hands out fencing tokens (Redlock refuses them).
     pub fn fences(&self) -> bool {
         !matches!(self.backend, Backend::Redlock(_))
@@ -147,6 +181,8 @@ impl Store {
                 .database(database.as_str())
                 .mysql(&server.url())
                 .expect("valid url"),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(cluster) => cluster.locker(self.locker.prefix()),
         }
     }
 
@@ -161,6 +197,8 @@ impl Store {
             Backend::Sqlite(..) => None,
             #[cfg(feature = "mysql")]
             Backend::Mysql(..) => None,
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(..) => None,
             Backend::Redis(server) => Some(cmd.query(&mut server.client()).unwrap()),
             Backend::Cluster(cluster) => Some(cmd.query(&mut cluster.client()).unwrap()),
         }
@@ -177,6 +215,8 @@ impl Store {
             Backend::Sqlite(..) => expected,
             #[cfg(feature = "mysql")]
             Backend::Mysql(..) => expected,
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(..) => expected,
             Backend::Redis(server) => {
                 let (_, n): (String, i64) = redis::cmd("PUBSUB")
                     .arg("NUMSUB")
@@ -218,6 +258,8 @@ impl Store {
         ("sqlite", Store::sqlite),
         #[cfg(feature = "mysql")]
         ("mysql", Store::mysql),
+        #[cfg(feature = "etcd")]
+        ("etcd", Store::etcd),
     ];
 
     /// A fresh store of the registry's store `name`, through [`Store::FIXTURES`].
@@ -283,6 +325,8 @@ macro_rules! on_stores {
         $crate::on_stores!($($then)* sqlite);
         #[cfg(feature = "mysql")]
         $crate::on_stores!($($then)* mysql);
+        #[cfg(feature = "etcd")]
+        $crate::on_stores!($($then)* etcd);
     };
     (@names) => {{
         let mut names: ::std::vec::Vec<&'static str> = ::std::vec::Vec::new();

@@ -38,6 +38,9 @@ async fn run_body_three_times_ttl_keeps_lock_throughout(s: Store) {
                 .try_acquire("long", LockOptions::default())
                 .await
                 .unwrap()
+                // The body sets `done` before its lock is released: a try in flight then
+                // may land after the release (a store with slower round trips, etcd).
+                && !done.load(Ordering::SeqCst)
             {
                 panic!("another caller took the lock while its holder ran: {stolen:?}");
             }

@@ -10,6 +10,8 @@
 mod attribute;
 mod cluster;
 mod connections;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod faults;
 mod holding;
 mod leadership;

@@ -452,6 +452,12 @@ async fn replicas_are_waited_for_refused_or_missing_clearly(s: Store) {
             assert!(matches!(err, LockError::Config { .. }), "{err:?}");
             assert!(err.to_string().contains("replicas"), "{err}");
         }
+        #[cfg(feature = "etcd")]
+        Backend::Etcd(..) => {
+            let err = out.unwrap_err();
+            assert!(matches!(err, LockError::Config { .. }), "{err:?}");
+            assert!(err.to_string().contains("replicas"), "{err}");
+        }
     }
     let locker = &s.locker;
     assert!(

@@ -119,4 +119,6 @@ stores! {
     Sqlite(super::sqlite::SqliteStore) = super::sqlite::ENTRY,
     #[cfg(feature = "mysql")]
     Mysql(super::mysql::MysqlStore) = super::mysql::ENTRY,
+    #[cfg(feature = "etcd")]
+    Etcd(super::etcd::EtcdStore) = super::etcd::ENTRY,
 }

@@ -16,7 +16,7 @@
 //! - `settings`: what opening a store needs besides its URL ([`Settings`]: TLS roots,
 //!   PostgreSQL's schema and listen URL, MySQL's database), kept by the builder and passed down.
 //! - `memory`; `redis` (one Redis, a Cluster and Redlock over one node layer);
-//!   `postgres`, `sqlite` and `mysql` (behind their features): the stores.
+//!   `postgres`, `sqlite`, `mysql` and `etcd` (behind their features): the stores.
 //!
 //! ## Adding a store
 //! A new store is a file or folder here with a type that implements [`Store`] and its
@@ -25,6 +25,7 @@
 //! CLI and the test matrix read the registry. A typed constructor (`Locker::<name>`) and
 //! an exported variable constant are additions to the public API, not part of the seam.
 
+pub(crate) mod etcd;
 pub(crate) mod memory;
 pub(crate) mod mysql;
 pub(crate) mod postgres;

@@ -1,0 +1,113 @@
+//! The client: made on first use (within the connect limit), every request bounded and
+//! sent only to a member that has a leader; errors that name the endpoints.
+
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions};
+use tokio::sync::OnceCell;
+
+use super::endpoints::Endpoints;
+use crate::error::{BoxError, StoreError};
+
+/// How long connecting may take.
+pub(super) const CONNECT_LIMIT: Duration = Duration::from_secs(2);
+/// How long one request may take (a cluster without quorum answers nothing).
+pub(super) const REQUEST_LIMIT: Duration = Duration::from_secs(3);
+
+/// The endpoints and, once made, the client.
+pub(super) struct Conn {
+    pub(super) endpoints: Endpoints,
+    client: OnceCell<Client>,
+}
+
+impl Conn {
+    pub(super) fn new(endpoints: Endpoints) -> Self {
+        Self {
+            endpoints,
+            client: OnceCell::new(),
+        }
+    }
+
+    /// The client (a clone: cheap, and each call needs its own `&mut`).
+    pub(super) async fn client(&self) -> Result<Client, BoxError> {
+        let client = self
+            .client
+            .get_or_try_init(|| async { Box::pin(self.connect()).await })
+            .await?;
+        Ok(client.clone())
+    }
+
+    async fn connect(&self) -> Result<Client, BoxError> {
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(CONNECT_LIMIT)
+            .with_timeout(REQUEST_LIMIT)
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            .with_require_leader(true);
+        if let Some((user, password)) = &self.endpoints.user {
+            options = options.with_user(user.clone(), password.clone());
+        }
+        let limit = CONNECT_LIMIT + REQUEST_LIMIT;
+        let connect = Client::connect(&self.endpoints.urls, Some(options));
+        match tokio::time::timeout(limit, connect).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(e)) => Err(self.failed("connect", &e)),
+            Err(_) => Err(self.failed("connect", &format!("no connection within {limit:?}"))),
+        }
+    }
+
+    /// A failure of `what`, naming the endpoints (never the password).
+    pub(super) fn failed(&self, what: &str, cause: &dyn std::fmt::Display) -> BoxError {
+        StoreError::boxed(
+            "etcd",
+            format!(
+                "etcd at {}: {what}: {cause}; check that a majority of the cluster's members \
+                 is running and reachable",
+                self.endpoints.hosts()
+            ),
+        )
+    }
+
+    /// `call` with the client, bounded by [`REQUEST_LIMIT`], its failure named. A call
+    /// the balancer sent to a member that is down (connection refused, unavailable) goes
+    /// again, to another, within the limit: every operation may be sent twice (a take
+    /// finds the key already the token's, a release finds it gone).
+    pub(super) async fn run<T, F, Fut>(&self, what: &str, call: F) -> Result<T, BoxError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let client = self.client().await?;
+        let deadline = tokio::time::Instant::now() + REQUEST_LIMIT;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            // Boxed: a gRPC call's future is large (tonic's), and inlined into the
+            // engine's futures it overflowed a test thread's stack in debug builds; the
+            // allocation is nothing beside the round trip.
+            let attempt = Box::pin(call(client.clone()));
+            match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(out)) => return Ok(out),
+                Ok(Err(e)) if unavailable(&e) && tokio::time::Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Ok(Err(e)) => return Err(self.failed(what, &e)),
+                Err(_) => {
+                    return Err(self.failed(what, &format!("no answer within {REQUEST_LIMIT:?}")));
+                }
+            }
+        }
+    }
+}
+
+/// gRPC's `UNAVAILABLE`.
+const UNAVAILABLE: i32 = 14;
+
+/// Whether a call failed before a member could act on it, or on a member without a
+/// leader: worth sending again (to another member).
+fn unavailable(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => i32::from(s.code()) == UNAVAILABLE,
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        _ => false,
+    }
+}

@@ -1,0 +1,170 @@
+//! The store type and its `Store` impl over the operations in `ops`.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::conn::Conn;
+use super::endpoints;
+use super::feed::Feed;
+use super::ops::{self, Leases};
+use crate::error::{BoxError, LockError};
+use crate::info::{LockInfo, token_prefix};
+use crate::store::{
+    Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget, shared_key,
+};
+
+/// The etcd store (see the module doc).
+pub(crate) struct EtcdStore {
+    conn: Arc<Conn>,
+    leases: Leases,
+    feed: Arc<Feed>,
+}
+
+impl EtcdStore {
+    /// Checks the endpoints (no I/O).
+    pub(crate) fn open(endpoints: &[&str]) -> Result<Self, LockError> {
+        let endpoints = endpoints::parse(endpoints)?;
+        let feed = Arc::new(Feed::new(endpoints.hosts()));
+        Ok(Self {
+            conn: Arc::new(Conn::new(endpoints)),
+            leases: Leases::default(),
+            feed,
+        })
+    }
+}
+
+impl Store for EtcdStore {
+    fn describe(&self) -> String {
+        format!("etcd({})", self.conn.endpoints.hosts())
+    }
+
+    fn product(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn caps(&self) -> Caps {
+        Caps {
+            fencing: true,
+            replica_sync: false,
+            // Every `Locker` on the cluster watches the keys its waiters wait for.
+            announces_releases: true,
+        }
+    }
+
+    fn validity(&self, ttl: Duration) -> Duration {
+        // etcd's leases are whole seconds, rounded up (a server minimum only lengthens it).
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_secs(u64::try_from(ops::secs(ms)).unwrap_or(u64::MAX))
+    }
+
+    fn bounds_calls_within(&self, _limit: Duration) -> bool {
+        false
+    }
+
+    async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
+        if req.kind == Kind::Lock {
+            let out =
+                ops::acquire(&self.conn, &self.leases, req.keys, req.token, req.ttl_ms).await?;
+            return Ok(match out {
+                Attempt::Acquired { fence } => Attempt::Acquired {
+                    fence: fence.filter(|_| req.fencing),
+                },
+                other => other,
+            });
+        }
+        let key = shared_key(req.keys)?;
+        let out = ops::acquire_shared(
+            &self.conn,
+            &self.leases,
+            key,
+            req.token,
+            req.kind,
+            req.ttl_ms,
+            req.intent_ms,
+        )
+        .await?;
+        Ok(match out {
+            Attempt::Acquired { fence } => Attempt::Acquired {
+                fence: fence.filter(|_| req.fencing),
+            },
+            other => other,
+        })
+    }
+
+    async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
+        ops::release(
+            &self.conn,
+            &self.leases,
+            lease.keys,
+            lease.token,
+            lease.kind,
+        )
+        .await
+    }
+
+    async fn extend(
+        &self,
+        lease: Lease<'_>,
+        ttl_ms: u64,
+        _replicas: Option<Replicas>,
+    ) -> Result<bool, BoxError> {
+        ops::extend(
+            &self.conn,
+            &self.leases,
+            lease.keys,
+            lease.token,
+            lease.kind,
+            ttl_ms,
+        )
+        .await
+    }
+
+    async fn remaining(&self, lease: Lease<'_>) -> Result<Option<Duration>, BoxError> {
+        ops::remaining(
+            &self.conn,
+            &self.leases,
+            lease.keys,
+            lease.token,
+            lease.kind,
+        )
+        .await
+    }
+
+    async fn holders(&self, key: &str) -> Result<u64, BoxError> {
+        ops::holders(&self.conn, key).await
+    }
+
+    async fn force_release(&self, key: &str) -> Result<bool, BoxError> {
+        ops::force_release(&self.conn, key).await
+    }
+
+    async fn inspect(&self, key: &str) -> Result<LockInfo, BoxError> {
+        let seen = ops::inspect(&self.conn, key).await?;
+        Ok(LockInfo {
+            held: seen.held,
+            remaining: seen.left,
+            holder: seen.token.as_deref().map(token_prefix),
+            fence: seen.fence,
+            waiters: self.feed.waiters(key),
+            ..LockInfo::free(key)
+        })
+    }
+
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, BoxError> {
+        ops::scan(&self.conn, pattern).await
+    }
+
+    fn attach(&self, target: Weak<dyn WakeTarget>) {
+        self.feed.attach(target);
+    }
+
+    fn watch(&self, key: &str) -> Option<oneshot::Receiver<()>> {
+        self.feed.watch(&self.conn, key)
+    }
+
+    fn unwatch(&self, key: &str) {
+        self.feed.unwatch(key);
+    }
+}

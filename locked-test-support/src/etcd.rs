@@ -1,0 +1,269 @@
+//! A real 3-member etcd cluster of the tests' own: `etcd` on free loopback client and peer
+//! ports, data dirs in a temp dir, as an unprivileged user (`nobody`) when the tests run
+//! as root, each member under a shell watchdog that kills it when the test process is
+//! gone. Debian's `etcd-server` package has `/usr/bin/etcd` and `etcd-client` has
+//! `etcdctl` (`scripts/test` installs them).
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+fn program(name: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] {
+        let path = PathBuf::from(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!(
+        "`{name}` not found: install etcd (apt-get install -y etcd-server etcd-client; \
+         scripts/test does)"
+    )
+}
+
+/// One member: its name, ports and the watchdog of its process.
+pub struct EtcdMember {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    child: Mutex<Option<Child>>,
+}
+
+/// Three members of one cluster. Members are killed and restarted through a shared
+/// reference; everything is killed on drop (the shared one's watchdogs kill it when the
+/// test process is gone).
+pub struct EtcdCluster {
+    pub members: Vec<EtcdMember>,
+    dir: tempfile::TempDir,
+}
+
+impl EtcdCluster {
+    /// Starts three members and waits (up to 60 s) until the cluster is healthy.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if let Some((uid, gid)) = crate::run_as() {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        }
+        let members: Vec<EtcdMember> = (0..3)
+            .map(|i| EtcdMember {
+                name: format!("m{i}"),
+                client_port: crate::free_port(),
+                peer_port: crate::free_port(),
+                child: Mutex::new(None),
+            })
+            .collect();
+        let cluster = Self { members, dir };
+        for i in 0..3 {
+            cluster.launch(i);
+        }
+        cluster.wait_healthy(Duration::from_secs(60));
+        cluster
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.log", self.members[i].name))
+    }
+
+    /// The members' logs (the last lines), for a failure message.
+    pub fn logs(&self) -> String {
+        (0..self.members.len())
+            .map(|i| {
+                let log = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- {}:\n{}", self.members[i].name, tail.join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn pid_path(&self, i: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.pid", self.members[i].name))
+    }
+
+    fn launch(&self, i: usize) {
+        let m = &self.members[i];
+        let script = r#""$@" 2>>"$LOG" & c=$!
+echo "$c" > "$PIDFILE"
+while [ -d "/proc/$PARENT" ] && kill -0 "$c" 2>/dev/null; do sleep 0.3; done
+kill -9 "$c" 2>/dev/null"#;
+        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(script)
+            .arg("sh")
+            .arg(program("etcd"))
+            .arg(format!("--name={}", m.name))
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.path().join(&m.name).display()
+            ))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster={}", self.initial_cluster()))
+            .arg("--initial-cluster-token=locked-tests")
+            .arg("--initial-cluster-state=new")
+            .args(["--logger=zap", "--log-outputs=stderr"])
+            .args(["--heartbeat-interval=100", "--election-timeout=1000"])
+            .arg("--snapshot-count=10000")
+            .env("PARENT", std::process::id().to_string())
+            .env("LOG", self.log_path(i))
+            .env("PIDFILE", self.pid_path(i))
+            .env("ETCD_UNSUPPORTED_ARCH", "")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((uid, gid)) = crate::run_as() {
+            cmd.uid(uid).gid(gid);
+        }
+        *m.child.lock().unwrap() = Some(cmd.spawn().expect("sh for etcd"));
+    }
+
+    /// Waits until every running member answers `endpoint health`, up to `limit`.
+    pub fn wait_healthy(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let running: Vec<String> = self
+                .members
+                .iter()
+                .filter(|m| m.child.lock().unwrap().is_some())
+                .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+                .collect();
+            if self
+                .etcdctl(&running.join(","), &["endpoint", "health"])
+                .is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the etcd cluster did not become healthy:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn etcdctl(&self, endpoints: &str, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(program("etcdctl"))
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .args(["--dial-timeout=2s", "--command-timeout=3s"])
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Every member's client URL.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .collect()
+    }
+
+    /// A locker on every member, under `prefix`.
+    pub fn locker(&self, prefix: &str) -> locked::Locker {
+        locked::Locker::builder()
+            .prefix(prefix)
+            .etcd(&self.endpoints())
+            .expect("valid endpoints")
+    }
+
+    /// The index of the member that leads now, if one does.
+    pub fn leader(&self) -> Option<usize> {
+        for (i, m) in self.members.iter().enumerate() {
+            let url = format!("http://127.0.0.1:{}", m.client_port);
+            let Ok(json) = self.etcdctl(&url, &["endpoint", "status", "-w", "json"]) else {
+                continue;
+            };
+            let number = |field: &str| {
+                let at = json.find(field)? + field.len();
+                let digits: String = json[at..]
+                    .chars()
+                    .skip_while(|c| !c.is_ascii_digit())
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse::<u64>().ok()
+            };
+            if let (Some(me), Some(leader)) = (number("\"member_id\":"), number("\"leader\":"))
+                && me == leader
+            {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Kills member `i` (SIGKILL: no shutdown) and waits for it to be gone.
+    pub fn kill(&self, i: usize) {
+        if let Some(mut child) = self.members[i].child.lock().unwrap().take() {
+            // etcd itself, by the process id its watchdog wrote, then the watchdog.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let pid = loop {
+                match std::fs::read_to_string(self.pid_path(i)) {
+                    Ok(pid) if !pid.trim().is_empty() => break Some(pid.trim().to_owned()),
+                    _ if Instant::now() > deadline => break None,
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            };
+            if let Some(pid) = pid {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                while std::path::Path::new(&format!("/proc/{pid}")).exists()
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            let _ = std::fs::remove_file(self.pid_path(i));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `i` again on its data dir and ports (after `kill`).
+    pub fn restart(&self, i: usize) {
+        self.launch(i);
+    }
+
+    /// Whether member `i` runs.
+    pub fn is_running(&self, i: usize) -> bool {
+        self.members[i].child.lock().unwrap().is_some()
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// The cluster every test of one process shares; each test takes a prefix of its own.
+pub fn shared_etcd() -> &'static EtcdCluster {
+    static CLUSTER: std::sync::OnceLock<EtcdCluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(EtcdCluster::start)
+}

@@ -1,0 +1,225 @@
+//! The etcd store under faults, on 3-member clusters: the leader SIGKILLed while a lock is
+//! held (the holder keeps it and finishes, nobody else enters, the next holder's fence is
+//! greater), a majority of members down (calls end with `Backend` in bounded time, the
+//! holder is stopped with `Lost` before its lease lapses), malformed endpoints (`Config`),
+//! and a release waking a waiter of another `Locker` at once although it polls every 30 s.
+//! The destructive tests start clusters of their own; the shared one (`shared_etcd`) runs
+//! the store list's behaviour tests. Cross-process tests are in `tests/processes.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use locked::{LockError, LockOptions, Locker};
+use locked_test_support::{EtcdCluster, shared_etcd};
+use tokio::time::Instant;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_while_held_keeps_the_holder_and_raises_the_next_fence() {
+    let cluster = Arc::new(
+        tokio::task::spawn_blocking(EtcdCluster::start)
+            .await
+            .unwrap(),
+    );
+    let locker = cluster.locker("lock:leader:");
+    let other = cluster.locker("lock:leader:");
+    let ttl = Duration::from_secs(3);
+    let opts = LockOptions::default().ttl(ttl).fencing(true);
+    let guard = locker.acquire("job", opts).await.unwrap().auto_renew();
+    let first = guard.fencing_token().unwrap();
+    let leader = {
+        let cluster = cluster.clone();
+        tokio::task::spawn_blocking(move || cluster.leader())
+            .await
+            .unwrap()
+            .expect("a leader")
+    };
+    {
+        let cluster = cluster.clone();
+        tokio::task::spawn_blocking(move || cluster.kill(leader))
+            .await
+            .unwrap();
+    }
+    // For two lease lengths after the kill, nobody else may take the key, while the
+    // holder's watchdog renews through the election.
+    let until = Instant::now() + ttl * 2;
+    while Instant::now() < until {
+        match other.try_acquire("job", opts).await {
+            Ok(None) => {}
+            Ok(Some(stolen)) => panic!(
+                "taken while held, fence {:?}:\n{}",
+                stolen.fencing_token(),
+                cluster.logs()
+            ),
+            // A call during the election may fail: it took nothing.
+            Err(e) => assert!(e.is_backend(), "{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Err(e) = guard.remaining().await {
+        panic!("the holder lost its lock over a leader change: {e:?}");
+    }
+    guard.release().await.unwrap();
+    let next = other.acquire("job", opts).await.unwrap();
+    assert!(
+        next.fencing_token().unwrap() > first,
+        "{:?} after {first}",
+        next.fencing_token()
+    );
+    next.release().await.unwrap();
+    {
+        let cluster = cluster.clone();
+        tokio::task::spawn_blocking(move || {
+            cluster.restart(leader);
+            cluster.wait_healthy(Duration::from_secs(60));
+        })
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn majority_down_fails_calls_in_bounded_time_and_stops_the_holder() {
+    let cluster = Arc::new(
+        tokio::task::spawn_blocking(EtcdCluster::start)
+            .await
+            .unwrap(),
+    );
+    let locker = cluster.locker("lock:majority:");
+    let ttl = Duration::from_secs(3);
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let holder = {
+        let (locker, entered) = (locker.clone(), entered.clone());
+        tokio::spawn(async move {
+            let out = locker
+                .run("queue", LockOptions::default().ttl(ttl), || async move {
+                    entered.notify_one();
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                })
+                .await;
+            (out, Instant::now())
+        })
+    };
+    entered.notified().await;
+    let down = Instant::now();
+    {
+        let cluster = cluster.clone();
+        tokio::task::spawn_blocking(move || {
+            cluster.kill(0);
+            cluster.kill(1);
+        })
+        .await
+        .unwrap();
+    }
+    let late = locker
+        .run(
+            "late",
+            LockOptions::default().timeout(Duration::from_secs(1)),
+            || async { unreachable!("ran without a quorum") },
+        )
+        .await
+        .unwrap_err();
+    assert!(late.is_backend() || late.is_timeout(), "{late:?}");
+    assert!(
+        down.elapsed() < Duration::from_secs(8),
+        "a 1 s call took {:?}",
+        down.elapsed()
+    );
+    let status = locker.is_locked("queue").await;
+    match status {
+        Err(e @ LockError::Backend { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("127.0.0.1:{}", cluster.members[2].client_port)),
+                "the endpoints: {msg}"
+            );
+        }
+        other => panic!("is_locked without a quorum: {other:?}"),
+    }
+    let (out, at) = holder.await.unwrap();
+    let err = out.unwrap_err();
+    assert!(err.is_lost(), "{err:?}");
+    // Stopped before the lease (3 s, from its last renewal before the cut) lapses.
+    assert!(
+        at.duration_since(down) < ttl + Duration::from_secs(1),
+        "stopped {:?} after the majority went down",
+        at.duration_since(down)
+    );
+}
+
+#[test]
+fn malformed_endpoints_are_config_errors_naming_them() {
+    for bad in [
+        vec!["127.0.0.1:2379"],
+        vec!["http://127.0.0.1"],
+        vec!["http://127.0.0.1:2379", "ftp://h:1"],
+        vec![""],
+    ] {
+        let err = Locker::etcd(&bad).unwrap_err();
+        assert!(matches!(err, LockError::Config { .. }), "{err:?}");
+        let named = bad.iter().rev().find(|e| !e.is_empty());
+        if let Some(named) = named
+            && !named.starts_with("http://127.0.0.1:2379")
+        {
+            assert!(err.to_string().contains(named), "{err}");
+        }
+    }
+    let err = Locker::etcd(&["http://app:s3cret@h:x"]).unwrap_err();
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+    let locker = Locker::etcd(&["http://app:s3cret@127.0.0.1:2379"]).unwrap();
+    assert!(!format!("{locker:?}").contains("s3cret"));
+    assert_eq!(locker.store_name(), "etcd");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_wakes_a_waiter_of_another_locker_at_once() {
+    let cluster = shared_etcd();
+    let prefix = format!("lock:wake{}:", std::process::id());
+    let (holder, waiter) = (cluster.locker(&prefix), cluster.locker(&prefix));
+    let guard = holder
+        .acquire("wake", LockOptions::default().ttl(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let opts = LockOptions::default()
+        .retry_interval(Duration::from_secs(30))
+        .timeout(Duration::from_secs(20));
+    let waiting = tokio::spawn(async move {
+        waiter
+            .run("wake", opts, || async { Instant::now() })
+            .await
+            .unwrap()
+    });
+    // Let the waiter try once and settle into its watch.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let released = Instant::now();
+    guard.release().await.unwrap();
+    let entered = waiting.await.unwrap();
+    let took = entered.duration_since(released);
+    assert!(took < Duration::from_secs(1), "woken after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_cluster_is_a_backend_error_naming_the_endpoints_in_bounded_time() {
+    let port = locked_test_support::free_port();
+    let locker = Locker::etcd(&[format!("http://127.0.0.1:{port}")]).unwrap();
+    let start = Instant::now();
+    let err = locker
+        .run(
+            "nowhere",
+            LockOptions::default().timeout(Duration::from_secs(1)),
+            || async {},
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_backend() || err.is_timeout(), "{err:?}");
+    let err = locker.is_locked("nowhere").await.unwrap_err();
+    assert!(err.is_backend(), "{err:?}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+}
