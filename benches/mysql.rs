@@ -14,12 +14,11 @@
 //!   Under `cargo test` the bench runs a short smoke version of itself.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use locked::{LockOptions, Locker};
 use locked_test_support::MysqlServer;
-use locked_test_support::bench::{alternate, percentile, shares_over_mean, throughput, us};
+use locked_test_support::bench::{alternate, one_key, percentile, throughput, us};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 use serde_json::{Value, json};
@@ -149,55 +148,6 @@ async fn w2(sides: &Sides, rounds: usize, block: Duration) -> Value {
     })
 }
 
-/// W3: 8 tasks on one key, ~1 ms sections, for `dur`: throughput, waits, shares, overlaps.
-async fn w3(lib: &Locker, dur: Duration) -> Value {
-    const TASKS: usize = 8;
-    let inside = Arc::new(AtomicUsize::new(0));
-    let overlaps = Arc::new(AtomicUsize::new(0));
-    let end = Instant::now() + dur;
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..TASKS {
-        let (lib, inside, overlaps) = (lib.clone(), inside.clone(), overlaps.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut waits = Vec::new();
-            let opts = LockOptions::default()
-                .logging(false)
-                .timeout(Duration::from_secs(60));
-            while Instant::now() < end {
-                let asked = Instant::now();
-                let guard = lib.acquire("w3", opts).await.unwrap();
-                waits.push(asked.elapsed());
-                if inside.fetch_add(1, Ordering::SeqCst) != 0 {
-                    overlaps.fetch_add(1, Ordering::SeqCst);
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                inside.fetch_sub(1, Ordering::SeqCst);
-                guard.release().await.unwrap();
-            }
-            waits
-        }));
-    }
-    let (mut waits, mut per_task) = (Vec::new(), Vec::new());
-    for t in tasks {
-        let w = t.await.unwrap();
-        per_task.push(w.len());
-        waits.extend(w);
-    }
-    let elapsed = start.elapsed();
-    waits.sort();
-    let (min_share, max_share) = shares_over_mean(&per_task);
-    json!({
-        "sections_per_s": waits.len() as f64 / elapsed.as_secs_f64(),
-        "wait_p50_us": us(percentile(&waits, 0.5)),
-        "wait_p99_us": us(percentile(&waits, 0.99)),
-        "wait_max_us": us(waits.last().copied().unwrap_or_default()),
-        "min_share_over_mean": min_share,
-        "max_share_over_mean": max_share,
-        "overlaps": overlaps.load(Ordering::SeqCst),
-    })
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = !args.iter().any(|a| a == "--bench");
@@ -264,7 +214,7 @@ fn main() {
             "mysql": server.root("SELECT VERSION()"),
             "w1_sequential": w1(&sides, blocks, per_block).await,
             "w2_64_tasks_own_keys": w2(&sides, rounds, block).await,
-            "w3_8_tasks_one_key": w3(&sides.lib, w3_dur).await,
+            "w3_8_tasks_one_key": one_key(&sides.lib, w3_dur).await,
         });
         println!("{}", serde_json::to_string_pretty(&report).unwrap());
         if let Some(path) = json_path {

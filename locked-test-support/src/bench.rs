@@ -7,8 +7,11 @@
 //! per-round ratios ([`Rounds`], [`alternate`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use locked::{LockOptions, Locker};
+use serde_json::{Value, json};
 
 /// The `p` percentile (0.0..=1.0, nearest rank) of sorted durations; zero when empty.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -115,4 +118,54 @@ pub async fn alternate<S: Copy, const N: usize>(
         out.push(round);
     }
     out
+}
+
+/// W3: 8 tasks of one `Locker` on one key (`w3`), ~1 ms sections, for `dur`: sections/s,
+/// waits (p50, p99, max), each task's share over the mean, and overlaps (which must be 0).
+pub async fn one_key(lib: &Locker, dur: Duration) -> Value {
+    const TASKS: usize = 8;
+    let inside = Arc::new(AtomicUsize::new(0));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let end = Instant::now() + dur;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let (lib, inside, overlaps) = (lib.clone(), inside.clone(), overlaps.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut waits = Vec::new();
+            let opts = LockOptions::default()
+                .logging(false)
+                .timeout(Duration::from_secs(60));
+            while Instant::now() < end {
+                let asked = Instant::now();
+                let guard = lib.acquire("w3", opts).await.unwrap();
+                waits.push(asked.elapsed());
+                if inside.fetch_add(1, Ordering::SeqCst) != 0 {
+                    overlaps.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                inside.fetch_sub(1, Ordering::SeqCst);
+                guard.release().await.unwrap();
+            }
+            waits
+        }));
+    }
+    let (mut waits, mut per_task) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let w = t.await.unwrap();
+        per_task.push(w.len());
+        waits.extend(w);
+    }
+    let elapsed = start.elapsed();
+    waits.sort();
+    let (min_share, max_share) = shares_over_mean(&per_task);
+    json!({
+        "sections_per_s": waits.len() as f64 / elapsed.as_secs_f64(),
+        "wait_p50_us": us(percentile(&waits, 0.5)),
+        "wait_p99_us": us(percentile(&waits, 0.99)),
+        "wait_max_us": us(waits.last().copied().unwrap_or_default()),
+        "min_share_over_mean": min_share,
+        "max_share_over_mean": max_share,
+        "overlaps": overlaps.load(Ordering::SeqCst),
+    })
 }

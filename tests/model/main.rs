@@ -361,7 +361,7 @@ async fn run(s: &mut Store, schedule: &Schedule) -> Vec<String> {
     let store_faults = history.faults.iter().any(|f| !f.scope.starts_with("proc:"));
     let leftovers = quiescent(s, schedule).await;
     if store_faults {
-        for key in [LOCK_KEYS[0], LOCK_KEYS[1], LOCK_KEYS[2], SEM_KEY, RW_KEY] {
+        for key in LOCK_KEYS.into_iter().chain([SEM_KEY, RW_KEY]) {
             let _ = s
                 .locker
                 .force_release(&format!("{}{key}", space(seed)))

@@ -4,9 +4,10 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// The key space of a run: three lock keys (single, multi-key and fenced locks), one
-/// semaphore and one read/write lock. A key is one kind, as the library demands.
-pub const LOCK_KEYS: [&str; 3] = ["L0", "L1", "L2"];
+/// The key space of a run: lock keys (single, multi-key and fenced locks: the first three
+/// for most operations, all eight for spread bursts), one semaphore and one read/write
+/// lock. A key is one kind, as the library demands.
+pub const LOCK_KEYS: [&str; 8] = ["L0", "L1", "L2", "L3", "L4", "L5", "L6", "L7"];
 pub const SEM_KEY: &str = "S";
 pub const RW_KEY: &str = "W";
 
@@ -253,6 +254,9 @@ fn op(rng: &mut StdRng, worker: bool, ab: Abilities) -> Op {
 }
 
 fn burst(rng: &mut StdRng, ab: Abilities) -> Op {
+    if rng.random_bool(0.5) {
+        return spread(rng, ab);
+    }
     let target = match rng.random_range(0..4) {
         0 => Target::Permit,
         1 => Target::Read,
@@ -266,28 +270,69 @@ fn burst(rng: &mut StdRng, ab: Abilities) -> Op {
     // On the read/write key, readers and writers mixed; some calls are not cancelled.
     let rw = matches!(target, Target::Read | Target::Write);
     let calls = (0..n)
-        .map(|_| Op::Hold {
-            target: match rw {
+        .map(|_| {
+            let target = match rw {
                 true if rng.random_bool(0.3) => Target::Write,
                 true => Target::Read,
                 false => target.clone(),
-            },
-            entry: match rng.random_range(0..4) {
+            };
+            let entry = match rng.random_range(0..4) {
                 0 => Entry::TryRun,
                 1 => Entry::Acquire(Then::Drop),
                 _ => Entry::Run,
-            },
-            body_ms: if rng.random_bool(0.5) {
-                0
-            } else {
-                rng.random_range(1..20)
-            },
-            ttl_ms: 60_000,
-            timeout_ms: 2000,
-            cancel_us: rng.random_bool(0.6).then(|| rng.random_range(0..3_000)),
+            };
+            burst_call(rng, target, entry, 20, 0.6)
         })
         .collect();
     Op::Burst(calls)
+}
+
+/// A burst of non-waiting tries over every lock key, fenced or not: many calls of one
+/// locker out at once on different keys, which is what the stores' group commit (Redis,
+/// SQLite, PostgreSQL) sends together; some are cancelled while their batch is queued or
+/// out.
+fn spread(rng: &mut StdRng, ab: Abilities) -> Op {
+    let n = rng.random_range(ab.burst / 2..ab.burst);
+    let calls = (0..n)
+        .map(|_| {
+            let target = Target::Lock {
+                keys: vec![LOCK_KEYS[rng.random_range(0..LOCK_KEYS.len())]],
+                fenced: ab.fencing && rng.random_bool(0.4),
+            };
+            let entry = match rng.random_range(0..3) {
+                0 => Entry::TryRun,
+                _ => Entry::TryAcquire(Then::Release),
+            };
+            burst_call(rng, target, entry, 10, 0.5)
+        })
+        .collect();
+    Op::Burst(calls)
+}
+
+/// One call of a burst: held for a minute (a leaked lock outlives the run and is seen),
+/// a body of up to `body_max_ms` or none, cancelled within 2-3 ms with probability
+/// `cancel_p`.
+fn burst_call(
+    rng: &mut StdRng,
+    target: Target,
+    entry: Entry,
+    body_max_ms: u64,
+    cancel_p: f64,
+) -> Op {
+    Op::Hold {
+        target,
+        entry,
+        body_ms: if rng.random_bool(0.5) {
+            0
+        } else {
+            rng.random_range(1..body_max_ms)
+        },
+        ttl_ms: 60_000,
+        timeout_ms: 2000,
+        cancel_us: rng
+            .random_bool(cancel_p)
+            .then(|| rng.random_range(0..3_000)),
+    }
 }
 
 fn pick_key(rng: &mut StdRng) -> &'static str {

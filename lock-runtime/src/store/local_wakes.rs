@@ -41,6 +41,7 @@ impl LocalWakes {
     }
 
     /// Whether anyone of this process waits at all.
+    #[cfg(feature = "sqlite")]
     pub(crate) fn anyone_waits(&self) -> bool {
         !self.watching.is_empty()
     }
