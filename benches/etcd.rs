@@ -3,41 +3,36 @@
 //!
 //! `cargo bench --bench etcd --features etcd [-- --json target/etcd.json]`
 //!
-//! - Floor: what a hand-written lock on etcd needs at least, through the same client
-//!   (etcd-client): a lease grant, a put-if-absent transaction (`create_revision == 0`, put
-//!   with the lease) and a delete. It revokes nothing (its leases lapse), renews nothing and
-//!   announces nothing.
-//! - etcd's lock service (`v3lock`, `Lock`/`Unlock` through etcd-client) on a lease granted
-//!   per cycle: a grant, a lock, an unlock.
-//! - The library: `acquire` + `release` (a grant and a transaction, then a transaction and
-//!   a revoke).
-//! - W1: sequential cycles on fresh keys; medians of per-block p50s and of per-block ratios
-//!   to the floor, the three sides alternating in short blocks. W2: 16 tasks on their own
-//!   keys: cycles/s. Under `cargo test` the bench runs a short smoke version of itself.
+//! - Floor: what a hand-written etcd lock sends, through the same client (etcd-client, one
+//!   channel to the same endpoints): a lease grant of the ttl, a put-if-absent transaction
+//!   (`create_revision == 0`, put with the lease), and a lease revoke, which deletes the
+//!   key. It renews nothing and watches nothing.
+//! - Locked: `Locker::acquire` + `release` on the etcd store.
+//! - etcd's lock service (`etcdctl lock`'s server side, v3lock): a lease grant, `lock` with
+//!   the lease, and a revoke (which deletes the lock's key; an `unlock` before it would be
+//!   a fourth round trip).
+//! - Ratios are medians of per-block ratios, the sides alternating in short blocks.
+//! - W3: 8 tasks on one key of one `Locker`, ~1 ms sections: woken by the queue on release.
+//!   Under `cargo test` the bench runs a short smoke version of itself.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use locked::{LockOptions, Locker};
 use locked_test_support::EtcdCluster;
-use locked_test_support::bench::{alternate, percentile, throughput, us};
-use locked_test_support::etcd_client::{
-    Client, Compare, CompareOp, LockOptions as EtcdLockOptions, PutOptions, Txn, TxnOp,
-};
+use locked_test_support::bench::{alternate, one_key, percentile, throughput, us};
+use locked_test_support::etcd_client::{self, Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
-/// The library's default ttl, for every side's lease.
 const TTL_S: i64 = 30;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Side {
     Floor,
-    EtcdLock,
     Lib,
+    Service,
 }
-
-const SIDES: [Side; 3] = [Side::Floor, Side::EtcdLock, Side::Lib];
 
 #[derive(Clone)]
 struct Sides {
@@ -51,24 +46,20 @@ impl Sides {
         match side {
             Side::Floor => {
                 let lease = c.lease_grant(TTL_S, None).await.unwrap().id();
-                let take = Txn::new()
-                    .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(
-                        key,
-                        TOKEN,
-                        Some(PutOptions::new().with_lease(lease)),
-                    )]);
+                let key = format!("floor:{key}");
+                let put = TxnOp::put(
+                    key.as_str(),
+                    TOKEN,
+                    Some(PutOptions::new().with_lease(lease)),
+                );
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                    .and_then([put]);
                 assert!(
-                    c.txn(take).await.unwrap().succeeded(),
+                    c.txn(txn).await.unwrap().succeeded(),
                     "the floor's key was taken"
                 );
-                c.delete(key, None).await.unwrap();
-            }
-            Side::EtcdLock => {
-                let lease = c.lease_grant(TTL_S, None).await.unwrap().id();
-                let opts = EtcdLockOptions::new().with_lease(lease);
-                let owned = c.lock(key, Some(opts)).await.unwrap();
-                c.unlock(owned.key().to_vec()).await.unwrap();
+                c.lease_revoke(lease).await.unwrap();
             }
             Side::Lib => {
                 let opts = LockOptions::default().logging(false);
@@ -80,18 +71,27 @@ impl Sides {
                     .await
                     .unwrap();
             }
+            Side::Service => {
+                let lease = c.lease_grant(TTL_S, None).await.unwrap().id();
+                let opts = etcd_client::LockOptions::new().with_lease(lease);
+                c.lock(format!("service:{key}"), Some(opts)).await.unwrap();
+                c.lease_revoke(lease).await.unwrap();
+            }
         }
     }
 }
 
-/// W1: sequential cycles on fresh keys; each side's median p50 and its ratio to the floor.
+const SIDES: [Side; 3] = [Side::Floor, Side::Lib, Side::Service];
+
+/// W1: sequential cycles on fresh keys; the median over blocks of each side's p50 over the
+/// floor's p50 in the same round.
 async fn w1(sides: &Sides, blocks: usize, per_block: usize) -> Value {
     let mut n = 0u64;
     let p50s = alternate(blocks, SIDES, async |side| {
         let mut times = Vec::with_capacity(per_block);
         for _ in 0..per_block {
             n += 1;
-            let key = format!("bench:w1:{side:?}:{n}");
+            let key = format!("w1:{side:?}:{n}");
             let start = Instant::now();
             sides.cycle(side, &key).await;
             times.push(start.elapsed());
@@ -100,41 +100,44 @@ async fn w1(sides: &Sides, blocks: usize, per_block: usize) -> Value {
         us(percentile(&times, 0.5))
     })
     .await;
-    let [floor, etcd_lock, lib] = p50s.medians();
-    let [_, etcd_lock_ratio, lib_ratio] = p50s.ratios_to(0);
+    let [floor, lib, service] = p50s.medians();
+    let [_, lib_ratio, service_ratio] = p50s.ratios_to(0);
     json!({
         "floor_p50_us": floor,
-        "etcd_lock_p50_us": etcd_lock,
         "locked_p50_us": lib,
-        "etcd_lock_over_floor": etcd_lock_ratio,
+        "service_p50_us": service,
         "locked_over_floor": lib_ratio,
+        "service_over_floor": service_ratio,
     })
 }
 
-/// W2: 16 tasks on their own keys for `block`, per round: cycles/s.
-async fn w2(sides: &Sides, rounds: usize, block: Duration) -> Value {
+/// 64 tasks on their own keys for `dur`: cycles/s.
+async fn concurrent(sides: &Sides, side: Side, dur: Duration) -> f64 {
     let sides = Arc::new(sides.clone());
-    let rates = alternate(rounds, SIDES, async |side| {
+    throughput(64, dur, move |t, i| {
         let sides = sides.clone();
-        throughput(16, block, move |t, i| {
-            let sides = sides.clone();
-            async move {
-                sides
-                    .cycle(side, &format!("bench:w2:{side:?}:{t}:{i}"))
-                    .await;
-            }
-        })
-        .await
+        async move {
+            sides
+                .cycle(side, &format!("w2:{side:?}:{t}:{}", i % 16))
+                .await;
+        }
+    })
+    .await
+}
+
+async fn w2(sides: &Sides, rounds: usize, block: Duration) -> Value {
+    let rates = alternate(rounds, SIDES, async |side| {
+        concurrent(sides, side, block).await
     })
     .await;
-    let [floor, etcd_lock, lib] = rates.medians();
-    let [_, etcd_lock_ratio, lib_ratio] = rates.ratios_to(0);
+    let [floor, lib, service] = rates.medians();
+    let [_, lib_ratio, service_ratio] = rates.ratios_to(0);
     json!({
         "floor_cycles_per_s": floor,
-        "etcd_lock_cycles_per_s": etcd_lock,
         "locked_cycles_per_s": lib,
-        "etcd_lock_over_floor": etcd_lock_ratio,
+        "service_cycles_per_s": service,
         "locked_over_floor": lib_ratio,
+        "service_over_floor": service_ratio,
     })
 }
 
@@ -146,33 +149,46 @@ fn main() {
         .position(|a| a == "--json")
         .and_then(|i| args.get(i + 1))
         .cloned();
-    let (blocks, per_block, rounds, block) = if quick {
-        (2, 10, 1, Duration::from_millis(200))
+    let (blocks, per_block, rounds, block, w3_dur) = if quick {
+        (
+            2,
+            20,
+            1,
+            Duration::from_millis(200),
+            Duration::from_millis(300),
+        )
     } else {
-        (10, 50, 6, Duration::from_secs(1))
+        (
+            10,
+            200,
+            8,
+            Duration::from_millis(600),
+            Duration::from_secs(3),
+        )
     };
-    let cluster = EtcdCluster::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async move {
+        let cluster = EtcdCluster::start();
         let client = Client::connect(cluster.endpoints(), None).await.unwrap();
         let sides = Sides {
             client,
             lib: cluster.locker("bench:"),
         };
-        // Warm up: connections on every side.
+        // Warm up: connections, the client's channels.
         for side in SIDES {
-            for i in 0..20 {
-                sides.cycle(side, &format!("bench:warm:{side:?}:{i}")).await;
+            for i in 0..50 {
+                sides.cycle(side, &format!("warm:{i}")).await;
             }
         }
         let report = json!({
-            "etcd": "3 members on loopback",
+            "members": cluster.endpoints().len(),
             "w1_sequential": w1(&sides, blocks, per_block).await,
-            "w2_16_tasks_own_keys": w2(&sides, rounds, block).await,
+            "w2_64_tasks_own_keys": w2(&sides, rounds, block).await,
+            "w3_8_tasks_one_key": one_key(&sides.lib, w3_dur).await,
         });
         println!("{}", serde_json::to_string_pretty(&report).unwrap());
         if let Some(path) = json_path {

@@ -45,7 +45,7 @@ use std::time::Duration;
 pub use cluster::{ClusterNode, RedisCluster, shared_cluster};
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdCluster, EtcdMember, shared_etcd};
-/// The etcd client the store uses, for the bench's floor (feature `etcd`).
+/// The etcd client the store uses, for benches that speak to etcd directly.
 #[cfg(feature = "etcd")]
 pub use etcd_client;
 pub use harness::Reach;

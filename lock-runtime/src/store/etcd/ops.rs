@@ -24,25 +24,83 @@ pub(super) fn secs(ttl_ms: u64) -> i64 {
     i64::try_from(ttl_ms.div_ceil(1000).max(1)).unwrap_or(i64::MAX)
 }
 
+/// How many empty leases of one granted ttl a store keeps for its next takes.
+const SPARES_PER_TTL: usize = 64;
+
 /// The lease each live hold of this store is on (by token), and its granted ttl, so that
 /// renewal is one keep-alive. A hold restored elsewhere finds its lease in its key.
+///
+/// And the spares: leases this store granted that hold no key any more (their hold was
+/// released, or their take found the key held), by granted ttl. A take of the same ttl
+/// renews a spare with one keep-alive (answered by the leader, not a write through the
+/// log) instead of granting a new lease, and a release leaves its lease here instead of
+/// revoking it: a cycle is two writes through the log, not four. A spare is never shared:
+/// one hold at a time. One left unused lapses on its own within its ttl, keyless.
 #[derive(Default)]
-pub(super) struct Leases(Mutex<HashMap<String, (i64, i64)>>);
+pub(super) struct Leases {
+    held: Mutex<HashMap<String, (i64, i64)>>,
+    spares: Mutex<HashMap<i64, Vec<i64>>>,
+}
 
 impl Leases {
     fn get(&self, token: &str) -> Option<(i64, i64)> {
-        self.0.lock().ok()?.get(token).copied()
+        self.held.lock().ok()?.get(token).copied()
     }
     fn set(&self, token: &str, lease: i64, granted: i64) {
-        if let Ok(mut map) = self.0.lock() {
+        if let Ok(mut map) = self.held.lock() {
             map.insert(token.to_owned(), (lease, granted));
         }
     }
     fn forget(&self, token: &str) {
-        if let Ok(mut map) = self.0.lock() {
+        if let Ok(mut map) = self.held.lock() {
             map.remove(token);
         }
     }
+    fn take_spare(&self, granted: i64) -> Option<i64> {
+        self.spares.lock().ok()?.get_mut(&granted)?.pop()
+    }
+    /// Keeps an empty lease for a later take; false when there are enough already.
+    fn keep_spare(&self, lease: i64, granted: i64) -> bool {
+        let Ok(mut spares) = self.spares.lock() else {
+            return false;
+        };
+        let list = spares.entry(granted).or_default();
+        if list.len() >= SPARES_PER_TTL {
+            return false;
+        }
+        list.push(lease);
+        true
+    }
+}
+
+/// A lease of `ttl_ms` for a take: a spare renewed to its full ttl, or a new grant.
+async fn lease_for(conn: &Conn, leases: &Leases, ttl_ms: u64) -> Res<(i64, i64)> {
+    let granted = secs(ttl_ms);
+    while let Some(lease) = leases.take_spare(granted) {
+        if keep_alive(conn, lease).await? {
+            return Ok((lease, granted));
+        }
+    }
+    grant(conn, ttl_ms).await
+}
+
+/// An empty lease (its keys deleted, or never put) kept as a spare, or revoked.
+fn give_back(conn: &std::sync::Arc<Conn>, leases: &Leases, lease: i64, granted: i64) {
+    if !leases.keep_spare(lease, granted) {
+        revoke_later(conn, lease);
+    }
+}
+
+/// One keep-alive of `lease`: false when it has lapsed or was revoked.
+async fn keep_alive(conn: &Conn, lease: i64) -> Res<bool> {
+    conn.run("lease keep-alive", |mut c| async move {
+        match c.lease_keep_alive(lease).await {
+            Ok(_) => Ok(true),
+            Err(etcd_client::Error::LeaseKeepAliveError(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    })
+    .await
 }
 
 /// The etcd keys of a hold: the lock's keys, or the one lease member's.
@@ -135,7 +193,7 @@ pub(super) async fn acquire(
     token: &str,
     ttl_ms: u64,
 ) -> Res<Attempt> {
-    let (lease, granted) = grant(conn, ttl_ms).await?;
+    let (lease, granted) = lease_for(conn, leases, ttl_ms).await?;
     let mut when = Vec::new();
     let mut then = Vec::new();
     let mut otherwise = Vec::new();
@@ -198,7 +256,13 @@ pub(super) async fn acquire(
         }
         return Ok(Attempt::Acquired { fence: fence(rev) });
     }
-    revoke_later(conn, lease);
+    if holders.iter().flatten().any(|kv| kv.lease() == lease) {
+        // An earlier send of this take put some key on it: revoked, with that key.
+        revoke_later(conn, lease);
+    } else {
+        // Nothing is on it: kept for a later take.
+        give_back(conn, leases, lease, granted);
+    }
     if holders.iter().any(Option::is_some) {
         return Ok(Attempt::Held { remaining: None });
     }
@@ -397,8 +461,14 @@ pub(super) async fn release(
     let found: Vec<&KeyValue> = got.iter().filter_map(|g| g.kvs().first()).collect();
     if resp.succeeded() {
         let lease = found.first().map(|kv| kv.lease()).or(cached.map(|c| c.0));
-        if let Some(lease) = lease {
-            revoke_later(conn, lease);
+        // The keys are gone already: the lease, now empty, is kept for a later take (the
+        // one this store granted and knows) or revoked in the background.
+        match (lease, cached) {
+            (Some(lease), Some((known, granted))) if lease == known => {
+                give_back(conn, leases, lease, granted)
+            }
+            (Some(lease), _) => revoke_later(conn, lease),
+            (None, _) => {}
         }
         return Ok(Release::Released);
     }
@@ -485,15 +555,7 @@ pub(super) async fn extend(
         },
     };
     if granted >= secs(ttl_ms) {
-        let alive = conn
-            .run("lease keep-alive", |mut c| async move {
-                match c.lease_keep_alive(lease).await {
-                    Ok(_) => Ok(true),
-                    Err(etcd_client::Error::LeaseKeepAliveError(_)) => Ok(false),
-                    Err(e) => Err(e),
-                }
-            })
-            .await?;
+        let alive = keep_alive(conn, lease).await?;
         if alive {
             leases.set(token, lease, granted);
         } else {
@@ -544,15 +606,7 @@ pub(super) async fn remaining(
     // etcd answers whole seconds, truncated: under 1 s left reads as 0, which would have
     // a restored hold given up at once. Renewed instead (the caller holds the token):
     // the granted ttl is then left.
-    let alive = conn
-        .run("lease keep-alive", |mut c| async move {
-            match c.lease_keep_alive(lease).await {
-                Ok(_) => Ok(true),
-                Err(etcd_client::Error::LeaseKeepAliveError(_)) => Ok(false),
-                Err(e) => Err(e),
-            }
-        })
-        .await?;
+    let alive = keep_alive(conn, lease).await?;
     Ok(alive.then(|| Duration::from_secs(u64::try_from(granted).unwrap_or(0))))
 }
 
