@@ -223,3 +223,47 @@ async fn unreachable_cluster_is_a_backend_error_naming_the_endpoints_in_bounded_
         start.elapsed()
     );
 }
+
+/// The lease of the etcd key `key`, read straight from the cluster (0 when absent).
+async fn lease_of(client: &mut locked_test_support::etcd_client::Client, key: &str) -> i64 {
+    let resp = client.get(key, None).await.unwrap();
+    resp.kvs().first().map(|kv| kv.lease()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_lease_serves_the_next_take_and_never_two_holds() {
+    use locked_test_support::etcd_client::Client;
+    let cluster = shared_etcd();
+    let mut client = Client::connect(cluster.endpoints(), None).await.unwrap();
+    let locker = cluster.locker("lock:spare:");
+    let opts = LockOptions::default().ttl(Duration::from_secs(5));
+    let first = locker.acquire("a", opts).await.unwrap();
+    let lease = lease_of(&mut client, "lock:spare:a").await;
+    assert_ne!(lease, 0, "a hold is on a lease");
+    first.release().await.unwrap();
+    // The emptied lease is the next take's (same ttl), renewed to its full ttl.
+    let second = locker.acquire("b", opts).await.unwrap();
+    assert_eq!(lease_of(&mut client, "lock:spare:b").await, lease);
+    let ttl = client.lease_time_to_live(lease, None).await.unwrap().ttl();
+    assert!(ttl >= 4, "the spare was renewed to its ttl, has {ttl} s");
+    // A take while it is in use gets a lease of its own; so does a take that found its key
+    // held (its unused lease becomes a spare, not the holder's).
+    let third = locker.acquire("c", opts).await.unwrap();
+    let other = lease_of(&mut client, "lock:spare:c").await;
+    assert!(other != 0 && other != lease, "two holds on one lease");
+    assert!(locker.try_acquire("b", opts).await.unwrap().is_none());
+    let fourth = locker.acquire("d", opts).await.unwrap();
+    let fourth_lease = lease_of(&mut client, "lock:spare:d").await;
+    assert!(
+        ![0, lease, other].contains(&fourth_lease),
+        "two holds on one lease"
+    );
+    // A different ttl never takes a spare of another.
+    second.release().await.unwrap();
+    let long = LockOptions::default().ttl(Duration::from_secs(9));
+    let fifth = locker.acquire("e", long).await.unwrap();
+    assert_ne!(lease_of(&mut client, "lock:spare:e").await, lease);
+    for g in [third, fourth, fifth] {
+        g.release().await.unwrap();
+    }
+}
