@@ -13,7 +13,7 @@ use crate::store::{Attempt, HeldAs, Kind, Lease, Release, Request, shared_key};
 
 impl PostgresStore {
     /// Takes every key for the token, or none (`Lock` kind).
-    async fn acquire_lock(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
+    pub(super) async fn acquire_lock(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
         let mut client = self.client().await?;
         let ttl = i64::try_from(req.ttl_ms).unwrap_or(i64::MAX);
         let fail = |e: tokio_postgres::Error| self.error("acquire", &e);

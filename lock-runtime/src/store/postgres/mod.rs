@@ -42,6 +42,8 @@
 #[cfg(feature = "postgres")]
 mod acquire;
 #[cfg(feature = "postgres")]
+mod batch;
+#[cfg(feature = "postgres")]
 mod conn;
 #[cfg(feature = "postgres")]
 mod listener;

@@ -2,6 +2,7 @@
 //! and its errors.
 
 use std::str::FromStr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -91,6 +92,7 @@ impl PostgresStore {
             quoted,
             ready: OnceCell::new(),
             listener: Listener::default(),
+            queue: Mutex::default(),
         })
     }
 

@@ -12,7 +12,13 @@ pub(super) struct Statements {
     /// After a queued waiter's refused multi-key try: mark the others' locks contended.
     pub(super) contend: String,
     pub(super) acquire_many: String,
+    /// Group commit: the takes of several single-key tries at once (`unnest` of keys,
+    /// tokens, ttls; one take a key), answering the key and fence of each taken.
+    pub(super) acquire_batch: String,
     pub(super) release: String,
+    /// Group commit: several single-key releases at once (`unnest` of keys and tokens),
+    /// answering key, token and liveness of each deleted.
+    pub(super) release_batch: String,
     /// After a release that deleted less than every key: are the others someone else's?
     pub(super) foreign: String,
     pub(super) extend: String,
@@ -67,6 +73,25 @@ impl Statements {
                  fence = excluded.fence, expires_at = excluded.expires_at \
                  WHERE l.expires_at <= clock_timestamp() OR l.token = excluded.token \
                  RETURNING fence"
+            ),
+            acquire_batch: format!(
+                "INSERT INTO {s}.locks AS l (key, token, fence, expires_at) \
+                 SELECT u.key, u.token, nextval('{s}.fence'), \
+                 clock_timestamp() + u.ttl {ms} \
+                 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(key, token, ttl) \
+                 WHERE NOT EXISTS (SELECT 1 FROM {s}.leases AS e WHERE e.key = u.key \
+                 AND e.expires_at > clock_timestamp()) \
+                 ON CONFLICT (key) DO UPDATE SET token = excluded.token, \
+                 fence = excluded.fence, expires_at = excluded.expires_at \
+                 WHERE l.expires_at <= clock_timestamp() OR l.token = excluded.token \
+                 RETURNING key, fence"
+            ),
+            release_batch: format!(
+                "WITH d AS (DELETE FROM {s}.locks WHERE (key, token) IN \
+                 (SELECT * FROM unnest($1::text[], $2::text[])) \
+                 RETURNING key, token, {live} AS live, contended) \
+                 SELECT key, token, live, \
+                 CASE WHEN live AND contended THEN pg_notify($3, key)::text END FROM d"
             ),
             contend: format!(
                 "UPDATE {s}.locks SET contended = true WHERE key = ANY($1::text[]) \

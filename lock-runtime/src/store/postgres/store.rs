@@ -1,12 +1,13 @@
 //! The store type and its `Store` impl.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use tokio::sync::{OnceCell, oneshot};
 use tokio_postgres::types::Type;
 
+use super::batch::{Queue, batches};
 use super::listener::Listener;
 use super::sql::Statements;
 use crate::error::BoxError;
@@ -35,6 +36,8 @@ pub(crate) struct PostgresStore {
     pub(super) ready: OnceCell<bool>,
     pub(super) sql: Statements,
     pub(super) listener: Listener,
+    /// The group commit's queue ([`super::batch`]).
+    pub(super) queue: Mutex<Queue>,
 }
 
 /// The store behind an `Arc`, so that an acquisition can outlive its caller.
@@ -69,11 +72,14 @@ impl Store for Postgres {
     }
 
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
+        if batches(req) {
+            return self.0.take_batched(req).await;
+        }
         self.0.acquire_detached(req).await
     }
 
     async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
-        self.0.release(lease).await
+        self.0.give_batched(lease).await
     }
 
     async fn extend(
