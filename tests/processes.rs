@@ -1,6 +1,6 @@
 //! Locks across real OS processes: four processes keep a non-atomic counter exact on every
-//! Redis store, SQLite, MySQL and etcd; a holder killed with SIGKILL frees its lock within its
-//! ttl; a holder paused with SIGSTOP past its ttl loses the lock to a newer fencing token
+//! Redis store, SQLite, MySQL and etcd; on etcd, four processes' waiters are served in the
+//! order they asked; a holder killed with SIGKILL frees its lock within its ttl; a holder paused with SIGSTOP past its ttl loses the lock to a newer fencing token
 //! and is not resumed; three processes campaign for leadership, and a killed or stopped
 //! leader is replaced without any two terms overlapping.
 //!
@@ -150,6 +150,24 @@ fn worker() {
                     Err(e) if e.is_lost() => println!("RESULT lost"),
                     other => println!("RESULT {other:?}"),
                 }
+            }
+            "queue" => {
+                // Asks for `fifo` once, and records its turn in the data store's `order`.
+                let id = env("LOCKED_ID");
+                let opts = LockOptions::default().timeout(Duration::from_secs(60));
+                locker
+                    .run("fifo", opts, || async {
+                        let mut db = data(&data_url);
+                        let _: i64 = redis::cmd("RPUSH")
+                            .arg("order")
+                            .arg(&id)
+                            .query(&mut db)
+                            .unwrap();
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    })
+                    .await
+                    .unwrap();
+                println!("DONE");
             }
             "restore" => {
                 let guard = locker
@@ -731,6 +749,53 @@ fn etcd_urls() -> String {
 fn four_processes_keep_a_counter_exact_on_etcd() {
     let data = RedisServer::start();
     counter_stays_exact("etcd", &etcd_urls(), &data);
+}
+
+/// Four processes ask for a held lock one after another (each queued in etcd before the
+/// next asks); when it is released, they hold it in the order they asked, exactly.
+#[cfg(feature = "etcd")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_of_four_processes_are_served_in_arrival_order_on_etcd() {
+    let (urls, server) = (etcd_urls(), RedisServer::start());
+    let locker = locker_for("etcd", &urls);
+    let opts = LockOptions::default().ttl(Duration::from_secs(30));
+    let guard = locker.acquire("fifo", opts).await.unwrap();
+    let mut workers = Vec::new();
+    for i in 0..4u64 {
+        let id = i.to_string();
+        workers.push(Worker::start(
+            "queue",
+            "etcd",
+            &urls,
+            &server.url(),
+            &[("LOCKED_ID", &id)],
+        ));
+        // In the queue before the next one asks.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let waiters = locker.inspect("fifo").await.unwrap().waiters;
+            if waiters > i {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker {i} did not queue in 60 s ({waiters} waiting)"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    guard.release().await.unwrap();
+    for w in &workers {
+        w.expect("DONE", Duration::from_secs(60));
+    }
+    let order: Vec<String> = redis::cmd("LRANGE")
+        .arg("order")
+        .arg(0)
+        .arg(-1)
+        .query(&mut data(&server.url()))
+        .unwrap();
+    assert_eq!(order, ["0", "1", "2", "3"], "the turns, in the order asked");
+    assert_eq!(locker.inspect("fifo").await.unwrap().waiters, 0);
 }
 
 /// The 2 s ttl is a 2 s etcd lease (whole seconds already), lapsing at the leader's next

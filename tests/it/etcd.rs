@@ -2,7 +2,9 @@
 //! held (the holder keeps it and finishes, nobody else enters, the next holder's fence is
 //! greater), a majority of members down (calls end with `Backend` in bounded time, the
 //! holder is stopped with `Lost` before its lease lapses), malformed endpoints (`Config`),
-//! and a release waking a waiter of another `Locker` at once although it polls every 30 s.
+//! a release waking a waiter of another `Locker` at once although it polls every 30 s, and
+//! the queue in etcd: waiters of other `Locker`s hold in the order they asked (locks,
+//! read/write locks, semaphores), and one that gives up leaves the queue at once.
 //! The destructive tests start clusters of their own; the shared one (`shared_etcd`) runs
 //! the store list's behaviour tests. Cross-process tests are in `tests/processes.rs`.
 
@@ -195,6 +197,126 @@ async fn release_wakes_a_waiter_of_another_locker_at_once() {
     let entered = waiting.await.unwrap();
     let took = entered.duration_since(released);
     assert!(took < Duration::from_secs(1), "woken after {took:?}");
+}
+
+/// Waits until `locker` counts at least `n` waiters of `key` (in etcd's queue).
+async fn queued(locker: &Locker, key: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiters = locker.inspect(key).await.unwrap().waiters;
+        if waiters >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{waiters} of {n} queued in 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Three `Locker`s queue for a held key; the second gives up (its timeout) and withdraws
+/// its place at once, not after its lease; the others hold in the order they asked, and
+/// nothing is left queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_of_other_lockers_hold_in_turn_and_one_that_gives_up_leaves_the_queue() {
+    let cluster = shared_etcd();
+    let prefix = format!("lock:turns{}:", std::process::id());
+    let holder = cluster.locker(&prefix);
+    let long = LockOptions::default().ttl(Duration::from_secs(30));
+    let guard = holder.acquire("turns", long).await.unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut waiting = Vec::new();
+    for (i, timeout) in [30, 2, 30].into_iter().enumerate() {
+        let (waiter, order) = (cluster.locker(&prefix), order.clone());
+        let opts = long.timeout(Duration::from_secs(timeout));
+        waiting.push(tokio::spawn(async move {
+            waiter
+                .run("turns", opts, || async move {
+                    order.lock().unwrap().push(i);
+                })
+                .await
+        }));
+        queued(&holder, "turns", i as u64 + 1).await;
+    }
+    let gave_up = waiting.remove(1).await.unwrap();
+    assert!(
+        matches!(gave_up, Err(LockError::Timeout { .. })),
+        "{gave_up:?}"
+    );
+    // Withdrawn at once: well before its 30 s lease could lapse.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while holder.inspect("turns").await.unwrap().waiters != 2 {
+        assert!(Instant::now() < deadline, "the place was not withdrawn");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    guard.release().await.unwrap();
+    for w in waiting {
+        w.await.unwrap().unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), [0, 2]);
+    let info = holder.inspect("turns").await.unwrap();
+    assert!(!info.held && info.waiters == 0, "{info:?}");
+    // Nobody queued: a try takes it at once.
+    let again = holder.try_acquire("turns", long).await.unwrap();
+    assert!(again.is_some());
+}
+
+/// A reader that asks after a waiting writer of another `Locker` holds after it, and a
+/// reader's try is refused meanwhile (no overtaking); a semaphore's waiters of two
+/// `Locker`s take the freed permit in the order they asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_queue_behind_an_earlier_writer_and_tries_never_overtake() {
+    let cluster = shared_etcd();
+    let prefix = format!("lock:rwturns{}:", std::process::id());
+    let first = cluster.locker(&prefix);
+    let opts = LockOptions::default()
+        .ttl(Duration::from_secs(30))
+        .timeout(Duration::from_secs(30));
+    let reading = first.rw("doc").acquire_read(opts).await.unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let spawn = |write: bool| {
+        let (locker, order) = (cluster.locker(&prefix), order.clone());
+        tokio::spawn(async move {
+            let rw = locker.rw("doc");
+            let body = || async move { order.lock().unwrap().push(write) };
+            if write {
+                rw.write(opts, body).await
+            } else {
+                rw.read(opts, body).await
+            }
+        })
+    };
+    let writer = spawn(true);
+    queued(&first, "doc", 1).await;
+    let reader = spawn(false);
+    queued(&first, "doc", 2).await;
+    // A reader's try could share the read lease, but a writer waits ahead of it.
+    let tried = cluster
+        .locker(&prefix)
+        .rw("doc")
+        .try_acquire_read(opts)
+        .await;
+    assert!(matches!(tried, Ok(None)), "{tried:?}");
+    reading.release().await.unwrap();
+    writer.await.unwrap().unwrap();
+    reader.await.unwrap().unwrap();
+    assert_eq!(*order.lock().unwrap(), [true, false], "the writer first");
+
+    // A semaphore's freed permit goes to the waiters in the order they asked.
+    let held = first.semaphore("slots", 1).acquire(opts).await.unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut waiting = Vec::new();
+    for i in 0..2 {
+        let (locker, order) = (cluster.locker(&prefix), order.clone());
+        waiting.push(tokio::spawn(async move {
+            let body = || async move { order.lock().unwrap().push(i) };
+            locker.semaphore("slots", 1).run(opts, body).await
+        }));
+        queued(&first, "slots", i + 1).await;
+    }
+    held.release().await.unwrap();
+    for w in waiting {
+        w.await.unwrap().unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), [0, 1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -122,9 +122,11 @@ async fn lock_in(
         token: owned_token(&key, owner)?,
         kind,
     };
-    // A writer that waits registers its intent, which keeps new readers out; if it gives
-    // up (or is dropped) without the lock, the intent is withdrawn at once.
-    let intent = (kind == Kind::Write && mode == Mode::Wait).then(|| Intent {
+    // A writer that waits registers its intent, which keeps new readers out (on a store
+    // that queues waiters, any waiter takes a place); if it gives up (or is dropped)
+    // without the lock, the intent is withdrawn at once.
+    let registers = kind == Kind::Write || core.store.queues_waiters();
+    let intent = (registers && mode == Mode::Wait).then(|| Intent {
         core,
         withdraw: Some(held.clone()),
     });
@@ -302,7 +304,7 @@ impl Ask<'_> {
             waiting: round == Round::Queued,
             replicas: self.opts.replicas,
             kind,
-            intent_ms: if kind == Kind::Write && round != Round::Once {
+            intent_ms: if self.intent.is_some() && round != Round::Once {
                 // Renewed by every try of the waiting writer; a writer that crashed
                 // while waiting keeps readers out no longer than a holder's ttl.
                 self.opts

@@ -58,6 +58,9 @@ macro_rules! stores {
             fn bounds_calls_within(&self, limit: Duration) -> bool {
                 match self { $($(#[$cfg])* Self::$variant(s) => s.bounds_calls_within(limit)),* }
             }
+            fn queues_waiters(&self) -> bool {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.queues_waiters()),* }
+            }
             fn check_keys(&self, keys: &[String]) -> Result<(), String> {
                 match self { $($(#[$cfg])* Self::$variant(s) => s.check_keys(keys)),* }
             }

@@ -89,7 +89,9 @@ pub(crate) struct Request<'a> {
     pub(crate) replicas: Option<Replicas>,
     pub(crate) kind: Kind,
     /// A writer that will wait: when refused, it registers its intent for this long, so
-    /// that new readers queue behind it (0: no intent, e.g. try mode).
+    /// that new readers queue behind it (0: no intent, e.g. try mode). On a store that
+    /// [queues waiters](super::Store::queues_waiters), any waiting call's place in the
+    /// store's queue, for this long after each try.
     pub(crate) intent_ms: u64,
 }
 

@@ -58,6 +58,15 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// can skip its own timer.
     fn bounds_calls_within(&self, limit: Duration) -> bool;
 
+    /// Whether waiters keep their place in a queue in the store itself (etcd): a waiting
+    /// call's tries then carry [`Request::intent_ms`] whatever their kind (how long a
+    /// place lasts without a try), and a call that gives up without the lock releases its
+    /// token, which withdraws its place. By default no: waiters of different `Locker`s
+    /// race for a freed key.
+    fn queues_waiters(&self) -> bool {
+        false
+    }
+
     /// Whether `keys` can be taken together; the error says why not and how to fix it.
     /// By default any keys can.
     fn check_keys(&self, _keys: &[String]) -> Result<(), String> {

@@ -1,6 +1,6 @@
 //! Where a lock's data lives in etcd: the key itself (a lock), its lease members and its
-//! waiting writers' intents, after a NUL so that they sort right after the key and never
-//! match a lock key's glob.
+//! waiters' places in its queue, after a NUL so that they sort right after the key and
+//! never match a lock key's glob.
 
 /// A semaphore's or read/write lock's lease of `key`: `key\0m/<member>`.
 pub(super) fn member(key: &str, member: &str) -> Vec<u8> {
@@ -12,14 +12,15 @@ pub(super) fn members(key: &str) -> Vec<u8> {
     [key.as_bytes(), b"\0m/"].concat()
 }
 
-/// A waiting writer's intent: `key\0w/<member>`.
-pub(super) fn intent(key: &str, member: &str) -> Vec<u8> {
-    [key.as_bytes(), b"\0w/", member.as_bytes()].concat()
+/// A waiter's place in `key`'s queue: `key\0q/<member>` (`<member>` is the hold it waits
+/// for, e.g. `w:<token>`); its create revision is its place.
+pub(super) fn place(key: &str, member: &str) -> Vec<u8> {
+    [key.as_bytes(), b"\0q/", member.as_bytes()].concat()
 }
 
-/// The start of `key`'s intents.
-pub(super) fn intents(key: &str) -> Vec<u8> {
-    [key.as_bytes(), b"\0w/"].concat()
+/// The start of `key`'s queue.
+pub(super) fn queue(key: &str) -> Vec<u8> {
+    [key.as_bytes(), b"\0q/"].concat()
 }
 
 /// The start of everything of `key` but the key itself.
@@ -51,7 +52,7 @@ pub(super) fn tag_of(member: &str) -> &str {
 }
 
 /// The lock key an etcd key belongs to, and its member's name when it is a lease; `None`
-/// for an intent.
+/// for a place in a queue.
 pub(super) fn owner(etcd_key: &[u8]) -> Option<(String, Option<String>)> {
     let text = String::from_utf8_lossy(etcd_key);
     match text.split_once('\0') {
@@ -71,7 +72,8 @@ mod tests {
         let key = "lock:a";
         let member = member(key, "s3:tok");
         assert!(key.as_bytes() < member.as_slice() && member < all_end(key));
-        assert!(intent(key, "w:t") < all_end(key));
+        assert!(place(key, "w:t") < all_end(key));
+        assert!(place(key, "w:t").starts_with(&queue(key)));
         // `lock:a:b` is another key, outside `lock:a`'s range.
         assert!(b"lock:a:b".as_slice() > all_end(key).as_slice());
         assert_eq!(prefix_end(b"ab"), b"ac");
@@ -80,7 +82,7 @@ mod tests {
             owner(&member),
             Some(("lock:a".into(), Some("s3:tok".into())))
         );
-        assert_eq!(owner(&intent(key, "w:t")), None);
+        assert_eq!(owner(&place(key, "w:t")), None);
         assert_eq!(tag_of("s3:tok"), "s3");
     }
 }

@@ -20,13 +20,29 @@
 //!   lapses. `force_release` deletes the keys and revokes their leases, so the old holder's
 //!   next renewal fails.
 //! - Semaphores and read/write locks: each lease is a key `K\0m/<tag>:<token>` on its own
-//!   etcd lease; a waiting writer's intent is `K\0w/<tag>:<token>` on a lease of its own.
-//!   A lease is taken by a transaction that compares the member range's revisions with the
-//!   read it decided on, so two takers can never both fill the last permit.
+//!   etcd lease. A lease is taken by a transaction that compares the member range's
+//!   revisions with the read it decided on, so two takers can never both fill the last
+//!   permit.
+//! - Waiting is first come, first served across processes, in etcd itself, as etcd's own
+//!   `concurrency.Mutex` and Curator's recipes queue: a call that will wait and is refused
+//!   puts a place `K\0q/<tag>:<token>` in the key's queue, in the refusing transaction, on
+//!   the lease its hold will go on; the place's create revision is its turn. A call with a
+//!   place takes the key when no place is older than its own (the transaction compares
+//!   it, and deletes the place); one without, only when nobody waits, so a new caller
+//!   never overtakes a waiter. Semaphores: the oldest places get the free permits. Read/
+//!   write locks: a reader holds when no writer holds or waits ahead of it, a writer when
+//!   no one holds and it is first. Several keys: a place in every queue, put in one
+//!   transaction, so the order is one for all the keys and no two calls wait on each
+//!   other. A call that gives up (a timeout, a cancelled task) withdraws its places at
+//!   once; a crashed one's lapse with its lease, which lasts the ttl, or three
+//!   `retry_interval`s when longer (at most a minute), and is renewed by the call's tries. A force release
+//!   leaves the queue alone.
 //! - Wake-ups: every watched key has an etcd watch on the key and its companions; a delete
-//!   (a release, an expiry, a force release) wakes this `Locker`'s waiters at once, in any
-//!   process. Waiters of other processes race fairly for the key; waiters of one `Locker`
-//!   go through its FIFO queue.
+//!   (a release, an expiry, a force release, a place withdrawn or taken) wakes this
+//!   `Locker`'s waiting head at once, in any process, and the head whose turn it is takes
+//!   the key. One watch per key per `Locker`, so a release wakes one head per process,
+//!   not every waiter; waiters of one `Locker` go through its own FIFO queue, whose head
+//!   alone holds a place.
 //!
 //! ## Behavior
 //! - Endpoints are `http://host:port`, comma-separated (`LOCK_ETCD_ENDPOINTS`); a bad one
@@ -51,6 +67,8 @@ mod endpoints;
 mod feed;
 #[cfg(feature = "etcd")]
 mod layout;
+#[cfg(feature = "etcd")]
+mod leases;
 #[cfg(feature = "etcd")]
 mod ops;
 #[cfg(feature = "etcd")]

@@ -1,7 +1,6 @@
-//! Every operation as etcd requests: lease grants, transactions, keep-alives, revokes.
+//! Every operation as etcd requests: transactions, reads, and the leases of `leases`.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
@@ -11,6 +10,10 @@ use etcd_client::{
 
 use super::conn::Conn;
 use super::layout;
+use super::leases::{
+    Leases, OnLease, Place, give_back, grant, keep_alive, lease_for, renew_place, revoke,
+    revoke_later, secs,
+};
 use crate::error::BoxError;
 use crate::store::{Attempt, HeldAs, Kind, Release};
 
@@ -18,90 +21,6 @@ type Res<T> = Result<T, BoxError>;
 
 /// How often a lease take retries when the members changed between its read and its write.
 const SHARED_TRIES: usize = 8;
-
-/// Whole seconds for a ttl, rounded up, at least 1 (etcd's unit).
-pub(super) fn secs(ttl_ms: u64) -> i64 {
-    i64::try_from(ttl_ms.div_ceil(1000).max(1)).unwrap_or(i64::MAX)
-}
-
-/// How many empty leases of one granted ttl a store keeps for its next takes.
-const SPARES_PER_TTL: usize = 64;
-
-/// The lease each live hold of this store is on (by token), and its granted ttl, so that
-/// renewal is one keep-alive. A hold restored elsewhere finds its lease in its key.
-///
-/// And the spares: leases this store granted that hold no key any more (their hold was
-/// released, or their take found the key held), by granted ttl. A take of the same ttl
-/// renews a spare with one keep-alive (answered by the leader, not a write through the
-/// log) instead of granting a new lease, and a release leaves its lease here instead of
-/// revoking it: a cycle is two writes through the log, not four. A spare is never shared:
-/// one hold at a time. One left unused lapses on its own within its ttl, keyless.
-#[derive(Default)]
-pub(super) struct Leases {
-    held: Mutex<HashMap<String, (i64, i64)>>,
-    spares: Mutex<HashMap<i64, Vec<i64>>>,
-}
-
-impl Leases {
-    fn get(&self, token: &str) -> Option<(i64, i64)> {
-        self.held.lock().ok()?.get(token).copied()
-    }
-    fn set(&self, token: &str, lease: i64, granted: i64) {
-        if let Ok(mut map) = self.held.lock() {
-            map.insert(token.to_owned(), (lease, granted));
-        }
-    }
-    fn forget(&self, token: &str) {
-        if let Ok(mut map) = self.held.lock() {
-            map.remove(token);
-        }
-    }
-    fn take_spare(&self, granted: i64) -> Option<i64> {
-        self.spares.lock().ok()?.get_mut(&granted)?.pop()
-    }
-    /// Keeps an empty lease for a later take; false when there are enough already.
-    fn keep_spare(&self, lease: i64, granted: i64) -> bool {
-        let Ok(mut spares) = self.spares.lock() else {
-            return false;
-        };
-        let list = spares.entry(granted).or_default();
-        if list.len() >= SPARES_PER_TTL {
-            return false;
-        }
-        list.push(lease);
-        true
-    }
-}
-
-/// A lease of `ttl_ms` for a take: a spare renewed to its full ttl, or a new grant.
-async fn lease_for(conn: &Conn, leases: &Leases, ttl_ms: u64) -> Res<(i64, i64)> {
-    let granted = secs(ttl_ms);
-    while let Some(lease) = leases.take_spare(granted) {
-        if keep_alive(conn, lease).await? {
-            return Ok((lease, granted));
-        }
-    }
-    grant(conn, ttl_ms).await
-}
-
-/// An empty lease (its keys deleted, or never put) kept as a spare, or revoked.
-fn give_back(conn: &std::sync::Arc<Conn>, leases: &Leases, lease: i64, granted: i64) {
-    if !leases.keep_spare(lease, granted) {
-        revoke_later(conn, lease);
-    }
-}
-
-/// One keep-alive of `lease`: false when it has lapsed or was revoked.
-async fn keep_alive(conn: &Conn, lease: i64) -> Res<bool> {
-    conn.run("lease keep-alive", |mut c| async move {
-        match c.lease_keep_alive(lease).await {
-            Ok(_) => Ok(true),
-            Err(etcd_client::Error::LeaseKeepAliveError(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
-    })
-    .await
-}
 
 /// The etcd keys of a hold: the lock's keys, or the one lease member's.
 fn hold_keys(keys: &[String], token: &str, kind: Kind) -> Vec<Vec<u8>> {
@@ -144,37 +63,13 @@ fn range(end: Vec<u8>) -> Option<GetOptions> {
     Some(GetOptions::new().with_range(end))
 }
 
-pub(super) async fn grant(conn: &Conn, ttl_ms: u64) -> Res<(i64, i64)> {
-    let ttl = secs(ttl_ms);
-    let resp = conn
-        .run("lease grant", |mut c| async move {
-            c.lease_grant(ttl, None).await
-        })
-        .await?;
-    Ok((resp.id(), resp.ttl()))
-}
-
-/// Revokes a lease; one that is gone already is fine.
-pub(super) async fn revoke(conn: &Conn, lease: i64) -> Res<()> {
-    if lease == 0 {
-        return Ok(());
-    }
-    conn.run("lease revoke", |mut c| async move {
-        match c.lease_revoke(lease).await {
-            Ok(_) => Ok(()),
-            Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("not found") => Ok(()),
-            Err(e) => Err(e),
-        }
-    })
-    .await
-}
-
-/// Revokes a lease in the background (an unused grant): its keys, if any, are none.
-fn revoke_later(conn: &std::sync::Arc<Conn>, lease: i64) {
-    let conn = conn.clone();
-    tokio::spawn(async move {
-        let _ = revoke(&conn, lease).await;
-    });
+/// Every key that starts with `prefix`, keys only.
+fn keys_under(prefix: &[u8]) -> Option<GetOptions> {
+    Some(
+        GetOptions::new()
+            .with_range(layout::prefix_end(prefix))
+            .with_keys_only(),
+    )
 }
 
 async fn txn(conn: &Conn, what: &str, txn: Txn) -> Res<TxnResponse> {
@@ -185,25 +80,76 @@ async fn txn(conn: &Conn, what: &str, txn: Txn) -> Res<TxnResponse> {
     .await
 }
 
-/// Takes every key for `token` in one transaction, or none.
+/// The longest a place's lease is made for its call's polls: a call that polls less often
+/// may find its place lapsed (it queues again; the lapse wakes it).
+const PLACE_MS_MAX: u64 = 60_000;
+
+/// How long the lease of a call that will wait for `queue_ms` between tries lasts: the
+/// ttl, or longer, so that its place lasts between its tries.
+fn waiting_ms(ttl_ms: u64, queue_ms: u64) -> u64 {
+    ttl_ms.max(queue_ms.min(PLACE_MS_MAX))
+}
+
+/// The lease a take goes on: its call's place's (the place goes, the hold takes its
+/// lease), else a spare or a new one, of the call's ttl, or as long as a place must last
+/// when the call will wait (`queue_ms`).
+async fn take_lease(
+    conn: &Conn,
+    leases: &Leases,
+    place: Option<Place>,
+    ttl_ms: u64,
+    queue_ms: u64,
+) -> Res<OnLease> {
+    match place {
+        Some(place) => Ok(place.on),
+        None => lease_for(conn, leases, waiting_ms(ttl_ms, queue_ms)).await,
+    }
+}
+
+/// Takes every key for `token` in one transaction, or none, in its turn: a call with a
+/// place takes when no place of its keys' queues is older than its own; one without, when
+/// nobody waits. A call that will wait (`queue_ms > 0`) and is refused takes a place in
+/// every key's queue, in the refusing transaction.
 pub(super) async fn acquire(
-    conn: &std::sync::Arc<Conn>,
+    conn: &Arc<Conn>,
     leases: &Leases,
     keys: &[String],
     token: &str,
     ttl_ms: u64,
+    queue_ms: u64,
 ) -> Res<Attempt> {
-    let (lease, granted) = lease_for(conn, leases, ttl_ms).await?;
+    let member = Kind::Lock.member(token);
+    let place = renew_place(conn, leases, token).await?;
+    let on = take_lease(conn, leases, place, ttl_ms, queue_ms).await?;
+    let registers = place.is_none() && queue_ms > 0;
     let mut when = Vec::new();
     let mut then = Vec::new();
     let mut otherwise = Vec::new();
     for key in keys {
+        let (mine, queue) = (layout::place(key, &member), layout::queue(key));
         when.push(Compare::create_revision(key.as_str(), CompareOp::Equal, 0));
-        when.push(
-            Compare::create_revision(layout::companions(key), CompareOp::Equal, 0)
-                .with_range(layout::all_end(key)),
-        );
-        then.push(TxnOp::put(key.as_str(), token, with_lease(lease)));
+        match place {
+            // Nothing beside the key: no lease of another kind, nobody waiting.
+            None => when.push(
+                Compare::create_revision(layout::companions(key), CompareOp::Equal, 0)
+                    .with_range(layout::all_end(key)),
+            ),
+            Some(place) => {
+                let members = layout::members(key);
+                when.push(
+                    Compare::create_revision(members.clone(), CompareOp::Equal, 0)
+                        .with_range(layout::prefix_end(&members)),
+                );
+                // Every place is ours or younger (ours is there, so the range is not
+                // empty: an empty one would compare as revision 0 and fail).
+                when.push(
+                    Compare::create_revision(queue.clone(), CompareOp::Greater, place.rev - 1)
+                        .with_range(layout::prefix_end(&queue)),
+                );
+                then.push(TxnOp::delete(mine.clone(), None));
+            }
+        }
+        then.push(TxnOp::put(key.as_str(), token, with_lease(on.id)));
         otherwise.push(TxnOp::get(key.as_str(), None));
         otherwise.push(TxnOp::get(
             layout::members(key),
@@ -214,6 +160,10 @@ pub(super) async fn acquire(
                     .with_keys_only(),
             ),
         ));
+        if registers {
+            otherwise.push(TxnOp::put(mine.clone(), token, with_lease(on.id)));
+        }
+        otherwise.push(TxnOp::get(mine, Some(GetOptions::new().with_keys_only())));
     }
     let resp = txn(
         conn,
@@ -224,23 +174,28 @@ pub(super) async fn acquire(
     let resp = match resp {
         Ok(resp) => resp,
         Err(e) => {
-            revoke_later(conn, lease);
+            // Whatever landed is withdrawn by the engine's release of this token.
+            if place.is_none() {
+                revoke_later(conn, on.id);
+            }
             return Err(e);
         }
     };
     if resp.succeeded() {
-        leases.set(token, lease, granted);
+        leases.forget_place(token);
+        leases.set(token, on);
         return Ok(Attempt::Acquired {
             fence: fence(revision(&resp)),
         });
     }
     let got = gets(&resp);
-    let holders: Vec<Option<&KeyValue>> = got.iter().step_by(2).map(|g| g.kvs().first()).collect();
+    let holders: Vec<Option<&KeyValue>> = got.iter().step_by(3).map(|g| g.kvs().first()).collect();
     // A re-sent take that landed: every key is ours already.
     if holders
         .iter()
         .all(|kv| kv.is_some_and(|kv| kv.value() == token.as_bytes()))
     {
+        leases.forget_place(token);
         let rev = holders
             .iter()
             .flatten()
@@ -248,187 +203,248 @@ pub(super) async fn acquire(
             .min()
             .unwrap_or(0);
         if let Some(kv) = holders.iter().flatten().next() {
-            leases.set(token, kv.lease(), granted);
+            leases.set(
+                token,
+                OnLease {
+                    id: kv.lease(),
+                    ..on
+                },
+            );
             // A re-sent transaction carries the same lease: keep it then.
-            if kv.lease() != lease {
-                revoke_later(conn, lease);
+            if kv.lease() != on.id {
+                revoke_later(conn, on.id);
             }
         }
         return Ok(Attempt::Acquired { fence: fence(rev) });
     }
-    if holders.iter().flatten().any(|kv| kv.lease() == lease) {
+    let places: Vec<Option<&KeyValue>> = got
+        .iter()
+        .skip(2)
+        .step_by(3)
+        .map(|g| g.kvs().first())
+        .collect();
+    if holders.iter().flatten().any(|kv| kv.lease() == on.id) {
         // An earlier send of this take put some key on it: revoked, with that key.
-        revoke_later(conn, lease);
+        leases.forget_place(token);
+        revoke_later(conn, on.id);
+    } else if registers || place.is_some() {
+        let revs: Option<Vec<i64>> = places
+            .iter()
+            .map(|kv| kv.map(KeyValue::create_revision))
+            .collect();
+        match revs {
+            // In every queue (from one transaction: one revision), queued now or before.
+            Some(revs) => {
+                if registers {
+                    let rev = revs.into_iter().max().unwrap_or(0);
+                    leases.set_place(token, on, rev);
+                }
+            }
+            // A place gone (a force release, a lapse): the rest goes with the lease, and
+            // the next try queues again.
+            None => {
+                leases.forget_place(token);
+                revoke_later(conn, on.id);
+            }
+        }
     } else {
         // Nothing is on it: kept for a later take.
-        give_back(conn, leases, lease, granted);
+        give_back(conn, leases, on);
     }
     if holders.iter().any(Option::is_some) {
         return Ok(Attempt::Held { remaining: None });
     }
-    let member = got.iter().skip(1).step_by(2).find_map(|g| g.kvs().first());
+    let member = got.iter().skip(1).step_by(3).find_map(|g| g.kvs().first());
     Ok(match member.and_then(|kv| layout::owner(kv.key())) {
         Some((_, Some(member))) => Attempt::Conflict {
             held_as: HeldAs::from_tag(layout::tag_of(&member)),
         },
-        // Freed since (or a waiting writer's intent alone): try again later.
+        // Free, but older waiters come first (or it was freed since): try again later.
         _ => Attempt::Held { remaining: None },
     })
 }
 
-/// What a shared take read: the lock key, the members, the intents, at one revision.
+/// What a shared take read: the lock key, the members, the queue (each place's member and
+/// create revision), at one revision.
 struct Seen {
     locked: bool,
     members: Vec<String>,
-    intents: Vec<String>,
+    queue: Vec<(String, i64)>,
     rev: i64,
 }
 
 async fn read_shared(conn: &Conn, key: &str) -> Res<Seen> {
-    let (m, w) = (layout::members(key), layout::intents(key));
+    let (m, q) = (layout::members(key), layout::queue(key));
     let resp = txn(
         conn,
         "acquire",
         Txn::new().and_then(vec![
             TxnOp::get(key, Some(GetOptions::new().with_keys_only())),
-            TxnOp::get(
-                m.clone(),
-                Some(
-                    GetOptions::new()
-                        .with_range(layout::prefix_end(&m))
-                        .with_keys_only(),
-                ),
-            ),
-            TxnOp::get(
-                w.clone(),
-                Some(
-                    GetOptions::new()
-                        .with_range(layout::prefix_end(&w))
-                        .with_keys_only(),
-                ),
-            ),
+            TxnOp::get(m.clone(), keys_under(&m)),
+            TxnOp::get(q.clone(), keys_under(&q)),
         ]),
     )
     .await?;
     let got = gets(&resp);
-    let names = |g: Option<&GetResponse>, skip: usize| -> Vec<String> {
-        g.map(|g| {
-            g.kvs()
-                .iter()
-                .map(|kv| String::from_utf8_lossy(kv.key().get(skip..).unwrap_or_default()).into())
-                .collect()
-        })
-        .unwrap_or_default()
+    let name = |kv: &KeyValue, skip: usize| -> String {
+        String::from_utf8_lossy(kv.key().get(skip..).unwrap_or_default()).into()
     };
+    let kvs = |i: usize| got.get(i).map(GetResponse::kvs).unwrap_or_default();
     Ok(Seen {
         locked: first(got.first()).is_some(),
-        members: names(got.get(1), m.len()),
-        intents: names(got.get(2), w.len()),
+        members: kvs(1).iter().map(|kv| name(kv, m.len())).collect(),
+        queue: kvs(2)
+            .iter()
+            .map(|kv| (name(kv, q.len()), kv.create_revision()))
+            .collect(),
         rev: revision(&resp),
     })
 }
 
-/// Takes a semaphore's permit or a read/write lease on `key`, as the memory store does.
+/// Whether a shared lease of `kind` can be taken now, given the members and the places
+/// ahead of the taker's (every place, when it has none).
+fn turn(kind: Kind, members: &[String], ahead: &[&str]) -> bool {
+    match kind {
+        Kind::Write => members.is_empty() && ahead.is_empty(),
+        // Readers share; a writer holding, or waiting ahead, comes first.
+        Kind::Read => !members.iter().any(|m| layout::tag_of(m) == "w") && !ahead.contains(&"w"),
+        _ => members.len() + ahead.len() < kind.limit() as usize,
+    }
+}
+
+/// Takes a semaphore's permit or a read/write lease on `key` in its turn: the permits go
+/// to the oldest places first, a reader holds when no writer holds or waits ahead of it, a
+/// writer when it is first. A call that will wait and is refused takes a place.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn acquire_shared(
-    conn: &std::sync::Arc<Conn>,
+    conn: &Arc<Conn>,
     leases: &Leases,
     key: &str,
     token: &str,
     kind: Kind,
     ttl_ms: u64,
-    intent_ms: u64,
+    queue_ms: u64,
 ) -> Res<Attempt> {
     let member = kind.member(token);
-    let mk = layout::member(key, &member);
-    let mut lease = None;
+    let (mk, pk) = (layout::member(key, &member), layout::place(key, &member));
+    let mut place = renew_place(conn, leases, token).await?;
+    let mut lease = place.map(|p| p.on);
     for _ in 0..SHARED_TRIES {
         let seen = read_shared(conn, key).await?;
         if seen.locked {
-            return finish(
-                conn,
-                lease,
-                Attempt::Conflict {
-                    held_as: HeldAs::Kind(Kind::Lock),
-                },
-            );
+            let held_as = HeldAs::Kind(Kind::Lock);
+            return finish(conn, leases, token, lease, Attempt::Conflict { held_as });
         }
         if seen.members.contains(&member) {
-            return finish(conn, lease, Attempt::Acquired { fence: None });
+            leases.forget_place(token);
+            return Ok(Attempt::Acquired { fence: None });
         }
         if let Some(other) = seen.members.first()
             && !kind.agrees_with(layout::tag_of(other))
         {
+            let held_as = HeldAs::from_tag(layout::tag_of(other));
+            return finish(conn, leases, token, lease, Attempt::Conflict { held_as });
+        }
+        let mine = seen.queue.iter().find(|(m, _)| *m == member).map(|q| q.1);
+        if place.is_some() && mine.is_none() {
+            // The place is gone (a lapse, a force release): queue again, on a new lease.
+            if let Some(old) = leases.forget_place(token) {
+                revoke_later(conn, old.on.id);
+            }
+            place = None;
+            lease = None;
+        }
+        let ahead: Vec<&str> = seen
+            .queue
+            .iter()
+            .filter(|(m, rev)| *m != member && mine.is_none_or(|mine| *rev < mine))
+            .map(|(m, _)| layout::tag_of(m))
+            .collect();
+        if !turn(kind, &seen.members, &ahead) {
+            if place.is_none() && queue_ms > 0 {
+                let on = match lease {
+                    Some(on) => on,
+                    None => lease_for(conn, leases, waiting_ms(ttl_ms, queue_ms)).await?,
+                };
+                let resp = txn(
+                    conn,
+                    "acquire",
+                    Txn::new().and_then(vec![
+                        TxnOp::put(pk.clone(), token, with_lease(on.id)),
+                        TxnOp::get(pk.clone(), Some(GetOptions::new().with_keys_only())),
+                    ]),
+                )
+                .await?;
+                let rev =
+                    first(gets(&resp).first()).map_or(revision(&resp), |kv| kv.create_revision());
+                leases.set_place(token, on, rev);
+                return Ok(Attempt::Held { remaining: None });
+            }
             return finish(
                 conn,
+                leases,
+                token,
                 lease,
-                Attempt::Conflict {
-                    held_as: HeldAs::from_tag(layout::tag_of(other)),
-                },
+                Attempt::Held { remaining: None },
             );
         }
-        let writers = seen.intents.iter().filter(|i| **i != member).count();
-        let free = match kind {
-            Kind::Write => seen.members.is_empty(),
-            Kind::Read => writers == 0 && !seen.members.iter().any(|m| layout::tag_of(m) == "w"),
-            _ => seen.members.len() < kind.limit() as usize,
+        let on = match lease {
+            Some(on) => on,
+            None => lease_for(conn, leases, ttl_ms).await?,
         };
-        if !free {
-            if kind == Kind::Write && intent_ms > 0 {
-                let (intent_lease, _) = grant(conn, intent_ms).await?;
-                let put = TxnOp::put(
-                    layout::intent(key, &member),
-                    token,
-                    with_lease(intent_lease),
-                );
-                txn(conn, "acquire", Txn::new().and_then(vec![put])).await?;
-            }
-            return finish(conn, lease, Attempt::Held { remaining: None });
-        }
-        let (id, granted) = match lease {
-            Some(l) => l,
-            None => grant(conn, ttl_ms).await?,
-        };
-        lease = Some((id, granted));
-        let (m, w) = (layout::members(key), layout::intents(key));
-        let mut when = vec![
+        lease = Some(on);
+        let m = layout::members(key);
+        let when = vec![
             Compare::create_revision(key, CompareOp::Equal, 0),
             Compare::mod_revision(m.clone(), CompareOp::Less, seen.rev + 1)
                 .with_range(layout::prefix_end(&m)),
         ];
-        if kind == Kind::Read {
-            when.push(
-                Compare::mod_revision(w.clone(), CompareOp::Less, seen.rev + 1)
-                    .with_range(layout::prefix_end(&w)),
-            );
-        }
-        let mut then = vec![TxnOp::put(mk.clone(), token, with_lease(id))];
-        if kind == Kind::Write {
-            then.push(TxnOp::delete(layout::intent(key, &member), None));
-        }
+        // Places only leave a queue or join its end, so the turn read stays the taker's
+        // whatever the queue did since; the members are compared.
+        let then = vec![
+            TxnOp::put(mk.clone(), token, with_lease(on.id)),
+            TxnOp::delete(pk.clone(), None),
+        ];
         let resp = txn(conn, "acquire", Txn::new().when(when).and_then(then)).await?;
         if resp.succeeded() {
-            leases.set(token, id, granted);
+            leases.forget_place(token);
+            leases.set(token, on);
             return Ok(Attempt::Acquired {
                 fence: fence(revision(&resp)),
             });
         }
     }
-    finish(conn, lease, Attempt::Held { remaining: None })
+    finish(
+        conn,
+        leases,
+        token,
+        lease,
+        Attempt::Held { remaining: None },
+    )
 }
 
-/// An attempt's answer, its unused lease revoked.
-fn finish(conn: &std::sync::Arc<Conn>, lease: Option<(i64, i64)>, out: Attempt) -> Res<Attempt> {
-    if let Some((id, _)) = lease {
-        revoke_later(conn, id);
+/// A shared attempt's answer: a lease it got for nothing is revoked; a waiting call's
+/// place (and its lease) stays.
+fn finish(
+    conn: &Arc<Conn>,
+    leases: &Leases,
+    token: &str,
+    lease: Option<OnLease>,
+    out: Attempt,
+) -> Res<Attempt> {
+    let waits = matches!(out, Attempt::Held { .. }) && leases.has_place(token);
+    if let Some(on) = lease.filter(|_| !waits) {
+        leases.forget_place(token);
+        revoke_later(conn, on.id);
     }
     Ok(out)
 }
 
-/// Deletes `token`'s keys (compared with the token) and revokes their lease (in the
-/// background: the keys are gone when this answers, the revoke only frees the lease early).
+/// Deletes `token`'s keys (compared with the token) and its places in their queues, and
+/// gives back their lease (kept as a spare, or revoked in the background: the keys are
+/// gone when this answers). A call that gave up waiting withdraws its places this way.
 pub(super) async fn release(
-    conn: &std::sync::Arc<Conn>,
+    conn: &Arc<Conn>,
     leases: &Leases,
     keys: &[String],
     token: &str,
@@ -442,12 +458,10 @@ pub(super) async fn release(
     let mut then: Vec<TxnOp> = held.iter().map(|k| TxnOp::get(k.clone(), None)).collect();
     then.extend(held.iter().map(|k| TxnOp::delete(k.clone(), None)));
     let mut otherwise: Vec<TxnOp> = held.iter().map(|k| TxnOp::get(k.clone(), None)).collect();
-    if kind == Kind::Write {
-        for key in keys {
-            let intent = layout::intent(key, &kind.member(token));
-            then.push(TxnOp::delete(intent.clone(), None));
-            otherwise.push(TxnOp::delete(intent, None));
-        }
+    for key in keys {
+        let place = layout::place(key, &kind.member(token));
+        then.push(TxnOp::delete(place.clone(), None));
+        otherwise.push(TxnOp::delete(place, None));
     }
     let resp = txn(
         conn,
@@ -455,18 +469,16 @@ pub(super) async fn release(
         Txn::new().when(when).and_then(then).or_else(otherwise),
     )
     .await?;
-    let cached = leases.get(token);
-    leases.forget(token);
+    let cached = leases.forget(token);
+    let place = leases.forget_place(token);
     let got = gets(&resp);
     let found: Vec<&KeyValue> = got.iter().filter_map(|g| g.kvs().first()).collect();
     if resp.succeeded() {
-        let lease = found.first().map(|kv| kv.lease()).or(cached.map(|c| c.0));
+        let lease = found.first().map(|kv| kv.lease()).or(cached.map(|c| c.id));
         // The keys are gone already: the lease, now empty, is kept for a later take (the
         // one this store granted and knows) or revoked in the background.
         match (lease, cached) {
-            (Some(lease), Some((known, granted))) if lease == known => {
-                give_back(conn, leases, lease, granted)
-            }
+            (Some(lease), Some(on)) if lease == on.id => give_back(conn, leases, on),
             (Some(lease), _) => revoke_later(conn, lease),
             (None, _) => {}
         }
@@ -480,8 +492,11 @@ pub(super) async fn release(
         .collect();
     if let Some(kv) = ours.first() {
         revoke_later(conn, kv.lease());
-    } else if let Some((lease, _)) = cached {
-        revoke_later(conn, lease);
+    } else if let Some(on) = cached {
+        revoke_later(conn, on.id);
+    } else if let Some(place) = place {
+        // A waiter that gave up: its places are deleted, its lease is empty.
+        give_back(conn, leases, place.on);
     }
     Ok(if found.len() > ours.len() {
         Release::Foreign
@@ -490,17 +505,17 @@ pub(super) async fn release(
     })
 }
 
-/// The lease a hold is on: this store's record, else the holder key's lease (a hold
-/// restored from a hand-off); `None` when the hold is gone.
+/// The lease a hold is on, with this store's record of it, else the holder key's lease (a
+/// hold restored from a hand-off); `None` when the hold is gone.
 async fn lease_of(
     conn: &Conn,
     leases: &Leases,
     keys: &[String],
     token: &str,
     kind: Kind,
-) -> Res<Option<(i64, Option<i64>)>> {
-    if let Some((lease, granted)) = leases.get(token) {
-        return Ok(Some((lease, Some(granted))));
+) -> Res<Option<(i64, Option<OnLease>)>> {
+    if let Some(on) = leases.get(token) {
+        return Ok(Some((on.id, Some(on))));
     }
     let Some(first) = hold_keys(keys, token, kind).into_iter().next() else {
         return Ok(None);
@@ -542,45 +557,49 @@ pub(super) async fn extend(
     kind: Kind,
     ttl_ms: u64,
 ) -> Res<bool> {
-    let Some((lease, granted)) = lease_of(conn, leases, keys, token, kind).await? else {
+    let Some((lease, cached)) = lease_of(conn, leases, keys, token, kind).await? else {
         leases.forget(token);
         return Ok(false);
     };
     let held = hold_keys(keys, token, kind);
-    let granted = match granted {
-        Some(g) => g,
+    let on = match cached {
+        Some(on) => on,
         None => match time_to_live(conn, lease, &held).await? {
-            Some((_, g)) => g,
+            Some((_, granted)) => OnLease {
+                id: lease,
+                granted,
+                asked: granted,
+            },
             None => return Ok(false),
         },
     };
-    if granted >= secs(ttl_ms) {
+    if on.granted >= secs(ttl_ms) {
         let alive = keep_alive(conn, lease).await?;
         if alive {
-            leases.set(token, lease, granted);
+            leases.set(token, on);
         } else {
             leases.forget(token);
         }
         return Ok(alive);
     }
     // A longer ttl: the keys move to a lease of that ttl (their create revision stays).
-    let (new, new_granted) = grant(conn, ttl_ms).await?;
+    let new = grant(conn, ttl_ms).await?;
     let when: Vec<Compare> = held
         .iter()
         .map(|k| Compare::value(k.clone(), CompareOp::Equal, token))
         .collect();
     let then: Vec<TxnOp> = held
         .iter()
-        .map(|k| TxnOp::put(k.clone(), token, with_lease(new)))
+        .map(|k| TxnOp::put(k.clone(), token, with_lease(new.id)))
         .collect();
     let resp = txn(conn, "extend", Txn::new().when(when).and_then(then)).await?;
     if resp.succeeded() {
-        leases.set(token, new, new_granted);
+        leases.set(token, new);
         revoke(conn, lease).await?;
         Ok(true)
     } else {
         leases.forget(token);
-        revoke(conn, new).await?;
+        revoke(conn, new.id).await?;
         Ok(false)
     }
 }
@@ -610,47 +629,75 @@ pub(super) async fn remaining(
     Ok(alive.then(|| Duration::from_secs(u64::try_from(granted).unwrap_or(0))))
 }
 
-/// The key's lock and members (keys and leases), at one revision.
-async fn everything(conn: &Conn, key: &str) -> Res<(Option<KeyValue>, Vec<KeyValue>)> {
-    let m = layout::members(key);
+/// What a key has now, at one revision.
+struct Everything {
+    lock: Option<KeyValue>,
+    /// The leases (keys and leases).
+    members: Vec<KeyValue>,
+    /// How many wait in its queue.
+    queued: u64,
+}
+
+async fn everything(conn: &Conn, key: &str) -> Res<Everything> {
+    let (m, q) = (layout::members(key), layout::queue(key));
     let resp = txn(
         conn,
         "read",
         Txn::new().and_then(vec![
             TxnOp::get(key, None),
             TxnOp::get(m.clone(), range(layout::prefix_end(&m))),
+            TxnOp::get(
+                q.clone(),
+                Some(
+                    GetOptions::new()
+                        .with_range(layout::prefix_end(&q))
+                        .with_count_only(),
+                ),
+            ),
         ]),
     )
     .await?;
     let mut got = gets(&resp).into_iter();
     let lock = got.next().and_then(|mut g| g.take_kvs().into_iter().next());
     let members = got.next().map(|mut g| g.take_kvs()).unwrap_or_default();
-    Ok((lock, members))
+    let queued = got
+        .next()
+        .map_or(0, |g| u64::try_from(g.count()).unwrap_or(0));
+    Ok(Everything {
+        lock,
+        members,
+        queued,
+    })
 }
 
 /// How many hold `key` now: its lock, or its leases.
 pub(super) async fn holders(conn: &Conn, key: &str) -> Res<u64> {
-    let (lock, members) = everything(conn, key).await?;
-    Ok(if lock.is_some() {
+    let seen = everything(conn, key).await?;
+    Ok(if seen.lock.is_some() {
         1
     } else {
-        members.len() as u64
+        seen.members.len() as u64
     })
 }
 
-/// Deletes every hold of `key` and revokes their leases; whether any was there.
+/// Deletes every hold of `key` and revokes their leases; whether any was there. Its
+/// queue stays: the waiters keep their turns.
 pub(super) async fn force_release(conn: &Conn, key: &str) -> Res<bool> {
+    let m = layout::members(key);
     let resp = txn(
         conn,
         "force release",
-        Txn::new().and_then(vec![TxnOp::delete(
-            key,
-            Some(
-                DeleteOptions::new()
-                    .with_range(layout::all_end(key))
-                    .with_prev_key(),
+        Txn::new().and_then(vec![
+            TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key())),
+            TxnOp::delete(
+                m.clone(),
+                Some(
+                    DeleteOptions::new()
+                        .with_range(layout::prefix_end(&m))
+                        .with_prev_key(),
+                ),
             ),
-        )]),
+        ]),
     )
     .await?;
     let mut any = false;
@@ -673,10 +720,16 @@ pub(super) struct Inspected {
     pub(super) fence: Option<u64>,
     pub(super) held: bool,
     pub(super) left: Option<Duration>,
+    /// How many wait in its queue, in every process.
+    pub(super) queued: u64,
 }
 
 pub(super) async fn inspect(conn: &Conn, key: &str) -> Res<Inspected> {
-    let (lock, members) = everything(conn, key).await?;
+    let Everything {
+        lock,
+        members,
+        queued,
+    } = everything(conn, key).await?;
     let on = lock.as_ref().or(members.first());
     let left = match on {
         Some(kv) if kv.lease() != 0 => time_to_live(conn, kv.lease(), &[])
@@ -691,6 +744,7 @@ pub(super) async fn inspect(conn: &Conn, key: &str) -> Res<Inspected> {
         fence: lock.as_ref().and_then(|kv| fence(kv.create_revision())),
         held: on.is_some(),
         left,
+        queued,
     })
 }
 

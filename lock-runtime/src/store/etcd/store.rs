@@ -8,7 +8,8 @@ use tokio::sync::oneshot;
 use super::conn::Conn;
 use super::endpoints;
 use super::feed::Feed;
-use super::ops::{self, Leases};
+use super::leases::{Leases, secs};
+use super::ops;
 use crate::error::{BoxError, LockError};
 use crate::info::{LockInfo, token_prefix};
 use crate::store::{
@@ -56,7 +57,11 @@ impl Store for EtcdStore {
     fn validity(&self, ttl: Duration) -> Duration {
         // etcd's leases are whole seconds, rounded up (a server minimum only lengthens it).
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_secs(u64::try_from(ops::secs(ms)).unwrap_or(u64::MAX))
+        Duration::from_secs(u64::try_from(secs(ms)).unwrap_or(u64::MAX))
+    }
+
+    fn queues_waiters(&self) -> bool {
+        true
     }
 
     fn bounds_calls_within(&self, _limit: Duration) -> bool {
@@ -65,8 +70,15 @@ impl Store for EtcdStore {
 
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
         if req.kind == Kind::Lock {
-            let out =
-                ops::acquire(&self.conn, &self.leases, req.keys, req.token, req.ttl_ms).await?;
+            let out = ops::acquire(
+                &self.conn,
+                &self.leases,
+                req.keys,
+                req.token,
+                req.ttl_ms,
+                req.intent_ms,
+            )
+            .await?;
             return Ok(match out {
                 Attempt::Acquired { fence } => Attempt::Acquired {
                     fence: fence.filter(|_| req.fencing),
@@ -147,7 +159,8 @@ impl Store for EtcdStore {
             remaining: seen.left,
             holder: seen.token.as_deref().map(token_prefix),
             fence: seen.fence,
-            waiters: self.feed.waiters(key),
+            // Every process's waiters are in the queue; this one's may not be yet.
+            waiters: seen.queued.max(self.feed.waiters(key)),
             ..LockInfo::free(key)
         })
     }
