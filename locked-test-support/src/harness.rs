@@ -85,11 +85,13 @@ impl Store {
                 contends: true,
                 ..Reach::default()
             },
-            // The shared cluster: no faults (other tests of the process use it); the
-            // etcd tests kill members of clusters of their own.
+            // The shared cluster: no member faults (other tests of the process use it);
+            // the etcd tests kill and pause members of clusters of their own. A locker's
+            // path to one member is cut, reset or held up.
             #[cfg(feature = "etcd")]
             Backend::Etcd(..) => Reach {
                 processes: true,
+                cut: true,
                 contends: true,
                 ..Reach::default()
             },
@@ -175,6 +177,22 @@ impl Store {
                     .url()
                     .replace(&format!(":{}/", server.port), &format!(":{}/", p.port()));
                 (Self::reopen(name, &url, database, prefix), vec![p])
+            }
+            // A proxy per member: a cut of one leaves the client two members (it fails
+            // over); late replies hold one member's answers.
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(cluster) => {
+                let proxies: Vec<Proxy> = cluster
+                    .endpoints()
+                    .iter()
+                    .filter_map(|e| e.rsplit(':').next()?.parse().ok())
+                    .map(Proxy::start)
+                    .collect();
+                let urls: Vec<String> = proxies
+                    .iter()
+                    .map(|p| format!("http://127.0.0.1:{}", p.port()))
+                    .collect();
+                (Self::reopen(name, &urls.join(","), "", prefix), proxies)
             }
             Backend::Memory => (self.locker.clone(), Vec::new()),
             _ => (self.other(), Vec::new()),

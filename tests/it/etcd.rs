@@ -199,15 +199,24 @@ async fn release_wakes_a_waiter_of_another_locker_at_once() {
     assert!(took < Duration::from_secs(1), "woken after {took:?}");
 }
 
-/// Waits until `locker` counts at least `n` waiters of `key` (in etcd's queue).
-async fn queued(locker: &Locker, key: &str, n: u64) {
+/// Waits until at least `n` places are in the etcd queue of `full_key` (the key with its
+/// prefix): `inspect` would count this process's waiters that hold none yet too.
+async fn queued(full_key: &str, n: u64) {
+    use locked_test_support::etcd_client::{Client, GetOptions};
+    let mut client = Client::connect(shared_etcd().endpoints(), None)
+        .await
+        .unwrap();
+    let queue = format!("{full_key}\0q/");
+    let end = format!("{full_key}\0q0");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let waiters = locker.inspect(key).await.unwrap().waiters;
-        if waiters >= n {
+        let options = GetOptions::new().with_range(end.as_str()).with_count_only();
+        let places = client.get(queue.as_str(), Some(options)).await.unwrap();
+        let places = u64::try_from(places.count()).unwrap();
+        if places >= n {
             return;
         }
-        assert!(Instant::now() < deadline, "{waiters} of {n} queued in 30 s");
+        assert!(Instant::now() < deadline, "{places} of {n} queued in 30 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -234,7 +243,7 @@ async fn waiters_of_other_lockers_hold_in_turn_and_one_that_gives_up_leaves_the_
                 })
                 .await
         }));
-        queued(&holder, "turns", i as u64 + 1).await;
+        queued(&format!("{prefix}turns"), i as u64 + 1).await;
     }
     let gave_up = waiting.remove(1).await.unwrap();
     assert!(
@@ -257,6 +266,41 @@ async fn waiters_of_other_lockers_hold_in_turn_and_one_that_gives_up_leaves_the_
     // Nobody queued: a try takes it at once.
     let again = holder.try_acquire("turns", long).await.unwrap();
     assert!(again.is_some());
+}
+
+/// Eight tasks of one `Locker` contend for one key from the start (their first tries at
+/// once): they take turns at the pace of the store, and none waits for a lease to lapse
+/// (a caller queued behind the `Locker`'s head holding an older place in etcd would have
+/// the head wait out its 30 s lease).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_of_one_locker_take_turns_without_waiting_out_a_lease() {
+    let cluster = shared_etcd();
+    let prefix = format!("lock:burst{}:", std::process::id());
+    let locker = cluster.locker(&prefix);
+    let opts = LockOptions::default()
+        .ttl(Duration::from_secs(30))
+        .timeout(Duration::from_secs(60));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let locker = locker.clone();
+            tokio::spawn(async move {
+                for _ in 0..4 {
+                    locker
+                        .run("burst", opts, || {
+                            tokio::time::sleep(Duration::from_millis(5))
+                        })
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(20), "32 sections took {took:?}");
 }
 
 /// A reader that asks after a waiting writer of another `Locker` holds after it, and a
@@ -285,9 +329,9 @@ async fn readers_queue_behind_an_earlier_writer_and_tries_never_overtake() {
         })
     };
     let writer = spawn(true);
-    queued(&first, "doc", 1).await;
+    queued(&format!("{prefix}doc"), 1).await;
     let reader = spawn(false);
-    queued(&first, "doc", 2).await;
+    queued(&format!("{prefix}doc"), 2).await;
     // A reader's try could share the read lease, but a writer waits ahead of it.
     let tried = cluster
         .locker(&prefix)
@@ -310,7 +354,7 @@ async fn readers_queue_behind_an_earlier_writer_and_tries_never_overtake() {
             let body = || async move { order.lock().unwrap().push(i) };
             locker.semaphore("slots", 1).run(opts, body).await
         }));
-        queued(&first, "slots", i + 1).await;
+        queued(&format!("{prefix}slots"), i + 1).await;
     }
     held.release().await.unwrap();
     for w in waiting {

@@ -24,19 +24,19 @@
 //!   revisions with the read it decided on, so two takers can never both fill the last
 //!   permit.
 //! - Waiting is first come, first served across processes, in etcd itself, as etcd's own
-//!   `concurrency.Mutex` and Curator's recipes queue: a call that will wait and is refused
-//!   puts a place `K\0q/<tag>:<token>` in the key's queue, in the refusing transaction, on
-//!   the lease its hold will go on; the place's create revision is its turn. A call with a
-//!   place takes the key when no place is older than its own (the transaction compares
-//!   it, and deletes the place); one without, only when nobody waits, so a new caller
-//!   never overtakes a waiter. Semaphores: the oldest places get the free permits. Read/
-//!   write locks: a reader holds when no writer holds or waits ahead of it, a writer when
-//!   no one holds and it is first. Several keys: a place in every queue, put in one
-//!   transaction, so the order is one for all the keys and no two calls wait on each
-//!   other. A call that gives up (a timeout, a cancelled task) withdraws its places at
-//!   once; a crashed one's lapse with its lease, which lasts the ttl, or three
-//!   `retry_interval`s when longer (at most a minute), and is renewed by the call's tries. A force release
-//!   leaves the queue alone.
+//!   `concurrency.Mutex` and Curator's recipes queue. A waiting call at the head of its
+//!   `Locker`'s queue that is refused puts a place `K\0q/<tag>:<token>` in the key's
+//!   queue, in the refusing transaction, on the lease its hold will go on; the place's
+//!   create revision is its turn. A call with a place takes the key when no place is older
+//!   than its own (the transaction compares it, and deletes the place); one without, only
+//!   when nobody waits, so a new caller never overtakes a waiter. Semaphores: the oldest
+//!   places get the free permits. Read/write locks: a reader holds when no writer holds or
+//!   waits ahead of it, a writer when no one holds and it is first. Several keys: a place
+//!   in every queue, put in one transaction, so the order is one for all the keys and no
+//!   two calls wait on each other. A call that gives up (a timeout, a cancelled task)
+//!   withdraws its places at once; a crashed one's lapse with its lease, which lasts the
+//!   ttl, or three `retry_interval`s when longer (at most a minute), renewed by the call's
+//!   tries. A force release leaves the queue alone.
 //! - Wake-ups: every watched key has an etcd watch on the key and its companions; a delete
 //!   (a release, an expiry, a force release, a place withdrawn or taken) wakes this
 //!   `Locker`'s waiting head at once, in any process, and the head whose turn it is takes

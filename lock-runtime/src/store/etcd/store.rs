@@ -69,6 +69,10 @@ impl Store for EtcdStore {
     }
 
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
+        // Only the head of a `Locker`'s queue takes a place in etcd's: a caller queued
+        // behind it in the process (which does not try) must not hold a place older than
+        // the head's, or the head would wait for it.
+        let queue_ms = if req.waiting { req.intent_ms } else { 0 };
         if req.kind == Kind::Lock {
             let out = ops::acquire(
                 &self.conn,
@@ -76,7 +80,7 @@ impl Store for EtcdStore {
                 req.keys,
                 req.token,
                 req.ttl_ms,
-                req.intent_ms,
+                queue_ms,
             )
             .await?;
             return Ok(match out {
@@ -94,7 +98,7 @@ impl Store for EtcdStore {
             req.token,
             req.kind,
             req.ttl_ms,
-            req.intent_ms,
+            queue_ms,
         )
         .await?;
         Ok(match out {
