@@ -12,7 +12,8 @@
 //!   the lease, and a revoke (which deletes the lock's key; an `unlock` before it would be
 //!   a fourth round trip).
 //! - Ratios are medians of per-block ratios, the sides alternating in short blocks.
-//! - W3: 8 tasks on one key of one `Locker`, ~1 ms sections: woken by the queue on release.
+//! - W3: 8 tasks on one key of one `Locker`, ~1 ms sections: woken by the queue on release;
+//!   with the gRPC calls and raft writes per section, from the members' `/metrics`.
 //!   Under `cargo test` the bench runs a short smoke version of itself.
 
 use std::sync::Arc;
@@ -141,6 +142,55 @@ async fn w2(sides: &Sides, rounds: usize, block: Duration) -> Value {
     })
 }
 
+/// What the members counted so far: gRPC calls started (each unary request, each stream
+/// such as a keep-alive's or a watch's) and proposals committed (writes through the raft
+/// log; the same on every member, so the most any member counts), from each member's
+/// `/metrics` on its client URL.
+fn counted(endpoints: &[String]) -> (f64, f64) {
+    use std::io::{Read, Write};
+    let (mut calls, mut writes) = (0.0, 0.0f64);
+    for e in endpoints {
+        let addr = e.trim_start_matches("http://");
+        let mut body = String::new();
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        write!(conn, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+        conn.read_to_string(&mut body).unwrap();
+        let value = |line: &str| -> f64 {
+            line.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0)
+        };
+        for line in body.lines() {
+            if line.starts_with("grpc_server_started_total{") {
+                calls += value(line);
+            } else if line.starts_with("etcd_server_proposals_committed_total ") {
+                writes = writes.max(value(line));
+            }
+        }
+    }
+    (calls, writes)
+}
+
+/// W3, with the gRPC calls and raft writes per section it cost.
+async fn w3(sides: &Sides, endpoints: &[String], dur: Duration) -> Value {
+    let (calls, writes) = counted(endpoints);
+    let mut report = one_key(&sides.lib, dur).await;
+    let (calls_after, writes_after) = counted(endpoints);
+    let sections = report["sections"].as_f64().unwrap_or(0.0);
+    if let Some(fields) = report.as_object_mut() {
+        fields.insert(
+            "grpc_calls_per_section".into(),
+            json!((calls_after - calls) / sections.max(1.0)),
+        );
+        fields.insert(
+            "raft_writes_per_section".into(),
+            json!((writes_after - writes) / sections.max(1.0)),
+        );
+    }
+    report
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = !args.iter().any(|a| a == "--bench");
@@ -188,7 +238,7 @@ fn main() {
             "members": cluster.endpoints().len(),
             "w1_sequential": w1(&sides, blocks, per_block).await,
             "w2_64_tasks_own_keys": w2(&sides, rounds, block).await,
-            "w3_8_tasks_one_key": one_key(&sides.lib, w3_dur).await,
+            "w3_8_tasks_one_key": w3(&sides, &cluster.endpoints(), w3_dur).await,
         });
         println!("{}", serde_json::to_string_pretty(&report).unwrap());
         if let Some(path) = json_path {

@@ -160,6 +160,7 @@ pub async fn one_key(lib: &Locker, dur: Duration) -> Value {
     waits.sort();
     let (min_share, max_share) = shares_over_mean(&per_task);
     json!({
+        "sections": waits.len(),
         "sections_per_s": waits.len() as f64 / elapsed.as_secs_f64(),
         "wait_p50_us": us(percentile(&waits, 0.5)),
         "wait_p99_us": us(percentile(&waits, 0.99)),
