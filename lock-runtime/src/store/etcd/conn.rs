@@ -1,6 +1,8 @@
 //! The client: made on first use (within the connect limit), every request bounded and
 //! sent only to a member that has a leader; errors that name the endpoints.
 
+use std::error::Error as _;
+use std::fmt;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
@@ -46,23 +48,29 @@ impl Conn {
         if let Some((user, password)) = &self.endpoints.user {
             options = options.with_user(user.clone(), password.clone());
         }
+        #[cfg(feature = "tls")]
+        if self.endpoints.tls {
+            options = options.with_tls(self.endpoints.trust.options(CONNECT_LIMIT));
+        }
         let limit = CONNECT_LIMIT + REQUEST_LIMIT;
         let connect = Client::connect(&self.endpoints.urls, Some(options));
         match tokio::time::timeout(limit, connect).await {
             Ok(Ok(client)) => Ok(client),
-            Ok(Err(e)) => Err(self.failed("connect", &e)),
+            Ok(Err(e)) => Err(self.failed("connect", &Causes(&e))),
             Err(_) => Err(self.failed("connect", &format!("no connection within {limit:?}"))),
         }
     }
 
-    /// A failure of `what`, naming the endpoints (never the password).
-    pub(super) fn failed(&self, what: &str, cause: &dyn std::fmt::Display) -> BoxError {
+    /// A failure of `what`, naming the endpoints (never the password), with a hint that
+    /// fits the cause.
+    pub(super) fn failed(&self, what: &str, cause: &dyn fmt::Display) -> BoxError {
+        let cause = cause.to_string();
         StoreError::boxed(
             "etcd",
             format!(
-                "etcd at {}: {what}: {cause}; check that a majority of the cluster's members \
-                 is running and reachable",
-                self.endpoints.hosts()
+                "etcd at {}: {what}: {cause}; {}",
+                self.endpoints.hosts(),
+                hint(&cause)
             ),
         )
     }
@@ -90,7 +98,7 @@ impl Conn {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(200));
                 }
-                Ok(Err(e)) => return Err(self.failed(what, &e)),
+                Ok(Err(e)) => return Err(self.failed(what, &Causes(&e))),
                 Err(_) => {
                     return Err(self.failed(what, &format!("no answer within {REQUEST_LIMIT:?}")));
                 }
@@ -109,5 +117,44 @@ fn unavailable(e: &etcd_client::Error) -> bool {
         etcd_client::Error::GRpcStatus(s) => i32::from(s.code()) == UNAVAILABLE,
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
         _ => false,
+    }
+}
+
+/// What to check, after a failure's text.
+fn hint(cause: &str) -> &'static str {
+    let cause = cause.to_ascii_lowercase();
+    if cause.contains("authentication failed") || cause.contains("invalid auth token") {
+        "check the user and password in the endpoints (`http://user:password@host:2379`)"
+    } else if cause.contains("user name is empty") {
+        "the cluster has auth on: name a user in the endpoints (`http://user:password@host:2379`)"
+    } else if cause.contains("permission denied") {
+        "grant the user `readwrite` on the key prefix (`etcdctl role grant-permission ROLE \
+         --prefix=true readwrite PREFIX`)"
+    } else if cause.contains("certificate") || cause.contains("tls") {
+        "check that the members' certificates are signed by the CA the client trusts \
+         (`tls_root_certificate`, `LOCK_ETCD_CA`, else the system's roots) and name the host"
+    } else {
+        "check that a majority of the cluster's members is running and reachable"
+    }
+}
+
+/// An etcd-client error and its sources, `a: b: c` (a transport error's own text is
+/// only "transport error"; the cause, e.g. a certificate's, is in its sources).
+struct Causes<'a>(&'a etcd_client::Error);
+
+impl fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            let text = e.to_string();
+            if !shown.contains(&text) {
+                write!(f, ": {text}")?;
+                shown = text;
+            }
+            source = e.source();
+        }
+        Ok(())
     }
 }
