@@ -44,7 +44,9 @@
 //! - Connecting is bounded by 2 s and every request by 3 s, and requests need a leader: a
 //!   cluster that is unreachable or has lost its quorum gives a `Backend` error naming the
 //!   endpoints, in bounded time, and a holder that cannot renew is stopped (`Lost`) before
-//!   its lease lapses.
+//!   its lease lapses. A paused member (SIGSTOP) answers nothing: a request sent to it
+//!   waits out the request limit before the next goes elsewhere, so riding out a paused
+//!   leader needs a ttl well above 3 s plus an election (9 s is tested).
 //! - The etcd keys are the lock keys as they are (prefix included): `etcdctl get lock:job`
 //!   shows the holder's token.
 //!
