@@ -2,7 +2,8 @@
 //! data dirs in a temp dir, as an unprivileged user (`nobody`) when the tests run as root,
 //! each member under a shell watchdog that kills it when the test process is gone. Three
 //! members ([`EtcdCluster::start`]), or one ([`EtcdCluster::start_single`]), or one serving
-//! `https://` with a certificate the test made ([`EtcdCluster::start_tls`]); auth can be
+//! `https://` with a certificate the test made ([`EtcdCluster::start_tls`]), maybe asking
+//! clients for theirs ([`EtcdCluster::start_tls_with`]); auth can be
 //! turned on ([`EtcdCluster::enable_auth`]); members are killed, restarted, paused
 //! (SIGSTOP) and resumed. Debian's `etcd-server` package has `/usr/bin/etcd` and
 //! `etcd-client` has `etcdctl` (`scripts/test` installs them).
@@ -34,14 +35,28 @@ pub struct EtcdMember {
     child: Mutex<Option<Child>>,
 }
 
+/// What a TLS member serves and trusts, PEM.
+pub struct EtcdTls {
+    /// The CA that signed `cert` (what `etcdctl` trusts), and the clients' when asked.
+    pub ca: String,
+    /// The member's certificate (naming `127.0.0.1`) and key.
+    pub cert: String,
+    pub key: String,
+    /// A client certificate and key signed by `ca`: the member then requires one
+    /// (`--client-cert-auth`), and `etcdctl` shows this one.
+    pub client: Option<(String, String)>,
+}
+
 /// The members of one cluster. Members are killed, restarted, paused and resumed through
 /// a shared reference; everything is killed on drop (a shared one's watchdogs kill it when
 /// the test process is gone).
 pub struct EtcdCluster {
     pub members: Vec<EtcdMember>,
     dir: tempfile::TempDir,
-    /// Whether the members serve `https://` (their certificate in `dir`, also the CA).
+    /// Whether the members serve `https://` (their certificates in `dir`).
     tls: bool,
+    /// Whether they require a client certificate (`etcdctl` then shows `dir`'s).
+    client_auth: bool,
     /// `user:password` for `etcdctl`, once auth is on.
     auth: Mutex<Option<String>>,
 }
@@ -61,10 +76,20 @@ impl EtcdCluster {
     /// (PEM; the certificate must name `127.0.0.1`), and waits until healthy. Its peers
     /// talk plain HTTP (there are none).
     pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
-        Self::start_members(1, Some((cert_pem, key_pem)))
+        Self::start_tls_with(&EtcdTls {
+            ca: cert_pem.to_owned(),
+            cert: cert_pem.to_owned(),
+            key: key_pem.to_owned(),
+            client: None,
+        })
     }
 
-    fn start_members(n: usize, tls: Option<(&str, &str)>) -> Self {
+    /// Starts one member serving `https://` as `tls` says, and waits until healthy.
+    pub fn start_tls_with(tls: &EtcdTls) -> Self {
+        Self::start_members(1, Some(tls))
+    }
+
+    fn start_members(n: usize, tls: Option<&EtcdTls>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let owner = crate::run_as();
         if let Some((uid, gid)) = owner {
@@ -82,10 +107,20 @@ impl EtcdCluster {
             members,
             dir,
             tls: tls.is_some(),
+            client_auth: tls.is_some_and(|t| t.client.is_some()),
             auth: Mutex::new(None),
         };
-        if let Some((cert, key)) = tls {
-            for (path, pem) in [(cluster.cert_path(), cert), (cluster.key_path(), key)] {
+        if let Some(tls) = tls {
+            let mut files = vec![
+                (cluster.path("ca.crt"), &tls.ca),
+                (cluster.path("server.crt"), &tls.cert),
+                (cluster.path("server.key"), &tls.key),
+            ];
+            if let Some((cert, key)) = &tls.client {
+                files.push((cluster.path("client.crt"), cert));
+                files.push((cluster.path("client.key"), key));
+            }
+            for (path, pem) in files {
                 std::fs::write(&path, pem).expect("write the certificate");
                 if let Some((uid, gid)) = owner {
                     std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
@@ -99,12 +134,26 @@ impl EtcdCluster {
         cluster
     }
 
-    fn cert_path(&self) -> PathBuf {
-        self.dir.path().join("server.crt")
+    /// A file of the cluster's temp dir.
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
     }
 
-    fn key_path(&self) -> PathBuf {
-        self.dir.path().join("server.key")
+    /// The member's TLS flags: its certificate, and the CA of its clients' when it asks.
+    fn tls_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.tls {
+            args.push(format!("--cert-file={}", self.path("server.crt").display()));
+            args.push(format!("--key-file={}", self.path("server.key").display()));
+        }
+        if self.client_auth {
+            args.push("--client-cert-auth".to_owned());
+            args.push(format!(
+                "--trusted-ca-file={}",
+                self.path("ca.crt").display()
+            ));
+        }
+        args
     }
 
     /// `http` or `https`.
@@ -185,14 +234,7 @@ kill -9 "$c" 2>/dev/null"#;
             .env("PARENT", std::process::id().to_string())
             .env("LOG", self.log_path(i))
             .env("PIDFILE", self.pid_path(i))
-            .args(if self.tls {
-                vec![
-                    format!("--cert-file={}", self.cert_path().display()),
-                    format!("--key-file={}", self.key_path().display()),
-                ]
-            } else {
-                Vec::new()
-            })
+            .args(self.tls_args())
             .env("ETCD_UNSUPPORTED_ARCH", "")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -232,7 +274,11 @@ kill -9 "$c" 2>/dev/null"#;
             .arg(format!("--endpoints={endpoints}"))
             .args(["--dial-timeout=2s", "--command-timeout=3s"]);
         if self.tls {
-            cmd.arg(format!("--cacert={}", self.cert_path().display()));
+            cmd.arg(format!("--cacert={}", self.path("ca.crt").display()));
+        }
+        if self.client_auth {
+            cmd.arg(format!("--cert={}", self.path("client.crt").display()));
+            cmd.arg(format!("--key={}", self.path("client.key").display()));
         }
         if let Some(user) = &*self.auth.lock().unwrap() {
             cmd.arg(format!("--user={user}"));

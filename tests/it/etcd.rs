@@ -585,3 +585,80 @@ async fn auth_right_password_locks_and_a_wrong_one_is_a_clear_error_without_it()
     assert!(msg.contains("readwrite"), "the hint: {msg}");
     println!("no permission: {msg}");
 }
+
+/// A CA, a member certificate for 127.0.0.1 and a client certificate, both signed by it:
+/// a member that asks its clients for a certificate.
+#[cfg(feature = "tls")]
+fn ca_signed() -> locked_test_support::EtcdTls {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf = |names: Vec<String>, purpose| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.extended_key_usages.push(purpose);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+    let (cert, key) = leaf(names, ExtendedKeyUsagePurpose::ServerAuth);
+    let client = leaf(
+        vec!["locker".to_owned()],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    locked_test_support::EtcdTls {
+        ca: ca_cert.pem(),
+        cert,
+        key,
+        client: Some(client),
+    }
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_member_asking_for_a_client_certificate_gets_the_one_lock_etcd_cert_names() {
+    let tls = ca_signed();
+    let (ca, (client_cert, client_key)) = (tls.ca.clone(), tls.client.clone().unwrap());
+    let cluster = tokio::task::spawn_blocking(move || EtcdCluster::start_tls_with(&tls))
+        .await
+        .unwrap();
+    let host = format!("127.0.0.1:{}", cluster.members[0].client_port);
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let vars = [
+        ("LOCK_STORE", "etcd".to_owned()),
+        ("LOCK_ETCD_ENDPOINTS", cluster.endpoints().join(",")),
+        ("LOCK_ETCD_CA", file("ca.pem", &ca)),
+        ("LOCK_ETCD_CERT", file("client.pem", &client_cert)),
+        ("LOCK_ETCD_KEY", file("client.key", &client_key)),
+        ("LOCK_PREFIX", "lock:mtls:".to_owned()),
+    ];
+    let locker = Locker::from_env_with(|name| {
+        vars.iter()
+            .find(|(var, _)| *var == name)
+            .map(|(_, value)| value.clone())
+    })
+    .unwrap();
+    let opts = LockOptions::default().ttl(Duration::from_secs(5));
+    let held = locker.acquire("job", opts).await.unwrap();
+    assert!(locker.is_locked("job").await.unwrap());
+    held.release().await.unwrap();
+    assert!(!locker.is_locked("job").await.unwrap());
+    // Trusting the member but showing no certificate: refused, clearly, in bounded time.
+    let anonymous = Locker::builder()
+        .tls_root_certificate(ca)
+        .etcd(&cluster.endpoints())
+        .unwrap();
+    let msg = fails_clearly(&anonymous, &host).await;
+    assert!(msg.contains("LOCK_ETCD_CERT"), "the hint: {msg}");
+    println!("no client certificate: {msg}");
+}

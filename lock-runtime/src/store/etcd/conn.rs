@@ -70,7 +70,7 @@ impl Conn {
             format!(
                 "etcd at {}: {what}: {cause}; {}",
                 self.endpoints.hosts(),
-                hint(&cause)
+                hint(&cause, self.endpoints.tls)
             ),
         )
     }
@@ -120,8 +120,8 @@ fn unavailable(e: &etcd_client::Error) -> bool {
     }
 }
 
-/// What to check, after a failure's text.
-fn hint(cause: &str) -> &'static str {
+/// What to check, after a failure's text (on `https://` endpoints when `tls`).
+fn hint(cause: &str, tls: bool) -> &'static str {
     let cause = cause.to_ascii_lowercase();
     if cause.contains("authentication failed") || cause.contains("invalid auth token") {
         "check the user and password in the endpoints (`http://user:password@host:2379`)"
@@ -133,6 +133,12 @@ fn hint(cause: &str) -> &'static str {
     } else if cause.contains("certificate") || cause.contains("tls") {
         "check that the members' certificates are signed by the CA the client trusts \
          (`tls_root_certificate`, `LOCK_ETCD_CA`, else the system's roots) and name the host"
+    } else if tls {
+        // With TLS 1.3 a member that wants a client certificate and gets none closes
+        // the connection after the handshake: the client only sees it closed.
+        "check that a majority of the cluster's members is running and reachable, and, if \
+         they ask for a client certificate (`--client-cert-auth`), that `LOCK_ETCD_CERT` \
+         and `LOCK_ETCD_KEY` name one their CA signed"
     } else {
         "check that a majority of the cluster's members is running and reachable"
     }

@@ -13,7 +13,6 @@ pub(super) struct Endpoints {
     pub(super) urls: Vec<String>,
     pub(super) user: Option<(String, String)>,
     /// Whether they are `https://` (all of them are, or none).
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(super) tls: bool,
     /// What their certificates are checked against (`https://` only).
     #[cfg(feature = "tls")]

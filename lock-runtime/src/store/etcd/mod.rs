@@ -39,8 +39,10 @@
 //!   else (from the environment) the PEM file `LOCK_ETCD_CA` names, read and checked when
 //!   the store is made, else the system's roots (`trust`). A certificate that does not
 //!   verify is a `Backend` error naming the endpoints and the fault, in bounded time.
-//!   Without the feature, `https://` is a `Config` error saying to enable `tls`. No client
-//!   certificates yet.
+//!   Without the feature, `https://` is a `Config` error saying to enable `tls`. Members
+//!   that ask for a client certificate (`--client-cert-auth`) get the one the files
+//!   `LOCK_ETCD_CERT` and `LOCK_ETCD_KEY` name (from the environment only, e.g. through
+//!   `Locker::from_env_with`).
 //! - Connecting is bounded by 2 s and every request by 3 s, and requests need a leader: a
 //!   cluster that is unreachable or has lost its quorum gives a `Backend` error naming the
 //!   endpoints, in bounded time, and a holder that cannot renew is stopped (`Lost`) before
@@ -83,6 +85,11 @@ pub(crate) const LOCK_ETCD_ENDPOINTS: &str = "LOCK_ETCD_ENDPOINTS";
 /// The variable with the path of the CA certificate (PEM) that `https://` endpoints are
 /// checked against (default: the system's roots).
 pub(crate) const LOCK_ETCD_CA: &str = "LOCK_ETCD_CA";
+/// The variable with the path of the client certificate (PEM) shown to `https://` members
+/// that ask for one (`--client-cert-auth`), with `LOCK_ETCD_KEY`.
+pub(crate) const LOCK_ETCD_CERT: &str = "LOCK_ETCD_CERT";
+/// The variable with the path of the client certificate's key (PEM).
+pub(crate) const LOCK_ETCD_KEY: &str = "LOCK_ETCD_KEY";
 
 /// The registry's entry: `LOCK_STORE=etcd` (never implied), its endpoints from
 /// `LOCK_ETCD_ENDPOINTS`.
@@ -91,7 +98,7 @@ pub(crate) const ENTRY: Entry = Entry {
     help: "etcd, locks on leases, e.g. `http://127.0.0.1:2379,http://127.0.0.1:22379`",
     schemes: &["http://", "https://"],
     url_vars: &[LOCK_ETCD_ENDPOINTS],
-    other_vars: &[LOCK_ETCD_CA],
+    other_vars: &[LOCK_ETCD_CA, LOCK_ETCD_CERT, LOCK_ETCD_KEY],
     url_example: "e.g. `http://127.0.0.1:2379,http://127.0.0.1:22379,http://127.0.0.1:32379`",
     feature: Some("etcd"),
     implied: Implied::Never,

@@ -1,32 +1,38 @@
 //! What an `https://` connection trusts: the CA certificates (PEM) given to the builder
 //! (`tls_root_certificate`) or, from the environment, the file `LOCK_ETCD_CA` names; else
-//! the system's roots.
+//! the system's roots. And, from the environment only, the client certificate and key it
+//! shows to members that ask for one (`LOCK_ETCD_CERT`, `LOCK_ETCD_KEY`).
 
 use std::fmt;
 
-use etcd_client::{Certificate, TlsOptions};
-use rustls::pki_types::CertificateDer;
+use etcd_client::{Certificate, Identity, TlsOptions};
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::LOCK_ETCD_CA;
+use super::{LOCK_ETCD_CA, LOCK_ETCD_CERT, LOCK_ETCD_KEY};
 use crate::error::LockError;
 use crate::store::Settings;
 
 /// The builder's setting named in its errors.
 const BUILDER_SETTING: &str = "tls_root_certificate";
 
-/// The CA certificates an `https://` connection trusts instead of the system's roots.
+/// The CA certificates an `https://` connection trusts instead of the system's roots,
+/// and the client certificate it shows.
 #[derive(Clone, Default)]
 pub(super) struct Trust {
     /// PEM, one certificate or several; `None`: the system's roots.
     ca: Option<Vec<u8>>,
+    /// The client certificate and its key, PEM.
+    identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl fmt::Debug for Trust {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.ca {
-            Some(_) => "Trust(given CA)",
-            None => "Trust(system roots)",
+        f.write_str(match (&self.ca, &self.identity) {
+            (Some(_), None) => "Trust(given CA)",
+            (None, None) => "Trust(system roots)",
+            (Some(_), Some(_)) => "Trust(given CA, client certificate)",
+            (None, Some(_)) => "Trust(system roots, client certificate)",
         })
     }
 }
@@ -38,42 +44,80 @@ impl Trust {
         if let Some(pem) = &ca {
             check(pem, BUILDER_SETTING, "the certificate given")?;
         }
-        Ok(Self { ca })
+        Ok(Self { ca, identity: None })
     }
 
     /// The builder's CA, else the file `LOCK_ETCD_CA` names (read and checked now), else
     /// the system's roots.
+    /// The client certificate and key, from `LOCK_ETCD_CERT` and `LOCK_ETCD_KEY` (both
+    /// or neither), also read and checked now.
     pub(super) fn from_env(
         settings: &Settings,
         get: crate::store::registry::Lookup<'_>,
     ) -> Result<Self, LockError> {
-        if settings.tls_roots.0.is_some() {
-            return Self::from_settings(settings);
+        let mut trust = Self::from_settings(settings)?;
+        if trust.ca.is_none()
+            && let Some(path) = get(LOCK_ETCD_CA)
+        {
+            let pem = read(LOCK_ETCD_CA, &path, "the CA certificate")?;
+            check(&pem, LOCK_ETCD_CA, &format!("`{path}`"))?;
+            trust.ca = Some(pem);
         }
-        let Some(path) = get(LOCK_ETCD_CA) else {
-            return Ok(Self::default());
+        trust.identity = match (get(LOCK_ETCD_CERT), get(LOCK_ETCD_KEY)) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let cert_pem = read(LOCK_ETCD_CERT, &cert, "the client certificate")?;
+                check(&cert_pem, LOCK_ETCD_CERT, &format!("`{cert}`"))?;
+                let key_pem = read(LOCK_ETCD_KEY, &key, "the client key")?;
+                if let Err(e) = PrivateKeyDer::from_pem_slice(&key_pem) {
+                    return Err(LockError::config(
+                        LOCK_ETCD_KEY,
+                        format!("`{key}` holds no PEM private key ({e})"),
+                        "give the PEM key of the client certificate `LOCK_ETCD_CERT` names",
+                    ));
+                }
+                Some((cert_pem, key_pem))
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                let (set, unset) = if get(LOCK_ETCD_CERT).is_some() {
+                    (LOCK_ETCD_CERT, LOCK_ETCD_KEY)
+                } else {
+                    (LOCK_ETCD_KEY, LOCK_ETCD_CERT)
+                };
+                return Err(LockError::config(
+                    unset,
+                    format!("{set} is set but {unset} is not"),
+                    "set both (the client certificate's PEM file and its key's) or neither",
+                ));
+            }
         };
-        let pem = std::fs::read(&path).map_err(|e| {
-            LockError::config(
-                LOCK_ETCD_CA,
-                format!("cannot read the CA certificate `{path}`: {e}"),
-                "set it to the path of a PEM file with the certificate of the CA that \
-                 signed the etcd members' certificates, e.g. `/etc/etcd/ca.pem`",
-            )
-        })?;
-        check(&pem, LOCK_ETCD_CA, &format!("`{path}`"))?;
-        Ok(Self { ca: Some(pem) })
+        Ok(trust)
     }
 
     /// etcd-client's TLS options: the CA given, else the system's roots, the handshake
     /// bounded by `limit`.
     pub(super) fn options(&self, limit: std::time::Duration) -> TlsOptions {
         let options = TlsOptions::new().timeout(limit);
-        match &self.ca {
+        let options = match &self.ca {
             Some(pem) => options.ca_certificate(Certificate::from_pem(pem)),
             None => options.with_native_roots(),
+        };
+        match &self.identity {
+            Some((cert, key)) => options.identity(Identity::from_pem(cert, key)),
+            None => options,
         }
     }
+}
+
+/// The file at `path`, or a `Config` error at `var` that says what it should hold.
+fn read(var: &str, path: &str, what: &str) -> Result<Vec<u8>, LockError> {
+    std::fs::read(path).map_err(|e| {
+        LockError::config(
+            var,
+            format!("cannot read {what} `{path}`: {e}"),
+            format!("set {var} to the path of a PEM file with {what}, e.g. `/etc/etcd/ca.pem`"),
+        )
+    })
 }
 
 /// A `Config` error at `setting` unless `pem` holds at least one certificate and
@@ -134,5 +178,27 @@ mod tests {
         let trust = Trust::from_env(&settings, &given).unwrap();
         assert_eq!(trust.ca.as_deref(), Some(PEM.as_bytes()));
         assert_eq!(format!("{trust:?}"), "Trust(given CA)");
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key() {
+        let settings = Settings::default();
+        let cert_only = |v: &str| (v == LOCK_ETCD_CERT).then(|| "/c.pem".to_owned());
+        let e = Trust::from_env(&settings, &cert_only).unwrap_err();
+        assert!(matches!(&e, LockError::Config { setting, .. } if setting == LOCK_ETCD_KEY));
+        assert!(e.to_string().contains("LOCK_ETCD_CERT is set"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("c.pem");
+        let key = dir.path().join("k.pem");
+        std::fs::write(&cert, PEM).unwrap();
+        std::fs::write(&key, "no key here").unwrap();
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        let both = move |v: &str| match v {
+            LOCK_ETCD_CERT => Some(cert.clone()),
+            LOCK_ETCD_KEY => Some(key.clone()),
+            _ => None,
+        };
+        let e = Trust::from_env(&settings, &both).unwrap_err();
+        assert!(matches!(&e, LockError::Config { setting, .. } if setting == LOCK_ETCD_KEY));
     }
 }
