@@ -15,6 +15,9 @@ use crate::error::{BoxError, StoreError};
 pub(super) const CONNECT_LIMIT: Duration = Duration::from_secs(2);
 /// How long one request may take (a cluster without quorum answers nothing).
 pub(super) const REQUEST_LIMIT: Duration = Duration::from_secs(3);
+/// How long one attempt may take before the request is sent again (to another member,
+/// unless the balancer picks the same one): a paused member answers nothing.
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(1);
 
 /// The endpoints and, once made, the client.
 pub(super) struct Conn {
@@ -76,9 +79,11 @@ impl Conn {
     }
 
     /// `call` with the client, bounded by [`REQUEST_LIMIT`], its failure named. A call
-    /// the balancer sent to a member that is down (connection refused, unavailable) goes
-    /// again, to another, within the limit: every operation may be sent twice (a take
-    /// finds the key already the token's, a release finds it gone).
+    /// the balancer sent to a member that is down (connection refused, unavailable), or
+    /// that got no answer within [`ATTEMPT_LIMIT`] (a paused member keeps its connection
+    /// and answers nothing), goes again, to another, within the limit: every operation
+    /// may be sent twice (a take finds the key already the token's, a release finds it
+    /// gone).
     pub(super) async fn run<T, F, Fut>(&self, what: &str, call: F) -> Result<T, BoxError>
     where
         F: Fn(Client) -> Fut,
@@ -92,13 +97,15 @@ impl Conn {
             // engine's futures it overflowed a test thread's stack in debug builds; the
             // allocation is nothing beside the round trip.
             let attempt = Box::pin(call(client.clone()));
-            match tokio::time::timeout_at(deadline, attempt).await {
+            let until = deadline.min(tokio::time::Instant::now() + ATTEMPT_LIMIT);
+            match tokio::time::timeout_at(until, attempt).await {
                 Ok(Ok(out)) => return Ok(out),
                 Ok(Err(e)) if unavailable(&e) && tokio::time::Instant::now() + pause < deadline => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(200));
                 }
                 Ok(Err(e)) => return Err(self.failed(what, &Causes(&e))),
+                Err(_) if until < deadline => {}
                 Err(_) => {
                     return Err(self.failed(what, &format!("no answer within {REQUEST_LIMIT:?}")));
                 }

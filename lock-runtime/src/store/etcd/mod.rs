@@ -46,9 +46,10 @@
 //! - Connecting is bounded by 2 s and every request by 3 s, and requests need a leader: a
 //!   cluster that is unreachable or has lost its quorum gives a `Backend` error naming the
 //!   endpoints, in bounded time, and a holder that cannot renew is stopped (`Lost`) before
-//!   its lease lapses. A paused member (SIGSTOP) answers nothing: a request sent to it
-//!   waits out the request limit before the next goes elsewhere, so riding out a paused
-//!   leader needs a ttl well above 3 s plus an election (9 s is tested).
+//!   its lease lapses. A paused member (SIGSTOP) answers nothing: a request without an
+//!   answer within 1 s is sent again (to another member, when the balancer picks one),
+//!   within the request limit, so a lease a few seconds long rides out a paused leader
+//!   and its election (tested with 9 s).
 //! - The etcd keys are the lock keys as they are (prefix included): `etcdctl get lock:job`
 //!   shows the holder's token.
 //!
