@@ -127,6 +127,11 @@ fn unavailable(e: &etcd_client::Error) -> bool {
     }
 }
 
+/// The hint for a member that refused the client's certificate (or its absence).
+const CLIENT_CERTIFICATE: &str = "the member refused the client's certificate or its absence: \
+     if the members ask for one (`--client-cert-auth`), set `LOCK_ETCD_CERT` and \
+     `LOCK_ETCD_KEY` to one their `--trusted-ca-file` signed";
+
 /// What to check, after a failure's text (on `https://` endpoints when `tls`).
 fn hint(cause: &str, tls: bool) -> &'static str {
     let cause = cause.to_ascii_lowercase();
@@ -137,15 +142,19 @@ fn hint(cause: &str, tls: bool) -> &'static str {
     } else if cause.contains("permission denied") {
         "grant the user `readwrite` on the key prefix (`etcdctl role grant-permission ROLE \
          --prefix=true readwrite PREFIX`)"
+    } else if cause.contains("received fatal alert") {
+        // The member ended the handshake: it refused the client's certificate, or its
+        // absence.
+        CLIENT_CERTIFICATE
     } else if cause.contains("certificate") || cause.contains("tls") {
         "check that the members' certificates are signed by the CA the client trusts \
          (`tls_root_certificate`, `LOCK_ETCD_CA`, else the system's roots) and name the host"
     } else if tls {
-        // With TLS 1.3 a member that wants a client certificate and gets none closes
+        // With TLS 1.3 a member that wants a client certificate and gets none may close
         // the connection after the handshake: the client only sees it closed.
-        "check that a majority of the cluster's members is running and reachable, and, if \
-         they ask for a client certificate (`--client-cert-auth`), that `LOCK_ETCD_CERT` \
-         and `LOCK_ETCD_KEY` name one their CA signed"
+        "check that a majority of the cluster's members is running and reachable; if they \
+         ask for a client certificate (`--client-cert-auth`), set `LOCK_ETCD_CERT` and \
+         `LOCK_ETCD_KEY` to one their `--trusted-ca-file` signed"
     } else {
         "check that a majority of the cluster's members is running and reachable"
     }
@@ -169,5 +178,24 @@ impl fmt::Display for Causes<'_> {
             source = e.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hint;
+
+    #[test]
+    fn the_hint_follows_the_cause() {
+        let wrong = "etcdserver: authentication failed, invalid user ID or password";
+        assert!(hint(wrong, false).contains("user and password"));
+        assert!(hint("etcdserver: user name is empty", false).contains("name a user"));
+        assert!(hint("etcdserver: permission denied", false).contains("readwrite"));
+        assert!(hint("invalid peer certificate: UnknownIssuer", true).contains("CA"));
+        assert!(hint("operation was canceled", true).contains("LOCK_ETCD_CERT"));
+        let refused = "received fatal alert: BadCertificate";
+        assert!(hint(refused, true).contains("LOCK_ETCD_CERT"));
+        let plain = hint("operation was canceled", false);
+        assert!(plain.contains("majority") && !plain.contains("LOCK_ETCD_CERT"));
     }
 }

@@ -47,10 +47,9 @@ impl Trust {
         Ok(Self { ca, identity: None })
     }
 
-    /// The builder's CA, else the file `LOCK_ETCD_CA` names (read and checked now), else
-    /// the system's roots.
-    /// The client certificate and key, from `LOCK_ETCD_CERT` and `LOCK_ETCD_KEY` (both
-    /// or neither), also read and checked now.
+    /// The builder's CA, else the file `LOCK_ETCD_CA` names, else the system's roots; and
+    /// the client certificate and key the files `LOCK_ETCD_CERT` and `LOCK_ETCD_KEY` name
+    /// (both or neither). The files are read and checked now.
     pub(super) fn from_env(
         settings: &Settings,
         get: crate::store::registry::Lookup<'_>,
@@ -78,18 +77,8 @@ impl Trust {
                 }
                 Some((cert_pem, key_pem))
             }
-            (Some(_), None) | (None, Some(_)) => {
-                let (set, unset) = if get(LOCK_ETCD_CERT).is_some() {
-                    (LOCK_ETCD_CERT, LOCK_ETCD_KEY)
-                } else {
-                    (LOCK_ETCD_KEY, LOCK_ETCD_CERT)
-                };
-                return Err(LockError::config(
-                    unset,
-                    format!("{set} is set but {unset} is not"),
-                    "set both (the client certificate's PEM file and its key's) or neither",
-                ));
-            }
+            (Some(_), None) => return Err(half(LOCK_ETCD_CERT, LOCK_ETCD_KEY)),
+            (None, Some(_)) => return Err(half(LOCK_ETCD_KEY, LOCK_ETCD_CERT)),
         };
         Ok(trust)
     }
@@ -109,13 +98,22 @@ impl Trust {
     }
 }
 
+/// Half a client identity: `set` without `unset`.
+fn half(set: &str, unset: &str) -> LockError {
+    LockError::config(
+        unset,
+        format!("{set} is set but {unset} is not"),
+        "set both (the client certificate's PEM file and its key's) or neither",
+    )
+}
+
 /// The file at `path`, or a `Config` error at `var` that says what it should hold.
 fn read(var: &str, path: &str, what: &str) -> Result<Vec<u8>, LockError> {
     std::fs::read(path).map_err(|e| {
         LockError::config(
             var,
             format!("cannot read {what} `{path}`: {e}"),
-            format!("set {var} to the path of a PEM file with {what}, e.g. `/etc/etcd/ca.pem`"),
+            format!("set {var} to the path of a readable PEM file with {what}"),
         )
     })
 }
@@ -143,7 +141,8 @@ fn not_pem(setting: &str, problem: &str) -> LockError {
     LockError::config(
         setting,
         problem,
-        "give the PEM certificate of the CA that signed the etcd members' certificates",
+        "give PEM certificates (`-----BEGIN CERTIFICATE-----`): the CA's that signed the \
+         etcd members' certificates, or for `LOCK_ETCD_CERT` the client's",
     )
 }
 
