@@ -89,9 +89,10 @@ impl LockerBuilder {
         self
     }
 
-    /// Trust this certificate authority (PEM) for `rediss://` URLs, instead of the
-    /// system's roots: for a Redis whose certificate a private CA signed. Needs the `tls`
-    /// feature.
+    /// Trust this certificate authority (PEM) for `rediss://` URLs and `https://` etcd
+    /// endpoints, instead of the system's roots: for a Redis or an etcd whose certificates
+    /// a private CA signed. Needs the `tls` feature. (From the environment, etcd's CA can
+    /// also be a file that `LOCK_ETCD_CA` names; this one wins.)
     ///
     /// ```
     /// # let ca_pem = b"-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n".to_vec();
@@ -239,15 +240,18 @@ impl LockerBuilder {
         Ok(self.build(store))
     }
 
-    /// A locker on an etcd cluster at `endpoints` (`http://host:2379` each): a hold is an
-    /// etcd lease of its ttl rounded up to whole seconds, renewed by keep-alive; fencing
-    /// tokens are the holder key's create revision; a release wakes waiters of every
-    /// `Locker` through a watch. The endpoints are checked now; the cluster is reached on
-    /// first use. Needs the `etcd` feature.
+    /// A locker on an etcd cluster at `endpoints` (`http://host:2379` each, or all
+    /// `https://host:2379` with the `tls` feature, checked against
+    /// [`tls_root_certificate`](Self::tls_root_certificate) or else the system's roots): a
+    /// hold is an etcd lease of its ttl rounded up to whole seconds, renewed by keep-alive;
+    /// fencing tokens are the holder key's create revision; a release wakes waiters of
+    /// every `Locker` through a watch. The endpoints are checked now; the cluster is
+    /// reached on first use. Needs the `etcd` feature.
     ///
     /// # Errors
-    /// [`LockError::Config`] when the list is empty or an endpoint is not
-    /// `http://host:port` (it is named, without its password).
+    /// [`LockError::Config`] when the list is empty, an endpoint is not `http://host:port`
+    /// or `https://host:port` (it is named, without its password), the list mixes the two,
+    /// an endpoint is `https://` in a build without `tls`, or the CA given is not PEM.
     ///
     /// ```
     /// let locker = locked::Locker::builder().etcd(&["http://10.0.0.1:2379", "http://10.0.0.2:2379"]);
@@ -256,7 +260,7 @@ impl LockerBuilder {
     /// ```
     #[cfg(feature = "etcd")]
     pub fn etcd<S: AsRef<str>>(self, endpoints: &[S]) -> Result<Locker, LockError> {
-        let store = crate::store::etcd::open(endpoints)?;
+        let store = crate::store::etcd::open(endpoints, &self.settings)?;
         Ok(self.build(store))
     }
 
@@ -433,7 +437,8 @@ impl Locker {
     /// A locker on an etcd cluster (see [`LockerBuilder::etcd`]). Needs the `etcd` feature.
     ///
     /// # Errors
-    /// [`LockError::Config`] when an endpoint is not `http://host:port`.
+    /// [`LockError::Config`] when an endpoint is not `http://host:port` (or
+    /// `https://host:port`, with the `tls` feature).
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), locked::LockError> {

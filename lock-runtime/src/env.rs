@@ -85,7 +85,12 @@ impl Locker {
     /// - `LOCK_SQLITE_PATH`: the SQLite file for `sqlite`, a path (its directory must
     ///   exist) or a `sqlite://` URL, e.g. `/var/lib/app/locks.db`.
     /// - `LOCK_ETCD_ENDPOINTS`: the etcd endpoints for `etcd`, comma-separated, e.g.
-    ///   `http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379`.
+    ///   `http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379` (`https://`
+    ///   with the `tls` feature); `LOCK_ETCD_CA`: the path of the PEM file of the CA that
+    ///   `https://` members' certificates are checked against (default: the system's
+    ///   roots; the builder's `tls_root_certificate` wins); `LOCK_ETCD_CERT` and
+    ///   `LOCK_ETCD_KEY`: the PEM files of a client certificate and its key, for members
+    ///   that ask for one.
     /// - `LOCK_PREFIX`: the key prefix, default `lock:`.
     ///
     /// With neither `LOCK_STORE` nor a URL set, the store is memory and a warning says once

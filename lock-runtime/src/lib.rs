@@ -27,7 +27,9 @@
 //!
 //! - `metrics`: lock metrics through the `metrics` facade (acquire and hold durations, held
 //!   and waiting gauges, renewals, losses).
-//! - `tls`: `rediss://` URLs, through the `redis` crate's rustls support (ring provider).
+//! - `tls`: `rediss://` URLs, through the `redis` crate's rustls support (ring provider);
+//!   with `etcd`, `https://` etcd endpoints too, through etcd-client's (ring, and the
+//!   system's roots).
 //! - `postgres`: the PostgreSQL store, through tokio-postgres and a deadpool pool.
 //! - `sqlite`: the SQLite store, through rusqlite with its bundled SQLite.
 //! - `mysql`: the MySQL/MariaDB store, through mysql_async and its pool.

@@ -1,8 +1,12 @@
-//! A real 3-member etcd cluster of the tests' own: `etcd` on free loopback client and peer
-//! ports, data dirs in a temp dir, as an unprivileged user (`nobody`) when the tests run
-//! as root, each member under a shell watchdog that kills it when the test process is
-//! gone. Debian's `etcd-server` package has `/usr/bin/etcd` and `etcd-client` has
-//! `etcdctl` (`scripts/test` installs them).
+//! A real etcd cluster of the tests' own: `etcd` on free loopback client and peer ports,
+//! data dirs in a temp dir, as an unprivileged user (`nobody`) when the tests run as root,
+//! each member under a shell watchdog that kills it when the test process is gone. Three
+//! members ([`EtcdCluster::start`]), or one ([`EtcdCluster::start_single`]), or one serving
+//! `https://` with a certificate the test made ([`EtcdCluster::start_tls`]), maybe asking
+//! clients for theirs ([`EtcdCluster::start_tls_with`]); auth can be
+//! turned on ([`EtcdCluster::enable_auth`]); members are killed, restarted, paused
+//! (SIGSTOP) and resumed. Debian's `etcd-server` package has `/usr/bin/etcd` and
+//! `etcd-client` has `etcdctl` (`scripts/test` installs them).
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -31,22 +35,67 @@ pub struct EtcdMember {
     child: Mutex<Option<Child>>,
 }
 
-/// Three members of one cluster. Members are killed and restarted through a shared
-/// reference; everything is killed on drop (the shared one's watchdogs kill it when the
-/// test process is gone).
+/// What a TLS member serves and trusts, PEM.
+pub struct EtcdTls {
+    /// The CA that signed `cert` (what `etcdctl` trusts), and the clients' when asked.
+    pub ca: String,
+    /// The member's certificate (naming `127.0.0.1`) and key.
+    pub cert: String,
+    pub key: String,
+    /// A client certificate and key signed by `ca`: the member then requires one
+    /// (`--client-cert-auth`), and `etcdctl` shows this one.
+    pub client: Option<(String, String)>,
+}
+
+/// The members of one cluster. Members are killed, restarted, paused and resumed through
+/// a shared reference; everything is killed on drop (a shared one's watchdogs kill it when
+/// the test process is gone).
 pub struct EtcdCluster {
     pub members: Vec<EtcdMember>,
     dir: tempfile::TempDir,
+    /// Whether the members serve `https://` (their certificates in `dir`).
+    tls: bool,
+    /// Whether they require a client certificate (`etcdctl` then shows `dir`'s).
+    client_auth: bool,
+    /// `user:password` for `etcdctl`, once auth is on.
+    auth: Mutex<Option<String>>,
 }
 
 impl EtcdCluster {
     /// Starts three members and waits (up to 60 s) until the cluster is healthy.
     pub fn start() -> Self {
+        Self::start_members(3, None)
+    }
+
+    /// Starts one member (a cluster of its own, e.g. for auth) and waits until healthy.
+    pub fn start_single() -> Self {
+        Self::start_members(1, None)
+    }
+
+    /// Starts one member serving `https://127.0.0.1:port` with this certificate and key
+    /// (PEM; the certificate must name `127.0.0.1`), and waits until healthy. Its peers
+    /// talk plain HTTP (there are none).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+        Self::start_tls_with(&EtcdTls {
+            ca: cert_pem.to_owned(),
+            cert: cert_pem.to_owned(),
+            key: key_pem.to_owned(),
+            client: None,
+        })
+    }
+
+    /// Starts one member serving `https://` as `tls` says, and waits until healthy.
+    pub fn start_tls_with(tls: &EtcdTls) -> Self {
+        Self::start_members(1, Some(tls))
+    }
+
+    fn start_members(n: usize, tls: Option<&EtcdTls>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        if let Some((uid, gid)) = crate::run_as() {
+        let owner = crate::run_as();
+        if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
         }
-        let members: Vec<EtcdMember> = (0..3)
+        let members: Vec<EtcdMember> = (0..n)
             .map(|i| EtcdMember {
                 name: format!("m{i}"),
                 client_port: crate::free_port(),
@@ -54,12 +103,71 @@ impl EtcdCluster {
                 child: Mutex::new(None),
             })
             .collect();
-        let cluster = Self { members, dir };
-        for i in 0..3 {
+        let cluster = Self {
+            members,
+            dir,
+            tls: tls.is_some(),
+            client_auth: tls.is_some_and(|t| t.client.is_some()),
+            auth: Mutex::new(None),
+        };
+        if let Some(tls) = tls {
+            let mut files = vec![
+                (cluster.path("ca.crt"), &tls.ca),
+                (cluster.path("server.crt"), &tls.cert),
+                (cluster.path("server.key"), &tls.key),
+            ];
+            if let Some((cert, key)) = &tls.client {
+                files.push((cluster.path("client.crt"), cert));
+                files.push((cluster.path("client.key"), key));
+            }
+            for (path, pem) in files {
+                std::fs::write(&path, pem).expect("write the certificate");
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+                }
+            }
+        }
+        for i in 0..n {
             cluster.launch(i);
         }
         cluster.wait_healthy(Duration::from_secs(60));
         cluster
+    }
+
+    /// A file of the cluster's temp dir.
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The member's TLS flags: its certificate, and the CA of its clients' when it asks.
+    fn tls_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.tls {
+            args.push(format!("--cert-file={}", self.path("server.crt").display()));
+            args.push(format!("--key-file={}", self.path("server.key").display()));
+        }
+        if self.client_auth {
+            args.push("--client-cert-auth".to_owned());
+            args.push(format!(
+                "--trusted-ca-file={}",
+                self.path("ca.crt").display()
+            ));
+        }
+        args
+    }
+
+    /// `http` or `https`.
+    fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
+    /// Member `i`'s client URL.
+    pub fn client_url(&self, i: usize) -> String {
+        format!(
+            "{}://127.0.0.1:{}",
+            self.scheme(),
+            self.members[i].client_port
+        )
     }
 
     fn initial_cluster(&self) -> String {
@@ -101,7 +209,7 @@ impl EtcdCluster {
 echo "$c" > "$PIDFILE"
 while [ -d "/proc/$PARENT" ] && kill -0 "$c" 2>/dev/null; do sleep 0.3; done
 kill -9 "$c" 2>/dev/null"#;
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let client = self.client_url(i);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
@@ -126,6 +234,7 @@ kill -9 "$c" 2>/dev/null"#;
             .env("PARENT", std::process::id().to_string())
             .env("LOG", self.log_path(i))
             .env("PIDFILE", self.pid_path(i))
+            .args(self.tls_args())
             .env("ETCD_UNSUPPORTED_ARCH", "")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -140,11 +249,9 @@ kill -9 "$c" 2>/dev/null"#;
     pub fn wait_healthy(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
         loop {
-            let running: Vec<String> = self
-                .members
-                .iter()
-                .filter(|m| m.child.lock().unwrap().is_some())
-                .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            let running: Vec<String> = (0..self.members.len())
+                .filter(|&i| self.is_running(i))
+                .map(|i| self.client_url(i))
                 .collect();
             if self
                 .etcdctl(&running.join(","), &["endpoint", "health"])
@@ -162,13 +269,21 @@ kill -9 "$c" 2>/dev/null"#;
     }
 
     fn etcdctl(&self, endpoints: &str, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(program("etcdctl"))
-            .env("ETCDCTL_API", "3")
+        let mut cmd = Command::new(program("etcdctl"));
+        cmd.env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={endpoints}"))
-            .args(["--dial-timeout=2s", "--command-timeout=3s"])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
+            .args(["--dial-timeout=2s", "--command-timeout=3s"]);
+        if self.tls {
+            cmd.arg(format!("--cacert={}", self.path("ca.crt").display()));
+        }
+        if self.client_auth {
+            cmd.arg(format!("--cert={}", self.path("client.crt").display()));
+            cmd.arg(format!("--key={}", self.path("client.key").display()));
+        }
+        if let Some(user) = &*self.auth.lock().unwrap() {
+            cmd.arg(format!("--user={user}"));
+        }
+        let out = cmd.args(args).output().map_err(|e| e.to_string())?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
@@ -176,11 +291,25 @@ kill -9 "$c" 2>/dev/null"#;
         }
     }
 
+    /// `etcdctl ARGS` on every member (as root once auth is on), its output or its error.
+    pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        self.etcdctl(&self.endpoints().join(","), args)
+    }
+
+    /// Adds the user `root` with `password` and turns auth on: from now on every request
+    /// needs a user (`http://root:password@...`); `etcdctl` here uses root.
+    pub fn enable_auth(&self, password: &str) {
+        let add = format!("--new-user-password={password}");
+        self.ctl(&["user", "add", "root", &add, "--interactive=false"])
+            .expect("etcdctl user add root");
+        self.ctl(&["auth", "enable"]).expect("etcdctl auth enable");
+        *self.auth.lock().unwrap() = Some(format!("root:{password}"));
+    }
+
     /// Every member's client URL.
     pub fn endpoints(&self) -> Vec<String> {
-        self.members
-            .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+        (0..self.members.len())
+            .map(|i| self.client_url(i))
             .collect()
     }
 
@@ -194,8 +323,8 @@ kill -9 "$c" 2>/dev/null"#;
 
     /// The index of the member that leads now, if one does.
     pub fn leader(&self) -> Option<usize> {
-        for (i, m) in self.members.iter().enumerate() {
-            let url = format!("http://127.0.0.1:{}", m.client_port);
+        for i in 0..self.members.len() {
+            let url = self.client_url(i);
             let Ok(json) = self.etcdctl(&url, &["endpoint", "status", "-w", "json"]) else {
                 continue;
             };
@@ -217,19 +346,46 @@ kill -9 "$c" 2>/dev/null"#;
         None
     }
 
+    /// Member `i`'s etcd process id, as its watchdog wrote it (waiting up to 5 s for it).
+    fn pid(&self, i: usize) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match std::fs::read_to_string(self.pid_path(i)) {
+                Ok(pid) if !pid.trim().is_empty() => return Some(pid.trim().to_owned()),
+                _ if Instant::now() > deadline => return None,
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to member `i`'s etcd process.
+    fn signal(&self, i: usize, signal: &str) {
+        assert!(self.is_running(i), "member {i} does not run");
+        let pid = self.pid(i).expect("the member's process id");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// Pauses member `i` (SIGSTOP): it keeps its sockets but answers nothing, neither
+    /// clients nor peers, until [`EtcdCluster::resume`].
+    pub fn pause(&self, i: usize) {
+        self.signal(i, "STOP");
+    }
+
+    /// Resumes member `i` after [`EtcdCluster::pause`] (SIGCONT).
+    pub fn resume(&self, i: usize) {
+        self.signal(i, "CONT");
+    }
+
     /// Kills member `i` (SIGKILL: no shutdown) and waits for it to be gone.
     pub fn kill(&self, i: usize) {
         if let Some(mut child) = self.members[i].child.lock().unwrap().take() {
             // etcd itself, by the process id its watchdog wrote, then the watchdog.
             let deadline = Instant::now() + Duration::from_secs(5);
-            let pid = loop {
-                match std::fs::read_to_string(self.pid_path(i)) {
-                    Ok(pid) if !pid.trim().is_empty() => break Some(pid.trim().to_owned()),
-                    _ if Instant::now() > deadline => break None,
-                    _ => std::thread::sleep(Duration::from_millis(20)),
-                }
-            };
-            if let Some(pid) = pid {
+            if let Some(pid) = self.pid(i) {
                 let _ = Command::new("kill").args(["-KILL", &pid]).status();
                 while std::path::Path::new(&format!("/proc/{pid}")).exists()
                     && Instant::now() < deadline

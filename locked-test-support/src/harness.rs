@@ -85,12 +85,13 @@ impl Store {
                 contends: true,
                 ..Reach::default()
             },
-            // The shared cluster: no member faults (other tests of the process use it);
-            // the etcd tests kill and pause members of clusters of their own. A locker's
-            // path to one member is cut, reset or held up.
+            // The shared cluster, used only by the harness in the harness's binary: a
+            // member is paused; a locker's path to one member is cut, reset or held up.
+            // The etcd tests kill members of clusters of their own.
             #[cfg(feature = "etcd")]
             Backend::Etcd(..) => Reach {
                 processes: true,
+                server_pause: true,
                 cut: true,
                 contends: true,
                 ..Reach::default()
@@ -241,6 +242,16 @@ impl Store {
                 server.signal("STOP");
                 tokio::time::sleep(hold).await;
                 server.signal("CONT");
+                false
+            }
+            // One member of three (the leader, when it is the one): the others keep the
+            // quorum, elect a leader if they must, and lose no committed write.
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(cluster) => {
+                let i = which % cluster.endpoints().len();
+                cluster.pause(i);
+                tokio::time::sleep(hold).await;
+                cluster.resume(i);
                 false
             }
             _ => false,

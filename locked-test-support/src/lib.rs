@@ -10,8 +10,9 @@
 //!   `shared_postgres` and `pgbouncer::shared_pgbouncer` are shared by a test process.
 //! - `MysqlServer` (feature `mysql`): a MariaDB server of the tests' own; `shared_mysql`
 //!   is shared by a test process.
-//! - `EtcdCluster` (feature `etcd`): a 3-member etcd cluster of the tests' own;
-//!   `shared_etcd` is shared by a test process.
+//! - `EtcdCluster` (feature `etcd`): a 3-member etcd cluster of the tests' own (or one
+//!   member, with auth, or serving `https://` as an `EtcdTls` says); `shared_etcd` is
+//!   shared by a test process.
 //! - [`Proxy`]: a TCP proxy that cuts, heals and resets connections on command.
 //! - [`Store`], [`Backend`] and [`on_stores!`]: one test run on every store.
 //! - [`eventually`], [`free_port`], [`companion`]: small helpers.
@@ -44,7 +45,7 @@ use std::time::Duration;
 
 pub use cluster::{ClusterNode, RedisCluster, shared_cluster};
 #[cfg(feature = "etcd")]
-pub use etcd::{EtcdCluster, EtcdMember, shared_etcd};
+pub use etcd::{EtcdCluster, EtcdMember, EtcdTls, shared_etcd};
 /// The etcd client the store uses, for benches that speak to etcd directly.
 #[cfg(feature = "etcd")]
 pub use etcd_client;

@@ -10,7 +10,8 @@ use crate::url::RedactedUrl;
 /// The store settings of a `LockerBuilder`.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    /// The roots a `rediss://` connection trusts (default: the system's).
+    /// The roots a `rediss://` or `https://` (etcd) connection trusts (default: the
+    /// system's).
     pub(crate) tls_roots: TlsRoots,
     /// The PostgreSQL schema of the lock tables (default `locked`).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]

@@ -21,12 +21,25 @@ pub(super) fn secs(ttl_ms: u64) -> i64 {
 }
 
 /// One lease: its id, the ttl etcd granted (a short ttl is raised to the server's minimum),
-/// and the whole seconds asked for, by which its spare is found again.
+/// the whole seconds asked for, by which its spare is found again, and whether it may
+/// serve another hold once empty: not when a take on it went more than once (an earlier
+/// send may still land and put a key on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct OnLease {
     pub(super) id: i64,
     pub(super) granted: i64,
     pub(super) asked: i64,
+    pub(super) reusable: bool,
+}
+
+impl OnLease {
+    /// This lease, never to serve another hold when `resent`.
+    pub(super) fn sent(self, resent: bool) -> Self {
+        Self {
+            reusable: self.reusable && !resent,
+            ..self
+        }
+    }
 }
 
 /// A waiting call's place in the queues of its keys: the lease its places are on (which
@@ -138,7 +151,7 @@ pub(super) async fn renew_place(conn: &Conn, leases: &Leases, token: &str) -> Re
 
 /// An empty lease (its keys deleted, or never put) kept as a spare, or revoked.
 pub(super) fn give_back(conn: &Arc<Conn>, leases: &Leases, on: OnLease) {
-    if !leases.keep_spare(on) {
+    if !on.reusable || !leases.keep_spare(on) {
         revoke_later(conn, on.id);
     }
 }
@@ -167,6 +180,7 @@ pub(super) async fn grant(conn: &Conn, ttl_ms: u64) -> Res<OnLease> {
         id: resp.id(),
         granted: resp.ttl(),
         asked,
+        reusable: true,
     })
 }
 
@@ -205,6 +219,7 @@ mod tests {
             id: 7,
             granted: 2,
             asked: secs(300),
+            reusable: true,
         };
         assert!(leases.keep_spare(on));
         assert_eq!(leases.take_spare(secs(2_000)), None);

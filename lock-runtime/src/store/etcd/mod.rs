@@ -47,13 +47,31 @@
 //! ## Behavior
 //! - Endpoints are `http://host:port`, comma-separated (`LOCK_ETCD_ENDPOINTS`); a bad one
 //!   is a `Config` error naming it. `http://user:password@host:port` authenticates as that
-//!   user; the password never appears in errors, logs or `Debug`.
+//!   user; the password never appears in errors, logs or `Debug`, and a wrong one is a
+//!   `Backend` error that says "authentication failed" and to check the password.
+//! - TLS: with the `tls` feature, endpoints may be `https://host:port` (all of them: a mix
+//!   is a `Config` error), through etcd-client's rustls support (the ring provider, as for
+//!   `rediss://`). Certificates are checked against the builder's `tls_root_certificate`,
+//!   else (from the environment) the PEM file `LOCK_ETCD_CA` names, read and checked when
+//!   the store is made, else the system's roots (`trust`). A certificate that does not
+//!   verify is a `Backend` error naming the endpoints and the fault, in bounded time.
+//!   Without the feature, `https://` is a `Config` error saying to enable `tls`. Members
+//!   that ask for a client certificate (`--client-cert-auth`) get the one the files
+//!   `LOCK_ETCD_CERT` and `LOCK_ETCD_KEY` name (from the environment only, e.g. through
+//!   `Locker::from_env_with`).
 //! - Connecting is bounded by 2 s and every request by 3 s, and requests need a leader: a
 //!   cluster that is unreachable or has lost its quorum gives a `Backend` error naming the
 //!   endpoints, in bounded time, and a holder that cannot renew is stopped (`Lost`) before
-//!   its lease lapses.
+//!   its lease lapses. A paused member (SIGSTOP) answers nothing: a request without an
+//!   answer within 1 s is sent again (to another member, when the balancer picks one),
+//!   within the request limit, so a lease a few seconds long rides out a paused leader
+//!   and its election (tested with 9 s).
 //! - The etcd keys are the lock keys as they are (prefix included): `etcdctl get lock:job`
 //!   shows the holder's token.
+//!
+//! ## Modules
+//! `endpoints` (parsing, no I/O), `trust` (what `https://` trusts), `conn` (the client and
+//! its bounded calls), `ops`, `layout`, `feed` (watches), `store` (the `Store` impl).
 //!
 //! ## Without the `etcd` feature
 //! Only [`ENTRY`] is compiled: the registry still knows the store, and naming it says
@@ -73,6 +91,8 @@ mod leases;
 mod ops;
 #[cfg(feature = "etcd")]
 mod store;
+#[cfg(all(feature = "etcd", feature = "tls"))]
+mod trust;
 
 #[cfg(feature = "etcd")]
 pub(crate) use store::EtcdStore;
@@ -81,15 +101,23 @@ use super::registry::{Entry, Implied};
 
 /// The variable with the etcd endpoints, comma-separated.
 pub(crate) const LOCK_ETCD_ENDPOINTS: &str = "LOCK_ETCD_ENDPOINTS";
+/// The variable with the path of the CA certificate (PEM) that `https://` endpoints are
+/// checked against (default: the system's roots).
+pub(crate) const LOCK_ETCD_CA: &str = "LOCK_ETCD_CA";
+/// The variable with the path of the client certificate (PEM) shown to `https://` members
+/// that ask for one (`--client-cert-auth`), with `LOCK_ETCD_KEY`.
+pub(crate) const LOCK_ETCD_CERT: &str = "LOCK_ETCD_CERT";
+/// The variable with the path of the client certificate's key (PEM).
+pub(crate) const LOCK_ETCD_KEY: &str = "LOCK_ETCD_KEY";
 
 /// The registry's entry: `LOCK_STORE=etcd` (never implied), its endpoints from
 /// `LOCK_ETCD_ENDPOINTS`.
 pub(crate) const ENTRY: Entry = Entry {
     name: "etcd",
     help: "etcd, locks on leases, e.g. `http://127.0.0.1:2379,http://127.0.0.1:22379`",
-    schemes: &["http://"],
+    schemes: &["http://", "https://"],
     url_vars: &[LOCK_ETCD_ENDPOINTS],
-    other_vars: &[],
+    other_vars: &[LOCK_ETCD_CA, LOCK_ETCD_CERT, LOCK_ETCD_KEY],
     url_example: "e.g. `http://127.0.0.1:2379,http://127.0.0.1:22379,http://127.0.0.1:32379`",
     feature: Some("etcd"),
     implied: Implied::Never,
@@ -99,23 +127,40 @@ pub(crate) const ENTRY: Entry = Entry {
     open_from_env: None,
 };
 
-/// The endpoints from `LOCK_ETCD_ENDPOINTS`.
+/// The endpoints from `LOCK_ETCD_ENDPOINTS`; for `https://` ones, the builder's CA, else
+/// the one `LOCK_ETCD_CA` names, else the system's roots.
 #[cfg(feature = "etcd")]
 fn from_env(
-    _settings: &super::Settings,
+    settings: &super::Settings,
     get: super::registry::Lookup<'_>,
 ) -> Result<super::AnyStore, crate::error::LockError> {
     let (var, endpoints) = ENTRY.require_url(get)?;
     let endpoints: Vec<&str> = endpoints.split(',').collect();
-    EtcdStore::open(&endpoints)
-        .map(Into::into)
-        .map_err(super::registry::from_var(var))
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    let mut endpoints = endpoints::parse(&endpoints).map_err(super::registry::from_var(var))?;
+    #[cfg(feature = "tls")]
+    if endpoints.tls {
+        endpoints.trust = trust::Trust::from_env(settings, get)?;
+    }
+    let _ = settings;
+    Ok(EtcdStore::open(endpoints).into())
 }
 
-/// etcd at `endpoints` (`Locker::etcd`). The endpoints are checked now; the cluster is
-/// reached on first use.
+/// etcd at `endpoints` (`Locker::etcd`), `https://` ones checked against the builder's
+/// CA (`tls_root_certificate`), else the system's roots. The endpoints are checked now;
+/// the cluster is reached on first use.
 #[cfg(feature = "etcd")]
-pub(crate) fn open<S: AsRef<str>>(endpoints: &[S]) -> Result<EtcdStore, crate::error::LockError> {
+pub(crate) fn open<S: AsRef<str>>(
+    endpoints: &[S],
+    settings: &super::Settings,
+) -> Result<EtcdStore, crate::error::LockError> {
     let endpoints: Vec<&str> = endpoints.iter().map(AsRef::as_ref).collect();
-    EtcdStore::open(&endpoints)
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    let mut endpoints = endpoints::parse(&endpoints)?;
+    #[cfg(feature = "tls")]
+    if endpoints.tls {
+        endpoints.trust = trust::Trust::from_settings(settings)?;
+    }
+    let _ = settings;
+    Ok(EtcdStore::open(endpoints))
 }

@@ -73,7 +73,12 @@ fn keys_under(prefix: &[u8]) -> Option<GetOptions> {
 }
 
 async fn txn(conn: &Conn, what: &str, txn: Txn) -> Res<TxnResponse> {
-    conn.run(what, |mut c| {
+    Ok(txn_sent(conn, what, txn).await?.0)
+}
+
+/// [`txn`], and whether it went more than once (see [`Conn::run_sent`]).
+async fn txn_sent(conn: &Conn, what: &str, txn: Txn) -> Res<(TxnResponse, bool)> {
+    conn.run_sent(what, |mut c| {
         let txn = txn.clone();
         async move { c.txn(txn).await }
     })
@@ -121,6 +126,9 @@ pub(super) async fn acquire(
     let member = Kind::Lock.member(token);
     let place = renew_place(conn, leases, token).await?;
     let on = take_lease(conn, leases, place, ttl_ms, queue_ms).await?;
+    // Recorded before the take goes: if its caller stops waiting while it is out, the
+    // engine's release of the token revokes this lease, whenever the take lands.
+    leases.set(token, on);
     let registers = place.is_none() && queue_ms > 0;
     let mut when = Vec::new();
     let mut then = Vec::new();
@@ -165,19 +173,17 @@ pub(super) async fn acquire(
         }
         otherwise.push(TxnOp::get(mine, Some(GetOptions::new().with_keys_only())));
     }
-    let resp = txn(
+    let resp = txn_sent(
         conn,
         "acquire",
         Txn::new().when(when).and_then(then).or_else(otherwise),
     )
     .await;
-    let resp = match resp {
-        Ok(resp) => resp,
+    let (resp, on) = match resp {
+        Ok((resp, resent)) => (resp, on.sent(resent)),
         Err(e) => {
-            // Whatever landed is withdrawn by the engine's release of this token.
-            if place.is_none() {
-                revoke_later(conn, on.id);
-            }
+            // Whatever landed goes with the lease: the engine's release of this token
+            // revokes it (a place's too).
             return Err(e);
         }
     };
@@ -217,6 +223,8 @@ pub(super) async fn acquire(
         }
         return Ok(Attempt::Acquired { fence: fence(rev) });
     }
+    // Refused: the token holds nothing (a place keeps its lease).
+    leases.forget(token);
     let places: Vec<Option<&KeyValue>> = got
         .iter()
         .skip(2)
@@ -366,7 +374,8 @@ pub(super) async fn acquire_shared(
                     Some(on) => on,
                     None => lease_for(conn, leases, waiting_ms(ttl_ms, queue_ms)).await?,
                 };
-                let resp = txn(
+                leases.set(token, on);
+                let (resp, resent) = txn_sent(
                     conn,
                     "acquire",
                     Txn::new().and_then(vec![
@@ -375,6 +384,8 @@ pub(super) async fn acquire_shared(
                     ]),
                 )
                 .await?;
+                leases.forget(token);
+                let on = on.sent(resent);
                 let rev =
                     first(gets(&resp).first()).map_or(revision(&resp), |kv| kv.create_revision());
                 leases.set_place(token, on, rev);
@@ -392,7 +403,7 @@ pub(super) async fn acquire_shared(
             Some(on) => on,
             None => lease_for(conn, leases, ttl_ms).await?,
         };
-        lease = Some(on);
+        leases.set(token, on);
         let m = layout::members(key);
         let when = vec![
             Compare::create_revision(key, CompareOp::Equal, 0),
@@ -405,7 +416,10 @@ pub(super) async fn acquire_shared(
             TxnOp::put(mk.clone(), token, with_lease(on.id)),
             TxnOp::delete(pk.clone(), None),
         ];
-        let resp = txn(conn, "acquire", Txn::new().when(when).and_then(then)).await?;
+        let (resp, resent) =
+            txn_sent(conn, "acquire", Txn::new().when(when).and_then(then)).await?;
+        let on = on.sent(resent);
+        lease = Some(on);
         if resp.succeeded() {
             leases.forget_place(token);
             leases.set(token, on);
@@ -432,6 +446,7 @@ fn finish(
     lease: Option<OnLease>,
     out: Attempt,
 ) -> Res<Attempt> {
+    leases.forget(token);
     let waits = matches!(out, Attempt::Held { .. }) && leases.has_place(token);
     if let Some(on) = lease.filter(|_| !waits) {
         leases.forget_place(token);
@@ -495,8 +510,9 @@ pub(super) async fn release(
     } else if let Some(on) = cached {
         revoke_later(conn, on.id);
     } else if let Some(place) = place {
-        // A waiter that gave up: its places are deleted, its lease is empty.
-        give_back(conn, leases, place.on);
+        // A waiter that gave up: its places are deleted; the lease is revoked, not kept,
+        // so that a send of its place still out cannot land on it later.
+        revoke_later(conn, place.on.id);
     }
     Ok(if found.len() > ours.len() {
         Release::Foreign
@@ -569,6 +585,8 @@ pub(super) async fn extend(
                 id: lease,
                 granted,
                 asked: granted,
+                // Granted elsewhere (a hand-off): never a spare of this store's.
+                reusable: false,
             },
             None => return Ok(false),
         },

@@ -6,11 +6,11 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::conn::Conn;
-use super::endpoints;
+use super::endpoints::Endpoints;
 use super::feed::Feed;
 use super::leases::{Leases, secs};
 use super::ops;
-use crate::error::{BoxError, LockError};
+use crate::error::BoxError;
 use crate::info::{LockInfo, token_prefix};
 use crate::store::{
     Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget, shared_key,
@@ -24,15 +24,14 @@ pub(crate) struct EtcdStore {
 }
 
 impl EtcdStore {
-    /// Checks the endpoints (no I/O).
-    pub(crate) fn open(endpoints: &[&str]) -> Result<Self, LockError> {
-        let endpoints = endpoints::parse(endpoints)?;
+    /// The store on checked endpoints (no I/O).
+    pub(super) fn open(endpoints: Endpoints) -> Self {
         let feed = Arc::new(Feed::new(endpoints.hosts()));
-        Ok(Self {
+        Self {
             conn: Arc::new(Conn::new(endpoints)),
             leases: Leases::default(),
             feed,
-        })
+        }
     }
 }
 
