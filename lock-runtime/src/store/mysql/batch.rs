@@ -1,7 +1,7 @@
 //! Group commit (issue 18): while [`MAX_OUT`] calls of a `Locker` are out, the non-waiting
 //! single-key lock takes and the single-key lock releases its other tasks make queue up,
 //! and go together as soon as one of those returns, as one text query of several
-//! statements (one round trip, `Statements::batch`): the releases as a
+//! statements (one round trip): the releases as a
 //! `SELECT ... FOR UPDATE` of their rows and one `DELETE ... WHERE (k, token) IN (...)`,
 //! the takes as one multi-row `INSERT ... ON DUPLICATE KEY UPDATE` (the single take's
 //! guard: a row is taken when it has expired or is the caller's) and a `SELECT` of whose
@@ -14,17 +14,20 @@
 //! - Keys repeated among a batch's takes: the first take of a key is sent, the later ones
 //!   lose (`Held`), as they would have one after the other. Takes and releases go in key
 //!   order, so that two batches lock rows in one order.
-//! - Releases (and takes, when a batch has releases or fenced takes) run in one
-//!   transaction: the releases' answers are read from their rows, locked, before the
-//!   `DELETE`, so `Released`, `Gone` and `Foreign` are as exact as alone. A fenced take
-//!   gets its fence from the counter row in the same transaction (one `UPDATE` of it for
+//! - The releases run in a transaction of their own, first: their answers are read from
+//!   their rows, locked, before the `DELETE`, so `Released`, `Gone` and `Foreign` are as
+//!   exact as alone. The takes follow in the same text query. Fenced takes run in a
+//!   transaction that also gives their fences from the counter row (one `UPDATE` of it for
 //!   every fenced take of the batch), so fences rise strictly as alone.
 //! - A take whose caller stopped waiting before its batch went out is not sent; one whose
 //!   caller went while its batch was out is given back once its answer is in. A release
 //!   always goes, waited for or not.
-//! - A batch that fails (a deadlock, a lost connection) is rolled back whole, so took
-//!   nothing: its items are then sent one by one, each caller getting its own answer or
-//!   error. A take found on a key held by leases is asked again alone (for its `Conflict`).
+//! - A batch that fails (a deadlock, a lost connection) took nothing (the releases'
+//!   transaction, or the takes' `INSERT`, is rolled back whole; the server runs no
+//!   statement after a failed one): its items are then sent alone, each caller getting its
+//!   own answer or error. When the releases' transaction went through and the takes
+//!   failed, only the takes go alone. A take found on a key held by leases is asked again
+//!   alone (for its `Conflict`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -146,24 +149,33 @@ impl MysqlStore {
 }
 
 /// What a batch's text query answered: each take's key's row (token, ms left), each
-/// release's key's row before the `DELETE` (token, live), and the last fence given.
+/// release's key's row before the `DELETE` (token, live), the last fence given, and how
+/// many statements went through.
 #[derive(Default)]
 struct Rows {
     takes: HashMap<Vec<u8>, (Vec<u8>, i64)>,
     gives: HashMap<Vec<u8>, (Vec<u8>, bool)>,
     fence: Option<u64>,
+    done: usize,
 }
 
 impl Rows {
-    /// Reads every result set of `query`'s statements (their rows tagged `t`, `r`, `f`).
-    async fn read(&mut self, conn: &mut Conn, query: String) -> Result<(), mysql_async::Error> {
-        let mut result = conn.query_iter(query).await?;
-        while !result.is_empty() {
+    /// Sends `statements` as one text query and reads the result set of each (their rows
+    /// tagged `t`, `r`, `f`). Each is collected in turn, since an error of a later
+    /// statement (a deadlock) is only returned by the collect of its own result set.
+    async fn read(
+        &mut self,
+        conn: &mut Conn,
+        statements: Vec<String>,
+    ) -> Result<(), mysql_async::Error> {
+        let mut result = conn.query_iter(statements.join("; ")).await?;
+        for _ in &statements {
             for row in result.collect::<Row>().await? {
                 self.add(row);
             }
+            self.done += 1;
         }
-        Ok(())
+        result.drop_result().await
     }
 
     fn add(&mut self, row: Row) {
@@ -230,13 +242,9 @@ impl Inner {
         }
     }
 
-    /// Each item as the call it is alone.
+    /// Each item as the call it is alone, all at once.
     async fn each(&self, batch: &[Item]) -> Vec<Answer> {
-        let mut answers = Vec::with_capacity(batch.len());
-        for item in batch {
-            answers.push(self.alone(item).await);
-        }
-        answers
+        futures_util::future::join_all(batch.iter().map(|item| self.alone(item))).await
     }
 
     async fn alone(&self, item: &Item) -> Answer {
@@ -290,40 +298,58 @@ impl Inner {
             return Err(setup::failed(&self.host, "batch", "no pooled connection"));
         };
         let work = async {
-            let (mut conn, _) = self.conn().await?;
-            let outcome = self.exchange(&mut conn, &takes, &gives).await;
-            match outcome {
-                Ok(rows) => {
-                    self.give_back(conn);
-                    Ok(rows)
-                }
-                Err(e) => {
-                    // Whatever it began is undone before the pool has it again.
-                    let _ = conn.query_drop("ROLLBACK").await;
-                    Err(e)
-                }
+            let mut conn = match self.conn().await {
+                Ok((conn, _)) => conn,
+                Err(e) => return (Rows::default(), false, Err(e)),
+            };
+            let (rows, gives_done, outcome) = self.exchange(&mut conn, &takes, &gives).await;
+            if outcome.is_ok() {
+                self.give_back(conn);
+            } else {
+                // Whatever it began is undone before the pool has it again.
+                let _ = conn.query_drop("ROLLBACK").await;
             }
+            (rows, gives_done, outcome)
         };
-        let rows = match tokio::time::timeout(CALL_LIMIT, work).await {
-            Ok(Ok(rows)) => rows,
-            Ok(Err(e)) => return Err(setup::failed(&self.host, "batch", &setup::cause(&e))),
-            Err(_) => return Err(setup::failed(&self.host, "batch", "no answer in time")),
+        let Ok((rows, gives_done, outcome)) = tokio::time::timeout(CALL_LIMIT, work).await else {
+            return Err(setup::failed(&self.host, "batch", "no answer in time"));
         };
-        Ok(self.answers(batch, &takes, rows).await)
+        match outcome {
+            Ok(()) => Ok(self.answers(batch, &takes, rows, false).await),
+            // The releases went through, in a transaction of their own; the takes did
+            // not (a deadlock of the `INSERT`): they go alone.
+            Err(_) if gives_done => Ok(self.answers(batch, &takes, rows, true).await),
+            Err(e) => Err(setup::failed(&self.host, "batch", &setup::cause(&e))),
+        }
     }
 
-    /// Sends the batch's statements and reads what they answered.
+    /// Sends the batch's statements (the releases', then the takes', in one text query)
+    /// and reads what they answered, and whether the releases' transaction went through.
     async fn exchange(
         &self,
         conn: &mut Conn,
         takes: &[BatchTake<'_>],
         gives: &[BatchGive<'_>],
-    ) -> Result<Rows, mysql_async::Error> {
-        let fenced = takes.iter().any(|t| t.fencing);
+    ) -> (Rows, bool, Result<(), mysql_async::Error>) {
         let mut rows = Rows::default();
-        rows.read(conn, self.sql.batch(takes, gives)).await?;
-        if !fenced {
-            return Ok(rows);
+        let mut statements = self.sql.batch_gives(gives);
+        let of_gives = statements.len();
+        statements.extend(self.sql.batch_takes(takes));
+        let outcome = self.exchange_on(conn, takes, &mut rows, statements).await;
+        let gives_done = of_gives > 0 && rows.done >= of_gives;
+        (rows, gives_done, outcome)
+    }
+
+    async fn exchange_on(
+        &self,
+        conn: &mut Conn,
+        takes: &[BatchTake<'_>],
+        rows: &mut Rows,
+        statements: Vec<String>,
+    ) -> Result<(), mysql_async::Error> {
+        rows.read(conn, statements).await?;
+        if !takes.iter().any(|t| t.fencing) {
+            return Ok(());
         }
         // The fenced takes that took their key, in key order, each get the next fence.
         let won: Vec<&str> = takes
@@ -331,12 +357,18 @@ impl Inner {
             .filter(|t| t.fencing && ours(&rows.takes, t.key, t.token))
             .map(|t| t.key)
             .collect();
-        rows.read(conn, self.sql.batch_fence(&won)).await?;
-        Ok(rows)
+        rows.read(conn, self.sql.batch_fence(&won)).await
     }
 
-    /// Each item's answer from the rows its batch read.
-    async fn answers(&self, batch: &[Item], takes: &[BatchTake<'_>], rows: Rows) -> Vec<Answer> {
+    /// Each item's answer from the rows its batch read; the takes' sent alone instead when
+    /// `takes_alone` (their statements failed), and those of keys held by leases.
+    async fn answers(
+        &self,
+        batch: &[Item],
+        takes: &[BatchTake<'_>],
+        rows: Rows,
+        takes_alone: bool,
+    ) -> Vec<Answer> {
         // The fences given, in key order, to the fenced takes that won.
         let won: Vec<&str> = takes
             .iter()
@@ -352,12 +384,16 @@ impl Inner {
         let mut sent: HashSet<&str> = takes.iter().map(|t| t.key).collect();
         let mut released = HashSet::new();
         let mut freed = Vec::new();
-        let mut answers = Vec::with_capacity(batch.len());
+        let mut answers: Vec<Option<Answer>> = Vec::with_capacity(batch.len());
         for item in batch {
             let key = item.key.as_str();
             let answer = match item.take {
                 // A later take of a key this batch took for another: it loses.
                 Some(_) if !sent.remove(key) => Answer::Take(Ok(Attempt::Held { remaining: None })),
+                Some(_) if takes_alone => {
+                    answers.push(None);
+                    continue;
+                }
                 Some((_, fencing)) => match rows.takes.get(key.as_bytes()) {
                     Some((token, left)) if *left > 0 && token == item.token.as_bytes() => {
                         Answer::Take(Ok(Attempt::Acquired {
@@ -369,7 +405,10 @@ impl Inner {
                         }))
                     }
                     // Held by leases: alone, for the kind they are held as.
-                    Some((token, left)) if *left > 0 && token.is_empty() => self.alone(item).await,
+                    Some((token, left)) if *left > 0 && token.is_empty() => {
+                        answers.push(None);
+                        continue;
+                    }
                     Some((_, left)) => Answer::Take(Ok(Attempt::Held {
                         remaining: Some(std::time::Duration::from_millis(
                             u64::try_from(*left).unwrap_or(0),
@@ -390,12 +429,26 @@ impl Inner {
                     _ => Release::Gone,
                 })),
             };
-            answers.push(answer);
+            answers.push(Some(answer));
         }
         if !freed.is_empty() {
             self.feed.released(&freed);
         }
+        let pending = batch
+            .iter()
+            .zip(&answers)
+            .filter(|(_, answer)| answer.is_none())
+            .map(|(item, _)| self.alone(item));
+        let mut alone = futures_util::future::join_all(pending).await.into_iter();
         answers
+            .into_iter()
+            .map(|answer| match answer {
+                Some(answer) => answer,
+                None => alone
+                    .next()
+                    .unwrap_or_else(|| Answer::Take(Err(dropped(self, "acquire")))),
+            })
+            .collect()
     }
 }
 

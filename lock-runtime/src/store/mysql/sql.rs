@@ -11,7 +11,7 @@ pub(super) const NOW: &str =
 
 /// The statements, with the tables written in.
 pub(super) struct Statements {
-    /// The lock and fence tables' names, for a batch's texts ([`Statements::batch`]).
+    /// The lock and fence tables' names, for a batch's texts ([`Statements::batch_takes`]).
     locks: String,
     fence: String,
     /// What a take does to a row of its key that exists (`ON DUPLICATE KEY UPDATE ...`).
@@ -174,57 +174,65 @@ impl Statements {
         }
     }
 
-    /// A batch's statements, as one text query (group commit, `batch`): the releases'
-    /// rows locked and read (tagged `r`: key, token, live) then deleted where they are
-    /// the token's, and the takes as one multi-row `INSERT` then their rows read (tagged
-    /// `t`: key, token, ms left). In one transaction when there are releases or fenced
-    /// takes; left open for [`Statements::batch_fence`] when there are fenced takes.
-    /// Each slice is in key order, a key at most once among the takes.
-    pub(super) fn batch(&self, takes: &[BatchTake<'_>], gives: &[BatchGive<'_>]) -> String {
+    /// A batch's releases (group commit, `batch`), in key order: in a transaction of their
+    /// own, their rows locked and read (tagged `r`: key, token, live), then deleted where
+    /// they are the token's. Empty when there are none.
+    pub(super) fn batch_gives(&self, gives: &[BatchGive<'_>]) -> Vec<String> {
         let locks = &self.locks;
-        let fenced = takes.iter().any(|t| t.fencing);
-        let open = fenced || !gives.is_empty();
-        let mut sql = String::new();
-        if open {
-            sql.push_str("START TRANSACTION; ");
+        if gives.is_empty() {
+            return Vec::new();
         }
-        if !gives.is_empty() {
-            let keys = list(gives.iter().map(|g| hex(g.key)));
-            let pairs = list(
-                gives
-                    .iter()
-                    .map(|g| format!("({}, {})", hex(g.key), hex(g.token))),
-            );
-            sql.push_str(&format!(
+        let keys = list(gives.iter().map(|g| hex(g.key)));
+        let pairs = list(
+            gives
+                .iter()
+                .map(|g| format!("({}, {})", hex(g.key), hex(g.token))),
+        );
+        vec![
+            "START TRANSACTION".to_owned(),
+            format!(
                 "SELECT 'r', k, token, expires_at > {NOW} FROM {locks} WHERE k IN ({keys}) \
-                 FOR UPDATE; \
-                 DELETE FROM {locks} WHERE k IN ({keys}) AND (k, token) IN ({pairs}); "
-            ));
+                 FOR UPDATE"
+            ),
+            format!("DELETE FROM {locks} WHERE k IN ({keys}) AND (k, token) IN ({pairs})"),
+            "COMMIT".to_owned(),
+        ]
+    }
+
+    /// A batch's takes, in key order, a key at most once: one multi-row `INSERT` (the
+    /// single take's guard), then their rows read (tagged `t`: key, token, ms left). With
+    /// fenced takes, in a transaction left open for [`Statements::batch_fence`]. Empty
+    /// when there are none.
+    pub(super) fn batch_takes(&self, takes: &[BatchTake<'_>]) -> Vec<String> {
+        let locks = &self.locks;
+        if takes.is_empty() {
+            return Vec::new();
         }
-        if !takes.is_empty() {
-            let keys = list(takes.iter().map(|t| hex(t.key)));
-            let rows = list(takes.iter().map(|t| {
-                let ttl = i64::try_from(t.ttl_ms).unwrap_or(i64::MAX);
-                format!("({}, {}, NULL, {NOW} + {ttl})", hex(t.key), hex(t.token))
-            }));
-            sql.push_str(&format!(
-                "INSERT INTO {locks} (k, token, fence, expires_at) VALUES {rows} {}; \
-                 SELECT 't', k, token, expires_at - {NOW} FROM {locks} WHERE k IN ({keys}); ",
-                self.take_update
-            ));
+        let mut sql = Vec::new();
+        if takes.iter().any(|t| t.fencing) {
+            sql.push("START TRANSACTION".to_owned());
         }
-        if open && !fenced {
-            sql.push_str("COMMIT");
-        }
+        let keys = list(takes.iter().map(|t| hex(t.key)));
+        let rows = list(takes.iter().map(|t| {
+            let ttl = i64::try_from(t.ttl_ms).unwrap_or(i64::MAX);
+            format!("({}, {}, NULL, {NOW} + {ttl})", hex(t.key), hex(t.token))
+        }));
+        sql.push(format!(
+            "INSERT INTO {locks} (k, token, fence, expires_at) VALUES {rows} {}",
+            self.take_update
+        ));
+        sql.push(format!(
+            "SELECT 't', k, token, expires_at - {NOW} FROM {locks} WHERE k IN ({keys})"
+        ));
         sql
     }
 
     /// Ends a batch's transaction that had fenced takes: the fences of the keys `won` (in
     /// key order) from one rise of the counter, the last one read back (tagged `f`).
-    pub(super) fn batch_fence(&self, won: &[&str]) -> String {
+    pub(super) fn batch_fence(&self, won: &[&str]) -> Vec<String> {
         let (locks, fence) = (&self.locks, &self.fence);
         if won.is_empty() {
-            return "COMMIT".to_owned();
+            return vec!["COMMIT".to_owned()];
         }
         let n = won.len();
         let keys = list(won.iter().map(|k| hex(k)));
@@ -233,11 +241,12 @@ impl Statements {
             .enumerate()
             .map(|(i, k)| format!(" WHEN {} THEN LAST_INSERT_ID() - {}", hex(k), n - 1 - i))
             .collect();
-        format!(
-            "UPDATE {fence} SET value = LAST_INSERT_ID(value + {n}) WHERE id = 1; \
-             UPDATE {locks} SET fence = CASE k{cases} END WHERE k IN ({keys}); \
-             SELECT 'f', LAST_INSERT_ID(); COMMIT"
-        )
+        vec![
+            format!("UPDATE {fence} SET value = LAST_INSERT_ID(value + {n}) WHERE id = 1"),
+            format!("UPDATE {locks} SET fence = CASE k{cases} END WHERE k IN ({keys})"),
+            "SELECT 'f', LAST_INSERT_ID()".to_owned(),
+            "COMMIT".to_owned(),
+        ]
     }
 
     /// `sql` with its `{keys}` list for `n` keys.
@@ -247,7 +256,7 @@ impl Statements {
     }
 }
 
-/// A take in a batch ([`Statements::batch`]).
+/// A take in a batch ([`Statements::batch_takes`]).
 pub(super) struct BatchTake<'a> {
     pub(super) key: &'a str,
     pub(super) token: &'a str,
@@ -255,7 +264,7 @@ pub(super) struct BatchTake<'a> {
     pub(super) fencing: bool,
 }
 
-/// A release in a batch ([`Statements::batch`]).
+/// A release in a batch ([`Statements::batch_gives`]).
 pub(super) struct BatchGive<'a> {
     pub(super) key: &'a str,
     pub(super) token: &'a str,
@@ -317,20 +326,21 @@ mod tests {
             ttl_ms: 500,
             fencing,
         };
-        let plain = sql.batch(&[take(false)], &[]);
+        let plain = sql.batch_takes(&[take(false)]).join("; ");
         assert!(!plain.contains("START TRANSACTION") && !plain.contains("COMMIT"));
         assert!(plain.contains("(X'61', X'74', NULL, "), "{plain}");
         let give = BatchGive {
             key: "b",
             token: "t",
         };
-        let both = sql.batch(&[take(false)], &[give]);
-        assert!(both.starts_with("START TRANSACTION;") && both.ends_with("COMMIT"));
-        assert!(both.contains("(k, token) IN ((X'62', X'74'))"), "{both}");
-        let fenced = sql.batch(&[take(true)], &[]);
+        let gives = sql.batch_gives(&[give]).join("; ");
+        assert!(gives.starts_with("START TRANSACTION;") && gives.ends_with("COMMIT"));
+        assert!(gives.contains("(k, token) IN ((X'62', X'74'))"), "{gives}");
+        assert!(sql.batch_gives(&[]).is_empty() && sql.batch_takes(&[]).is_empty());
+        let fenced = sql.batch_takes(&[take(true)]).join("; ");
         assert!(fenced.starts_with("START TRANSACTION;") && !fenced.ends_with("COMMIT"));
-        assert_eq!(sql.batch_fence(&[]), "COMMIT");
-        let fences = sql.batch_fence(&["a", "b"]);
+        assert_eq!(sql.batch_fence(&[]), ["COMMIT"]);
+        let fences = sql.batch_fence(&["a", "b"]).join("; ");
         assert!(fences.contains("LAST_INSERT_ID(value + 2)"), "{fences}");
         assert!(
             fences.contains(
