@@ -357,7 +357,15 @@ impl Inner {
             .filter(|t| t.fencing && ours(&rows.takes, t.key, t.token))
             .map(|t| t.key)
             .collect();
-        rows.read(conn, self.sql.batch_fence(&won)).await
+        rows.read(conn, self.sql.batch_fence(&won)).await?;
+        if !won.is_empty() && rows.fence.is_none() {
+            // Never seen: without the counter's value no fence can be told. The takes
+            // then go alone (each a fence of its own).
+            return Err(mysql_async::Error::Other(
+                "the batch's fence was not read back".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Each item's answer from the rows its batch read; the takes' sent alone instead when
