@@ -333,3 +333,212 @@ async fn tables_are_created_when_missing_or_used_as_migrated() {
     assert_eq!(sem.available().await.unwrap(), 1);
     permit.release().await.unwrap();
 }
+
+/// How many `INSERT` statements the server has run: a batch of takes is one.
+fn inserts(server: &MysqlServer) -> u64 {
+    let status = server.root("SHOW GLOBAL STATUS LIKE 'Com_insert'");
+    let n = status.split_whitespace().last().unwrap_or_default();
+    n.parse().unwrap_or_else(|_| panic!("Com_insert: {status}"))
+}
+
+/// Group commit (issue 18): 64 tasks of one `Locker`, each on its own key, take (fenced),
+/// are refused their own held key, and release, five times over: every caller gets its own
+/// right answer whether its call went alone or in a batch, each key's fencing tokens
+/// strictly rise, and the takes went in batches (fewer `INSERT`s than takes). Then 16
+/// tasks at once on one key, eight times: one wins each time, and the key has one row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_calls_each_get_their_own_answer() {
+    let server = MysqlServer::start();
+    let locker = server.locker("batched");
+    locker
+        .run("warm", LockOptions::default(), || async {})
+        .await
+        .unwrap();
+    let before = inserts(&server);
+    let opts = LockOptions::default().fencing(true);
+    let mut tasks = Vec::new();
+    for t in 0..64 {
+        let locker = locker.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = format!("own:{t}");
+            let mut last = 0;
+            for round in 0..5 {
+                let guard = locker.try_acquire(&key, opts).await.unwrap();
+                let guard = guard.unwrap_or_else(|| panic!("{key} round {round}: refused"));
+                let token = guard.fencing_token().unwrap();
+                assert!(token > last, "{key} round {round}: {token} after {last}");
+                last = token;
+                let again = locker.try_acquire(&key, opts).await.unwrap();
+                assert!(again.is_none(), "{key} round {round}: taken twice");
+                guard.release().await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let takes = 64 * 5 * 2;
+    let sent = inserts(&server) - before;
+    assert!(
+        sent < takes,
+        "{takes} takes went as {sent} INSERTs: no batch formed"
+    );
+    for round in 0..8 {
+        let key = format!("shared:{round}");
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (locker, key) = (locker.clone(), key.clone());
+            tasks.push(tokio::spawn(async move {
+                locker.try_acquire(&key, opts).await.unwrap()
+            }));
+        }
+        let mut won = Vec::new();
+        for task in tasks {
+            if let Some(guard) = task.await.unwrap() {
+                won.push(guard);
+            }
+        }
+        assert_eq!(won.len(), 1, "round {round}: {} winners", won.len());
+        let rows = server.root(&format!(
+            "SELECT COUNT(*) FROM batched.locked_locks WHERE k = 'lock:{key}'"
+        ));
+        assert_eq!(rows, "1");
+        for guard in won {
+            guard.release().await.unwrap();
+        }
+    }
+}
+
+/// Releases that go together each get their own answer: a lock still held is released,
+/// one force-released meanwhile is gone, one another holder took since is that holder's
+/// (and stays so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_releases_answer_each_released_gone_or_foreign() {
+    let server = shared_mysql();
+    let locker = server.locker("batched_give");
+    let mut guards = Vec::new();
+    let mut others = Vec::new();
+    for t in 0..48 {
+        let key = format!("give:{t}");
+        let guard = locker.try_acquire(&key, LockOptions::default()).await;
+        guards.push((t, guard.unwrap().unwrap()));
+        if t % 3 > 0 {
+            locker.force_release(&key).await.unwrap();
+        }
+        if t % 3 == 2 {
+            let other = locker.try_acquire(&key, LockOptions::default()).await;
+            others.push(other.unwrap().unwrap());
+        }
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(guards.len()));
+    let mut tasks = Vec::new();
+    for (t, guard) in guards {
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            (t, guard.release().await)
+        }));
+    }
+    for task in tasks {
+        let (t, out) = task.await.unwrap();
+        match t % 3 {
+            0 => assert!(out.is_ok(), "give:{t}: {out:?}"),
+            1 => {
+                let err = out.unwrap_err().to_string();
+                assert!(err.contains("expired or force-released"), "give:{t}: {err}");
+            }
+            _ => {
+                let err = out.unwrap_err().to_string();
+                assert!(err.contains("taken by another holder"), "give:{t}: {err}");
+            }
+        }
+    }
+    for other in others {
+        other.release().await.unwrap();
+    }
+    let rows = server.root("SELECT COUNT(*) FROM batched_give.locked_locks");
+    assert_eq!(rows, "0");
+}
+
+/// Takes given up while other calls keep the `Locker` busy (so that they queue for a
+/// batch, or are in one) leave no row behind: a take not yet sent is not sent, one whose
+/// batch was out is given back after its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_takes_given_up_leave_no_row_behind() {
+    let server = shared_mysql();
+    let locker = server.locker("batched_gone");
+    let busy = Arc::new(AtomicBool::new(true));
+    let mut load = Vec::new();
+    for t in 0..16 {
+        let (locker, busy) = (locker.clone(), busy.clone());
+        load.push(tokio::spawn(async move {
+            let key = format!("busy:{t}");
+            while busy.load(Ordering::Relaxed) {
+                if let Some(guard) = locker
+                    .try_acquire(&key, LockOptions::default())
+                    .await
+                    .unwrap()
+                {
+                    guard.release().await.unwrap();
+                }
+            }
+        }));
+    }
+    let mut calls = Vec::new();
+    for i in 0..200u64 {
+        let locker = locker.clone();
+        calls.push(tokio::spawn(async move {
+            let key = format!("gone:{}", i % 20);
+            let call = locker.try_acquire(&key, LockOptions::default());
+            // Dropped at once, or after a few hundred microseconds: queued or in a batch.
+            let _ = tokio::time::timeout(Duration::from_micros(100 * (i % 8)), call).await;
+        }));
+    }
+    for call in calls {
+        call.await.unwrap();
+    }
+    busy.store(false, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let rows =
+        || server.root("SELECT COUNT(*) FROM batched_gone.locked_locks WHERE k LIKE 'lock:gone:%'");
+    let clean = eventually(Duration::from_secs(10), async || rows() == "0").await;
+    assert!(clean, "{} row(s) left behind", rows());
+}
+
+/// The bench's W2 as a test: 64 tasks of one `Locker` cycle (a waiting acquire, a
+/// release) through 16 keys each for 3 s: no take finds a key its own task released
+/// still held (which would time out), and no row is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_cycles_on_reused_keys_never_find_them_held() {
+    let server = shared_mysql();
+    let locker = server.locker("batched_cycles");
+    let end = Instant::now() + Duration::from_secs(3);
+    let opts = LockOptions::default().timeout(Duration::from_secs(2));
+    let mut tasks = Vec::new();
+    for t in 0..64 {
+        let locker = locker.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while Instant::now() < end {
+                i += 1;
+                let key = format!("cycle:{t}:{}", i % 16);
+                match locker.acquire(&key, opts).await {
+                    Ok(guard) => guard.release().await.unwrap(),
+                    Err(e) => return Err(format!("{key}: {e}")),
+                }
+            }
+            Ok(())
+        }));
+    }
+    let mut failed = Vec::new();
+    for task in tasks {
+        if let Err(e) = task.await.unwrap() {
+            failed.push(e);
+        }
+    }
+    let rows = server.root("SELECT k, token, expires_at, fence FROM batched_cycles.locked_locks");
+    assert!(failed.is_empty(), "{failed:?}; rows: {rows}");
+    assert_eq!(rows, "");
+}

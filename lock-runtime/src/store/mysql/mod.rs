@@ -27,6 +27,11 @@
 //!   every lease are one InnoDB transaction (READ COMMITTED) whose rows are locked in key
 //!   order. Release and extend compare tokens. A deadlock (1213) or a lock wait timeout
 //!   (1205) is retried within the call's time.
+//! - Group commit (`batch`): while two calls of a `Locker` are out, its other
+//!   non-waiting single-key lock takes and single-key lock releases queue, and go
+//!   together when one returns, as one text query of several statements (one multi-row
+//!   `INSERT ... ON DUPLICATE KEY UPDATE`, one `DELETE`), each caller getting its own
+//!   answer. No timer: a lone call goes straight out.
 //! - Fences come from the counter row (`LAST_INSERT_ID(value + 1)`), in the acquiring
 //!   transaction: they rise strictly, across expiry and server restarts.
 //! - Each call runs on a task of its own: an acquisition whose caller went away releases
@@ -42,6 +47,8 @@
 //! Only [`ENTRY`] is compiled: the registry still knows the store, and naming it says
 //! which feature to enable.
 
+#[cfg(feature = "mysql")]
+mod batch;
 #[cfg(feature = "mysql")]
 mod feed;
 #[cfg(feature = "mysql")]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use mysql_async::{Conn, Pool};
 use tokio::sync::{OnceCell, oneshot};
 
+use super::batch::{Queue, batches};
 use super::feed::Feed;
 use super::ops::{self, Seen};
 use super::setup::{self, CONNECT_LIMIT};
@@ -19,31 +20,34 @@ use crate::store::{
 
 /// How long one call may go on retrying deadlocks and lock wait timeouts (and at most how
 /// long its task lives: a hung server's statement is abandoned, its connection dropped).
-const CALL_LIMIT: Duration = crate::time::CALL_LIMIT;
+pub(super) const CALL_LIMIT: Duration = crate::time::CALL_LIMIT;
 
 /// The MySQL store (see the module doc), behind an `Arc` so that a call's task can
 /// outlive its caller.
-pub(crate) struct MysqlStore(Arc<Inner>);
+pub(crate) struct MysqlStore(pub(super) Arc<Inner>);
 
-struct Inner {
+/// The store's state, shared with its calls' tasks.
+pub(super) struct Inner {
     pool: Pool,
     /// Connections given back by the last calls, taken before the pool's.
     idle: Mutex<Vec<Conn>>,
     /// One permit per pooled connection: a call queues here for a free one (within
     /// [`CALL_LIMIT`]), and only then may take [`CONNECT_LIMIT`] to connect.
-    slots: tokio::sync::Semaphore,
+    pub(super) slots: tokio::sync::Semaphore,
     /// `host:port/database`, for errors and `Debug`: no user, no password.
-    host: String,
+    pub(super) host: String,
     database: String,
     /// Set once the tables exist.
     ready: OnceCell<()>,
-    sql: Statements,
+    pub(super) sql: Statements,
     /// This process's `Locker`s on the database: a release wakes them all.
-    feed: Arc<Feed>,
+    pub(super) feed: Arc<Feed>,
+    /// The group commit's queue ([`super::batch`]).
+    pub(super) queue: Mutex<Queue>,
 }
 
 /// One call, with everything it needs owned.
-enum Op {
+pub(super) enum Op {
     Acquire(Owned),
     Release(Vec<String>, String, Kind),
     Extend(Vec<String>, String, Kind, u64),
@@ -56,7 +60,7 @@ enum Op {
 }
 
 /// What a call answered.
-enum Out {
+pub(super) enum Out {
     Attempt(Attempt),
     Release(Release),
     Bool(bool),
@@ -67,13 +71,13 @@ enum Out {
 }
 
 /// A request's fields, owned, for the call's task.
-struct Owned {
-    keys: Vec<String>,
-    token: String,
-    ttl_ms: u64,
-    fencing: bool,
-    kind: Kind,
-    intent_ms: u64,
+pub(super) struct Owned {
+    pub(super) keys: Vec<String>,
+    pub(super) token: String,
+    pub(super) ttl_ms: u64,
+    pub(super) fencing: bool,
+    pub(super) kind: Kind,
+    pub(super) intent_ms: u64,
 }
 
 impl Op {
@@ -117,6 +121,7 @@ impl MysqlStore {
             sql: Statements::new(&quoted),
             database: opened.database,
             ready: OnceCell::new(),
+            queue: Mutex::default(),
         })))
     }
 
@@ -127,14 +132,7 @@ impl MysqlStore {
         let name = op.name();
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
-            let outcome = match tokio::time::timeout(CALL_LIMIT * 2, inner.run(&op)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(setup::failed(
-                    &inner.host,
-                    op.name(),
-                    &format!("no answer within {:?}", CALL_LIMIT * 2),
-                )),
-            };
+            let outcome = inner.bounded(&op).await;
             let taken = match (&op, &outcome) {
                 (Op::Acquire(_), Ok(Out::Attempt(Attempt::Acquired { .. }))) => true,
                 // A waiting writer's intent is withdrawn too.
@@ -160,12 +158,54 @@ impl MysqlStore {
     }
 }
 
+impl MysqlStore {
+    /// A take as a call of its own (not batched).
+    pub(super) async fn acquire_alone(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
+        if req.kind != Kind::Lock {
+            shared_key(req.keys)?;
+        }
+        let op = Op::Acquire(Owned {
+            keys: req.keys.to_vec(),
+            token: req.token.to_owned(),
+            ttl_ms: req.ttl_ms,
+            fencing: req.fencing,
+            kind: req.kind,
+            intent_ms: req.intent_ms,
+        });
+        match self.call(op).await? {
+            Out::Attempt(a) => Ok(a),
+            _ => Err(mismatch(&self.0.host)),
+        }
+    }
+
+    /// A release as a call of its own (not batched).
+    pub(super) async fn release_alone(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
+        let op = Op::Release(lease.keys.to_vec(), lease.token.to_owned(), lease.kind);
+        match self.call(op).await? {
+            Out::Release(r) => Ok(r),
+            _ => Err(mismatch(&self.0.host)),
+        }
+    }
+}
+
 impl Inner {
+    /// [`Inner::run`], abandoned after twice [`CALL_LIMIT`] (a hung server).
+    pub(super) async fn bounded(&self, op: &Op) -> Result<Out, BoxError> {
+        match tokio::time::timeout(CALL_LIMIT * 2, self.run(op)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(setup::failed(
+                &self.host,
+                op.name(),
+                &format!("no answer within {:?}", CALL_LIMIT * 2),
+            )),
+        }
+    }
+
     /// A pooled connection, within the connect limit, with the tables created on first use.
     ///
     /// The connection a call just gave back first (kept here, the pool's recycling is a
     /// task away), and whether it came from there.
-    async fn conn(&self) -> Result<(Conn, bool), mysql_async::Error> {
+    pub(super) async fn conn(&self) -> Result<(Conn, bool), mysql_async::Error> {
         if let Some(conn) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
             return Ok((conn, true));
         }
@@ -189,7 +229,7 @@ impl Inner {
     }
 
     /// Keeps a connection whose call went well for the next call.
-    fn give_back(&self, conn: Conn) {
+    pub(super) fn give_back(&self, conn: Conn) {
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < setup::POOL_SIZE
         {
@@ -319,29 +359,14 @@ impl Store for MysqlStore {
     }
 
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
-        if req.kind != Kind::Lock {
-            shared_key(req.keys)?;
+        if batches(req) {
+            return self.take_batched(req).await;
         }
-        let op = Op::Acquire(Owned {
-            keys: req.keys.to_vec(),
-            token: req.token.to_owned(),
-            ttl_ms: req.ttl_ms,
-            fencing: req.fencing,
-            kind: req.kind,
-            intent_ms: req.intent_ms,
-        });
-        match self.call(op).await? {
-            Out::Attempt(a) => Ok(a),
-            _ => Err(mismatch(&self.0.host)),
-        }
+        self.acquire_alone(req).await
     }
 
     async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
-        let op = Op::Release(lease.keys.to_vec(), lease.token.to_owned(), lease.kind);
-        match self.call(op).await? {
-            Out::Release(r) => Ok(r),
-            _ => Err(mismatch(&self.0.host)),
-        }
+        self.give_batched(lease).await
     }
 
     async fn extend(
