@@ -142,41 +142,11 @@ async fn w2(sides: &Sides, rounds: usize, block: Duration) -> Value {
     })
 }
 
-/// What the members counted so far: gRPC calls started (each unary request, each stream
-/// such as a keep-alive's or a watch's) and proposals committed (writes through the raft
-/// log; the same on every member, so the most any member counts), from each member's
-/// `/metrics` on its client URL.
-fn counted(endpoints: &[String]) -> (f64, f64) {
-    use std::io::{Read, Write};
-    let (mut calls, mut writes) = (0.0, 0.0f64);
-    for e in endpoints {
-        let addr = e.trim_start_matches("http://");
-        let mut body = String::new();
-        let mut conn = std::net::TcpStream::connect(addr).unwrap();
-        write!(conn, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-        conn.read_to_string(&mut body).unwrap();
-        let value = |line: &str| -> f64 {
-            line.rsplit(' ')
-                .next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0)
-        };
-        for line in body.lines() {
-            if line.starts_with("grpc_server_started_total{") {
-                calls += value(line);
-            } else if line.starts_with("etcd_server_proposals_committed_total ") {
-                writes = writes.max(value(line));
-            }
-        }
-    }
-    (calls, writes)
-}
-
 /// W3, with the gRPC calls and raft writes per section it cost.
-async fn w3(sides: &Sides, endpoints: &[String], dur: Duration) -> Value {
-    let (calls, writes) = counted(endpoints);
+async fn w3(sides: &Sides, cluster: &EtcdCluster, dur: Duration) -> Value {
+    let (calls, writes) = cluster.counted();
     let mut report = one_key(&sides.lib, dur).await;
-    let (calls_after, writes_after) = counted(endpoints);
+    let (calls_after, writes_after) = cluster.counted();
     let sections = report["sections"].as_f64().unwrap_or(0.0);
     if let Some(fields) = report.as_object_mut() {
         fields.insert(
@@ -238,7 +208,7 @@ fn main() {
             "members": cluster.endpoints().len(),
             "w1_sequential": w1(&sides, blocks, per_block).await,
             "w2_64_tasks_own_keys": w2(&sides, rounds, block).await,
-            "w3_8_tasks_one_key": w3(&sides, &cluster.endpoints(), w3_dur).await,
+            "w3_8_tasks_one_key": w3(&sides, &cluster, w3_dur).await,
         });
         println!("{}", serde_json::to_string_pretty(&report).unwrap());
         if let Some(path) = json_path {

@@ -313,6 +313,36 @@ kill -9 "$c" 2>/dev/null"#;
             .collect()
     }
 
+    /// What the members counted so far: gRPC calls started (each unary request, each
+    /// stream such as a keep-alive's or a watch's) and proposals committed (writes through
+    /// the raft log; the same on every member, so the most any member counts), from each
+    /// member's `/metrics` on its client URL (plain HTTP members only).
+    pub fn counted(&self) -> (f64, f64) {
+        use std::io::{Read, Write};
+        let (mut calls, mut writes) = (0.0, 0.0f64);
+        for e in self.endpoints() {
+            let addr = e.trim_start_matches("http://").to_owned();
+            let mut body = String::new();
+            let mut conn = std::net::TcpStream::connect(&addr).expect("a member's client port");
+            write!(conn, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+            conn.read_to_string(&mut body).unwrap();
+            let value = |line: &str| -> f64 {
+                line.rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.0)
+            };
+            for line in body.lines() {
+                if line.starts_with("grpc_server_started_total{") {
+                    calls += value(line);
+                } else if line.starts_with("etcd_server_proposals_committed_total ") {
+                    writes = writes.max(value(line));
+                }
+            }
+        }
+        (calls, writes)
+    }
+
     /// A locker on every member, under `prefix`.
     pub fn locker(&self, prefix: &str) -> locked::Locker {
         locked::Locker::builder()

@@ -345,6 +345,45 @@ async fn tasks_of_one_locker_take_turns_without_waiting_out_a_lease() {
     assert!(took < Duration::from_secs(20), "32 sections took {took:?}");
 }
 
+/// A waiter of a held key polls no faster than once a second whatever its
+/// `retry_interval` (each try of a queued head is a write through the raft log), woken by
+/// the watch instead: 4 s of waiting at the default 100 ms cost about 10 writes (the tries,
+/// the place's lease, its withdrawal), not 40.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_polls_seldom_and_is_woken_by_the_watch() {
+    let member = tokio::task::spawn_blocking(EtcdCluster::start_single)
+        .await
+        .unwrap();
+    let (holder, waiter) = (member.locker("lock:poll:"), member.locker("lock:poll:"));
+    let long = LockOptions::default().ttl(Duration::from_secs(30));
+    let guard = holder.acquire("k", long).await.unwrap();
+    let (calls, writes) = member.counted();
+    let started = Instant::now();
+    let waited = waiter
+        .run("k", long.timeout(Duration::from_secs(4)), || async {})
+        .await;
+    assert!(waited.is_err_and(|e| e.is_timeout()));
+    let (calls_after, writes_after) = member.counted();
+    let (calls, writes) = (calls_after - calls, writes_after - writes);
+    assert!(
+        writes <= 16.0 && calls <= 30.0,
+        "{writes} raft writes and {calls} calls in {:?} of waiting",
+        started.elapsed()
+    );
+    // Woken at once all the same.
+    let entered = tokio::spawn(async move {
+        waiter
+            .run("k", long, || async { Instant::now() })
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let released = Instant::now();
+    guard.release().await.unwrap();
+    let took = entered.await.unwrap().duration_since(released);
+    assert!(took < Duration::from_secs(1), "woken after {took:?}");
+}
+
 /// A reader that asks after a waiting writer of another `Locker` holds after it, and a
 /// reader's try is refused meanwhile (no overtaking); a semaphore's waiters of two
 /// `Locker`s take the freed permit in the order they asked.

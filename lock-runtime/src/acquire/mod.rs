@@ -266,7 +266,9 @@ impl Ask<'_> {
             let seed =
                 u64::from_str_radix(ask.held.token.get(..16).unwrap_or("0"), 16).unwrap_or(0);
             let mut pause = jittered(
-                opts.retry_interval.max(Duration::from_millis(1)),
+                core.store
+                    .poll_interval(opts.retry_interval)
+                    .max(Duration::from_millis(1)),
                 seed ^ u64::from(ask.attempts),
             );
             if let Some(left) = remaining {
@@ -307,9 +309,8 @@ impl Ask<'_> {
             intent_ms: if self.intent.is_some() && round != Round::Once {
                 // Renewed by every try of the waiting writer; a writer that crashed
                 // while waiting keeps readers out no longer than a holder's ttl.
-                self.opts
-                    .ttl_ms()
-                    .max(duration_ms(self.opts.retry_interval).saturating_mul(3))
+                let polls = core.store.poll_interval(self.opts.retry_interval);
+                self.opts.ttl_ms().max(duration_ms(polls).saturating_mul(3))
             } else {
                 0
             },

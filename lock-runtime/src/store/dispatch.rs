@@ -61,6 +61,9 @@ macro_rules! stores {
             fn queues_waiters(&self) -> bool {
                 match self { $($(#[$cfg])* Self::$variant(s) => s.queues_waiters()),* }
             }
+            fn poll_interval(&self, retry_interval: Duration) -> Duration {
+                match self { $($(#[$cfg])* Self::$variant(s) => s.poll_interval(retry_interval)),* }
+            }
             fn check_keys(&self, keys: &[String]) -> Result<(), String> {
                 match self { $($(#[$cfg])* Self::$variant(s) => s.check_keys(keys)),* }
             }

@@ -67,6 +67,13 @@ pub(crate) trait Store: Send + Sync + 'static {
         false
     }
 
+    /// How often a waiter tries again when nothing woke it, for a caller's
+    /// `retry_interval`: by default that. A store whose feed reports every release,
+    /// expiry and change of turn (etcd's watch) polls less, as a fallback only.
+    fn poll_interval(&self, retry_interval: Duration) -> Duration {
+        retry_interval
+    }
+
     /// Whether `keys` can be taken together; the error says why not and how to fix it.
     /// By default any keys can.
     fn check_keys(&self, _keys: &[String]) -> Result<(), String> {

@@ -37,6 +37,9 @@
 //!   withdraws its places at once; a crashed one's lapse with its lease, which lasts the
 //!   ttl, or three `retry_interval`s when longer (at most a minute), renewed by the call's
 //!   tries. A force release leaves the queue alone.
+//! - Polling is a fallback, at `retry_interval` or once a second, whichever is longer
+//!   ([`Store::poll_interval`](super::Store::poll_interval)): every try of a queued head is
+//!   a write through the raft log, and the watch reports what could make it the head's turn.
 //! - Wake-ups: every watched key has an etcd watch on the key and its companions; a delete
 //!   (a release, an expiry, a force release, a place withdrawn or taken) wakes this
 //!   `Locker`'s waiting head at once, in any process, and the head whose turn it is takes

@@ -16,6 +16,9 @@ use crate::store::{
     Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget, shared_key,
 };
 
+/// The least time between a waiter's tries when nothing woke it.
+const POLL_FLOOR: Duration = Duration::from_secs(1);
+
 /// The etcd store (see the module doc).
 pub(crate) struct EtcdStore {
     conn: Arc<Conn>,
@@ -61,6 +64,13 @@ impl Store for EtcdStore {
 
     fn queues_waiters(&self) -> bool {
         true
+    }
+
+    fn poll_interval(&self, retry_interval: Duration) -> Duration {
+        // The watch reports every release, expiry, and place withdrawn or taken (a broken
+        // watch wakes everyone once remade), and every try of a queued head is a write
+        // through the raft log: polling is a slow fallback, which also renews the place.
+        retry_interval.max(POLL_FLOOR)
     }
 
     fn bounds_calls_within(&self, _limit: Duration) -> bool {
