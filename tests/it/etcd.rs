@@ -275,7 +275,7 @@ async fn waiters_of_other_lockers_hold_in_turn_and_one_that_gives_up_leaves_the_
     let guard = holder.acquire("turns", long).await.unwrap();
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut waiting = Vec::new();
-    for (i, timeout) in [30, 2, 30].into_iter().enumerate() {
+    for (i, timeout) in [30, 5, 30].into_iter().enumerate() {
         let (waiter, order) = (cluster.locker(&prefix), order.clone());
         let opts = long.timeout(Duration::from_secs(timeout));
         waiting.push(tokio::spawn(async move {
