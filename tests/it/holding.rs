@@ -76,11 +76,12 @@ async fn run_lock_taken_behind_back_cancels_body_with_lost(s: Store) {
         (r, Instant::now())
     });
     let other = s.other();
+    // A check that fails on a starved machine (SQLite's busy timeout) is asked again.
     assert!(
         eventually(Duration::from_secs(10), async || other
             .is_locked("stolen")
             .await
-            .expect("is_locked answers"))
+            .unwrap_or(false))
         .await,
         "the first holder did not get the lock within 10 s"
     );
