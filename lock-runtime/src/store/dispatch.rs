@@ -1,6 +1,13 @@
 //! The one list of stores, and what it generates: [`AnyStore`], one enum variant per
-//! store, and its [`Store`] impl, which delegates without a boxed future; the registry's
-//! [`STORES`], each store's [`Entry`]; and [`AnyStore::entry`].
+//! store, and its [`Store`] impl, which delegates; the registry's [`STORES`], each store's
+//! [`Entry`]; and [`AnyStore::entry`].
+//!
+//! The hot calls (`try_acquire`, `release`, `extend`) box their store's future. Unboxed,
+//! the future of every call would be as large as the largest store's (11.6 KB for an
+//! `acquire` with every store built in, 3.1 KB with the default ones), and every layer of
+//! the engine above that moves it copies that much: on the memory store with every feature
+//! on, a cycle took 1,280 ns unboxed and 985 ns boxed; with the default features 900-940
+//! and 870-890 ns (200,000 `acquire` + `release` cycles in a loop on one thread).
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -68,10 +75,10 @@ macro_rules! stores {
                 match self { $($(#[$cfg])* Self::$variant(s) => s.check_keys(keys)),* }
             }
             async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, BoxError> {
-                match self { $($(#[$cfg])* Self::$variant(s) => s.try_acquire(req).await),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => Box::pin(s.try_acquire(req)).await),* }
             }
             async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
-                match self { $($(#[$cfg])* Self::$variant(s) => s.release(lease).await),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => Box::pin(s.release(lease)).await),* }
             }
             async fn extend(
                 &self,
@@ -79,7 +86,7 @@ macro_rules! stores {
                 ttl_ms: u64,
                 replicas: Option<Replicas>,
             ) -> Result<bool, BoxError> {
-                match self { $($(#[$cfg])* Self::$variant(s) => s.extend(lease, ttl_ms, replicas).await),* }
+                match self { $($(#[$cfg])* Self::$variant(s) => Box::pin(s.extend(lease, ttl_ms, replicas)).await),* }
             }
             async fn remaining(&self, lease: Lease<'_>) -> Result<Option<Duration>, BoxError> {
                 match self { $($(#[$cfg])* Self::$variant(s) => s.remaining(lease).await),* }

@@ -15,6 +15,8 @@
 //!   environment, its line in the CLI's help); `from_env` and the CLI read the list.
 //! - `settings`: what opening a store needs besides its URL ([`Settings`]: TLS roots,
 //!   PostgreSQL's schema and listen URL, MySQL's database), kept by the builder and passed down.
+//! - `finish`: a call that runs to its end even when its caller stops waiting (the
+//!   database stores' takes, so that one that lands late is given back).
 //! - `memory`; `redis` (one Redis, a Cluster and Redlock over one node layer);
 //!   `postgres`, `sqlite`, `mysql` and `etcd` (behind their features): the stores.
 //!
@@ -35,6 +37,8 @@ pub(crate) mod settings;
 pub(crate) mod sqlite;
 
 mod dispatch;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod finish;
 mod kind;
 mod lease;
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
@@ -42,6 +46,8 @@ mod local_wakes;
 mod seam;
 
 pub(crate) use dispatch::AnyStore;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) use finish::finish;
 pub(crate) use kind::{HeldAs, Kind};
 pub(crate) use lease::{Attempt, Lease, OwnedLease, Release, Replicas, Request, shared_key};
 pub(crate) use seam::{Caps, Store, WakeTarget};

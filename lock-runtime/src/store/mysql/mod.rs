@@ -34,8 +34,10 @@
 //!   answer. No timer: a lone call goes straight out.
 //! - Fences come from the counter row (`LAST_INSERT_ID(value + 1)`), in the acquiring
 //!   transaction: they rise strictly, across expiry and server restarts.
-//! - Each call runs on a task of its own: an acquisition whose caller went away releases
-//!   what it took, after its statement, and no connection is dropped mid-statement.
+//! - Each call runs to its end (`store::finish`): in its caller's task while the caller
+//!   waits, on a task of its own once it stops waiting. An acquisition whose caller went
+//!   away releases what it took, after its statement, and no connection is dropped
+//!   mid-statement.
 //! - Waiting: a release wakes the waiters of every `Locker` of the process on the same
 //!   database at once (their queues, `feed`); MySQL has no notifications, so waiters in
 //!   other processes poll every `retry_interval` (and no later than the holder's ttl).

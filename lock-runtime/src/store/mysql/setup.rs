@@ -84,7 +84,7 @@ pub(super) fn open(url: &str, database: Option<&str>) -> Result<Opened, LockErro
                 // one it returned is still on its way back to the pool.
                 .with_inactive_connection_ttl(IDLE_LIMIT)
                 // Sessions keep their settings and prepared statements between calls; a
-                // call never leaves a transaction open (each runs on a task of its own).
+                // call never leaves a transaction open (each runs to its end, `store::finish`).
                 .with_reset_connection(false),
         )
         // Through the TCP address given, never a local socket found on the server (a

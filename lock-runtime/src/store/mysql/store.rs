@@ -1,4 +1,4 @@
-//! The store type and its `Store` impl: every call an [`Op`] run on a task of its own,
+//! The store type and its `Store` impl: every call an [`Op`] run to its end (`finish`),
 //! on a pooled connection, retried after a deadlock or a lock wait timeout.
 
 use std::sync::{Arc, Mutex, Weak};
@@ -15,7 +15,7 @@ use super::sql::Statements;
 use crate::error::{BoxError, LockError};
 use crate::info::{LockInfo, token_prefix};
 use crate::store::{
-    Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget, shared_key,
+    Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget, finish, shared_key,
 };
 
 /// How long one call may go on retrying deadlocks and lock wait timeouts (and at most how
@@ -103,10 +103,6 @@ fn req_keys(op: &Op) -> Vec<String> {
     }
 }
 
-fn unexpected(host: &str, op: &str) -> BoxError {
-    setup::failed(host, op, "the call ended without an answer")
-}
-
 impl MysqlStore {
     /// Checks the URL and the database name (no I/O).
     pub(crate) fn open(url: &str, database: Option<&str>) -> Result<Self, LockError> {
@@ -125,36 +121,36 @@ impl MysqlStore {
         })))
     }
 
-    /// Runs `op` on a task of its own and waits for its answer. The task goes on if the
-    /// caller stops waiting: an acquisition it made is then released (after it landed).
+    /// Runs `op` to its end ([`finish`]): in the caller's task while it waits, on a task of
+    /// its own once it stops waiting, and then an acquisition it made is released (after
+    /// it landed).
     async fn call(&self, op: Op) -> Result<Out, BoxError> {
         let inner = self.0.clone();
-        let name = op.name();
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
+        let work = async move {
             let outcome = inner.bounded(&op).await;
+            match (&op, &outcome) {
+                (Op::Release(keys, ..), Ok(Out::Release(Release::Released)))
+                | (Op::Force(keys), Ok(Out::Bool(_))) => inner.feed.released(keys),
+                _ => {}
+            }
+            (outcome, op, inner)
+        };
+        let (outcome, ..) = finish(work, |(outcome, op, inner)| async move {
             let taken = match (&op, &outcome) {
                 (Op::Acquire(_), Ok(Out::Attempt(Attempt::Acquired { .. }))) => true,
                 // A waiting writer's intent is withdrawn too.
                 (Op::Acquire(req), Ok(_)) => req.intent_ms > 0,
                 _ => false,
             };
-            match (&op, &outcome) {
-                (Op::Release(keys, ..), Ok(Out::Release(Release::Released)))
-                | (Op::Force(keys), Ok(Out::Bool(_))) => inner.feed.released(keys),
-                _ => {}
-            }
-            if let Err(Ok(_)) = tx.send(outcome)
-                && taken
-                && let Op::Acquire(req) = op
-            {
+            if taken && let Op::Acquire(req) = op {
                 let release = Op::Release(req.keys, req.token, req.kind);
                 if let Ok(Out::Release(Release::Released)) = inner.run(&release).await {
                     inner.feed.released(&req_keys(&release));
                 }
             }
-        });
-        rx.await.map_err(|_| unexpected(&self.0.host, name))?
+        })
+        .await;
+        outcome
     }
 }
 

@@ -1,15 +1,14 @@
-//! Taking keys and giving them back: a lock, a lease, an acquisition on a task of its own
+//! Taking keys and giving them back: a lock, a lease, an acquisition run to its end
 //! (undone when its caller is gone), a release.
 
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
 use tokio_postgres::types::Type;
 
 use super::conn::{Param, values};
 use super::store::{PostgresStore, fence, ms};
-use crate::error::{BoxError, StoreError};
-use crate::store::{Attempt, HeldAs, Kind, Lease, Release, Request, shared_key};
+use crate::error::BoxError;
+use crate::store::{Attempt, HeldAs, Kind, Lease, Release, Request, finish, shared_key};
 
 impl PostgresStore {
     /// Takes every key for the token, or none (`Lock` kind).
@@ -133,8 +132,9 @@ impl PostgresStore {
         })
     }
 
-    /// An acquisition on a task of its own: if the caller goes away before the answer,
-    /// the task deletes what it took, after the statement (so never before it lands).
+    /// An acquisition run to its end ([`finish`]): if the caller goes away before the
+    /// answer, it goes on on a task of its own, which then deletes what it took, after the
+    /// statement (so never before it lands).
     pub(super) async fn acquire_detached(
         self: &Arc<Self>,
         req: &Request<'_>,
@@ -150,21 +150,23 @@ impl PostgresStore {
             intent_ms: req.intent_ms,
         };
         let store = self.clone();
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
+        let work = async move {
             let request = req.request();
             let outcome = if req.kind == Kind::Lock {
                 store.acquire_lock(&request).await
             } else {
                 store.acquire_lease(&request).await
             };
+            (outcome, req, store)
+        };
+        let (outcome, ..) = finish(work, |(outcome, req, store)| async move {
             // A try that outlives its caller withdraws what it took, and a waiting
             // writer's intent it registered: the caller's own withdrawal may have run
             // before this statement did (issue 16: readers stayed refused for the
             // intent's whole life).
             let taken = matches!(outcome, Ok(Attempt::Acquired { .. }))
                 || (req.intent_ms > 0 && outcome.is_ok());
-            if tx.send(outcome).is_err() && taken {
+            if taken {
                 let lease = Lease {
                     keys: &req.keys,
                     token: &req.token,
@@ -172,13 +174,9 @@ impl PostgresStore {
                 };
                 let _ = store.release(lease).await;
             }
-        });
-        rx.await.map_err(|_| {
-            StoreError::boxed(
-                "PostgreSQL",
-                format!("postgres at {}: the acquire task ended", self.host),
-            )
-        })?
+        })
+        .await;
+        outcome
     }
 
     pub(super) async fn release(&self, lease: Lease<'_>) -> Result<Release, BoxError> {
