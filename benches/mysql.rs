@@ -166,7 +166,7 @@ fn main() {
         )
     } else {
         (
-            10,
+            20,
             200,
             8,
             Duration::from_millis(600),

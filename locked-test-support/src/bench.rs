@@ -103,17 +103,21 @@ impl<const N: usize> Rounds<N> {
     }
 }
 
-/// `rounds` rounds of `measure` on every side, in the order given.
+/// `rounds` rounds of `measure` on every side: in the order given in even rounds, the
+/// other way round in odd ones (A B, B A, ...), so that no side always follows the other
+/// (what one block leaves behind, such as a database's purge work or a cold cache, falls
+/// on both sides alike).
 pub async fn alternate<S: Copy, const N: usize>(
     rounds: usize,
     sides: [S; N],
     mut measure: impl AsyncFnMut(S) -> f64,
 ) -> Rounds<N> {
     let mut out = Rounds::new();
-    for _ in 0..rounds {
+    for r in 0..rounds {
         let mut round = [f64::NAN; N];
-        for (value, side) in round.iter_mut().zip(sides) {
-            *value = measure(side).await;
+        for i in 0..N {
+            let at = if r % 2 == 0 { i } else { N - 1 - i };
+            round[at] = measure(sides[at]).await;
         }
         out.push(round);
     }
