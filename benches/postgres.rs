@@ -10,7 +10,8 @@
 //!   a session advisory lock, which holds its pooled connection while held.
 //! - Ratios are medians of per-block ratios, the three sides alternating in short blocks.
 //! - `-- --w2-only floor|lib|sqlx`: one side alone under W2 for 5 s (for `top`/`perf`),
-//!   with the transactions the server committed per cycle.
+//!   with the transactions the server committed per cycle; `-- --w1-only ...` the same
+//!   under W1 for 3 s, with the p50.
 //!   Under `cargo test` the bench runs a short smoke version of itself.
 
 use std::sync::Arc;
@@ -263,6 +264,37 @@ fn main() {
             for i in 0..50 {
                 sides.cycle(side, &format!("warm:{i}")).await;
             }
+        }
+        if let Some(side) = args
+            .iter()
+            .position(|a| a == "--w1-only")
+            .and_then(|i| args.get(i + 1))
+        {
+            // One side alone under W1 for 3 s, for profiling: `floor`, `lib` or `sqlx`.
+            let side = match side.as_str() {
+                "floor" => Side::Floor,
+                "sqlx" => Side::Sqlx,
+                _ => Side::Lib,
+            };
+            let commits = || {
+                server.psql("SELECT xact_commit FROM pg_stat_database WHERE datname = 'postgres'")
+            };
+            let before: f64 = commits().parse().unwrap();
+            let (mut times, end) = (Vec::new(), Instant::now() + Duration::from_secs(3));
+            while Instant::now() < end {
+                let start = Instant::now();
+                sides.cycle(side, &format!("w1only:{}", times.len())).await;
+                times.push(start.elapsed());
+            }
+            let after: f64 = commits().parse().unwrap();
+            let n = times.len() as f64;
+            times.sort();
+            println!(
+                "W1 {side:?} alone: p50 {:.1} us, {:.2} transactions per cycle",
+                us(percentile(&times, 0.5)),
+                (after - before) / n
+            );
+            return;
         }
         if let Some(side) = args
             .iter()
