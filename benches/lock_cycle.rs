@@ -872,7 +872,7 @@ fn print_table(r: &Value) {
             "{:.2} (floor 4)",
             g("/redis/uncontended_commands_per_cycle")
         ),
-        "<= 5".into(),
+        "<= 4".into(),
     );
     row(
         "Memory W1",

@@ -1,5 +1,6 @@
 //! Key naming: a lock key's hash tag and cluster slot, and the companion keys and
-//! channel that live in its slot (fence counter, waiting writers, release channel).
+//! channel that live in its slot (fence counter, waiting writers, waiters' mark, release
+//! channel).
 
 /// The number of hash slots of a Redis Cluster.
 const SLOTS: u16 = 16_384;
@@ -39,6 +40,13 @@ pub(crate) fn writers_key(key: &str) -> String {
     companion(key, "writers")
 }
 
+/// The mark of a lock key that someone waits for: set by a waiting try (before its
+/// `SET NX`, in the same round trip), deleted by the release that announces it, so that a
+/// release nobody waits for announces nothing (issue 18).
+pub(crate) fn waiters_key(key: &str) -> String {
+    companion(key, "waiters")
+}
+
 /// The channel a release of `key` is announced on.
 pub(crate) fn release_channel(key: &str) -> String {
     companion(key, "released")
@@ -68,6 +76,7 @@ mod tests {
         for key in ["lock:order:1", "lock:{account}:1", "lock:{:x", "a{b}c{d}"] {
             assert_eq!(slot(&fence_key(key)), slot(key), "{key}");
             assert_eq!(slot(&release_channel(key)), slot(key), "{key}");
+            assert_eq!(slot(&waiters_key(key)), slot(key), "{key}");
         }
     }
 

@@ -9,7 +9,7 @@ use redis::Value;
 
 use super::conn::NodeConn;
 use super::error::TooFewReplicas;
-use super::naming::{fence_key, release_channel};
+use super::naming::{fence_key, release_channel, waiters_key};
 use super::replicas::wait_cmd;
 use super::script::SCRIPTS;
 use super::shared_lease::SharedOp;
@@ -19,6 +19,10 @@ use crate::store::{Attempt, HeldAs, Kind, Lease, Release, Replicas, Request, sha
 /// How long a fence counter lives after it starts, beyond the lock's ttl (see
 /// `acquire.lua`).
 const FENCE_RETENTION_MS: u64 = 60_000;
+/// How long a waiting try's mark on a key lives at least (beyond that, its ttl): a waiter
+/// tries again, and marks again, at least every `retry_interval` and when the holder's time
+/// runs out, so a mark that lapsed first only costs that waiter its prompt wake-up.
+const WAITERS_MARK_MIN_MS: u64 = 10_000;
 /// Fence counters start at the server time in microseconds; a smaller value is a counter
 /// that `INCR` has just created, which must be started before its value is handed out.
 const FENCE_SEEDED_MIN: i64 = 1_000_000_000_000_000;
@@ -126,6 +130,16 @@ impl Node {
         } = *req;
         let attempt = if let [key] = keys {
             let mut pipe = redis::pipe();
+            if waiting {
+                // Before the `SET NX`: if that fails, its holder's release comes after this
+                // mark and so announces itself (a release nobody marked announces nothing).
+                pipe.cmd("SET")
+                    .arg(waiters_key(key))
+                    .arg(1)
+                    .arg("PX")
+                    .arg(waiters_mark_ms(ttl_ms))
+                    .ignore();
+            }
             pipe.add_command(self.set_nx(key, token, ttl_ms));
             if fencing {
                 // Runs even when the SET fails: that only skips a number. A successful
@@ -229,7 +243,8 @@ impl Node {
             call.arg(token)
                 .arg(ttl_ms)
                 .arg(u8::from(fencing))
-                .arg(ttl_ms.saturating_add(FENCE_RETENTION_MS));
+                .arg(ttl_ms.saturating_add(FENCE_RETENTION_MS))
+                .arg(if waiting { waiters_mark_ms(ttl_ms) } else { 0 });
             let fence: Option<u64> = call.invoke_async(conn).await?;
             match fence {
                 Some(f) => {
@@ -420,6 +435,11 @@ impl Node {
     }
 }
 
+/// How long a waiting try's mark on a held key lives.
+fn waiters_mark_ms(ttl_ms: u64) -> u64 {
+    ttl_ms.max(WAITERS_MARK_MIN_MS)
+}
+
 /// A lock's `SET ... GET` (or a lock script) refused with `WRONGTYPE`: the key holds a
 /// semaphore's or read/write lock's leases, which a lock can never join. Any other error
 /// is the store's.
@@ -507,25 +527,44 @@ mod tests {
         }
     }
 
+    /// A release is announced, on the channel the Rust side subscribes to, when a waiting
+    /// try marked its key, and only then: the unmarked release before it sent nothing
+    /// (messages reach one subscriber in the order they were published).
     #[tokio::test]
-    async fn release_of_foreign_lock_is_refused_and_single_server_names_channel_in_lua() {
+    async fn release_is_announced_only_when_a_waiter_marked_the_key() {
         let server = super::support::RedisServer::start();
         let client = redis::Client::open(server.url()).unwrap();
         let mut conn = redis::aio::ConnectionManager::new(client.clone())
             .await
             .unwrap();
         let mut pubsub = client.get_async_pubsub().await.unwrap();
-        // The channel the Rust side subscribes to is the one the Lua side publishes on.
-        for key in ["lock:plain", "lock:{tag}:x"] {
+        let quiet = ["lock:quiet".to_owned()];
+        pubsub.subscribe(release_channel(&quiet[0])).await.unwrap();
+        for key in ["lock:plain", "lock:{tag}:x", "lock:{multi}:a"] {
             pubsub.subscribe(release_channel(key)).await.unwrap();
-            let keys = [key.to_owned()];
-            let taken = Node::SINGLE
-                .try_acquire(&mut conn, &request(&keys, "a"))
-                .await;
-            assert_eq!(taken.unwrap(), Attempt::Acquired { fence: None });
+            let keys = if key == "lock:{multi}:a" {
+                vec![key.to_owned(), "lock:{multi}:b".to_owned()]
+            } else {
+                vec![key.to_owned()]
+            };
+            for keys in [&quiet[..], &keys[..]] {
+                let taken = Node::SINGLE
+                    .try_acquire(&mut conn, &request(keys, "a"))
+                    .await;
+                assert_eq!(taken.unwrap(), Attempt::Acquired { fence: None });
+            }
+            let waiter = Request {
+                waiting: true,
+                ..request(&keys, "b")
+            };
+            let refused = Node::SINGLE.try_acquire(&mut conn, &waiter).await.unwrap();
+            assert!(matches!(refused, Attempt::Held { .. }), "{refused:?}");
             let theirs = lease(&keys, "b", Kind::Lock);
             let foreign = Node::SINGLE.release(&mut conn, theirs).await.unwrap();
             assert_eq!(foreign, Release::Foreign);
+            let unmarked = lease(&quiet, "a", Kind::Lock);
+            let unmarked = Node::SINGLE.release(&mut conn, unmarked).await.unwrap();
+            assert_eq!(unmarked, Release::Released);
             let mine = lease(&keys, "a", Kind::Lock);
             let mine = Node::SINGLE.release(&mut conn, mine).await.unwrap();
             assert_eq!(mine, Release::Released);
@@ -537,7 +576,14 @@ mod tests {
             .await
             .expect("a release announcement")
             .unwrap();
-            assert_eq!(msg.get_channel_name(), release_channel(key));
+            assert_eq!(msg.get_channel_name(), release_channel(key), "{key}");
+            drop(messages);
+            let mark: i64 = redis::cmd("EXISTS")
+                .arg(waiters_key(key))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(mark, 0, "the announcing release took the mark with it");
         }
     }
 

@@ -15,14 +15,15 @@ pub(crate) fn scan_cmd(cursor: u64, pattern: &str) -> redis::Cmd {
     cmd
 }
 
-/// Takes one `SCAN` reply's keys into `keys` (fence counters and waiting writers left out); the next cursor,
+/// Takes one `SCAN` reply's keys into `keys` (fence counters, waiting writers and
+/// waiters' marks left out); the next cursor,
 /// `None` when the scan is complete.
 pub(crate) fn scan_reply(reply: Value, keys: &mut Vec<String>) -> Result<Option<u64>, BoxError> {
     let (next, batch): (u64, Vec<String>) = redis::from_redis_value(reply)?;
-    keys.extend(
-        batch
-            .into_iter()
-            .filter(|k| !k.ends_with(":fence") && !k.ends_with(":writers")),
-    );
+    keys.extend(batch.into_iter().filter(|k| {
+        ![":fence", ":writers", ":waiters"]
+            .iter()
+            .any(|companion| k.ends_with(companion))
+    }));
     Ok((next != 0).then_some(next))
 }

@@ -1,6 +1,7 @@
 -- Take one or several locks at once, all or none, and optionally a fencing token.
 -- KEYS[1..n]: lock keys; ARGV[1]: token; ARGV[2]: ttl in ms;
--- ARGV[3]: 1 to fence, else 0; ARGV[4]: how long the fence counter is kept, in ms.
+-- ARGV[3]: 1 to fence, else 0; ARGV[4]: how long the fence counter is kept, in ms;
+-- ARGV[5]: for a waiting try, how long its mark on a held key is kept, in ms (else 0).
 -- With fencing, KEYS[n+1] is the fence counter of KEYS[1] (its `:fence` companion).
 -- Returns the fencing token (or 0 without fencing), or false when any lock is held by
 -- another token. Locks already held by ARGV[1] count as taken, so a re-sent call (the
@@ -17,11 +18,31 @@
 local fenced = ARGV[3] == '1'
 local n = #KEYS
 if fenced then n = n - 1 end
+-- A waiting try marks each key held by another as waited for (its `:waiters` companion,
+-- kept ARGV[5] ms), so that its release is announced; 0: not waiting.
+local mark = tonumber(ARGV[5] or '0')
+local refused = false
 for i = 1, n do
   local holder = redis.call('GET', KEYS[i])
   if holder and holder ~= ARGV[1] then
-    return false
+    if mark <= 0 then
+      return false
+    end
+    refused = true
+    local key = KEYS[i]
+    local open = string.find(key, '{', 1, true)
+    local close = open and string.find(key, '}', open + 1, true)
+    local waiters
+    if close and close > open + 1 then
+      waiters = key .. ':waiters'
+    else
+      waiters = '{' .. key .. '}:waiters'
+    end
+    redis.call('SET', waiters, '1', 'PX', mark)
   end
+end
+if refused then
+  return false
 end
 for i = 1, n do
   redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])

@@ -6,8 +6,8 @@
 -- ARGV[2i], ARGV[2i+1]: item i's token, and what it is: its ttl in ms for a take, `f` and
 -- the ttl for a fenced take, or '' for a release.
 -- Returns, at i, item i's answer: a take 1 (taken) or 0 (held by someone); a fenced take
--- its fencing token (taken) or 0; a release as release_one.lua (1 deleted and announced,
--- 0 another token's, -1 no lock); or, as a string, the error its own command raised (a key
+-- its fencing token (taken) or 0; a release as release_one.lua (1 deleted, and announced
+-- when its key was marked as waited for; 0 another token's, -1 no lock); or, as a string, the error its own command raised (a key
 -- of another type), without stopping the others (an error reply inside the array would
 -- fail the whole answer).
 
@@ -67,8 +67,10 @@ for i = 1, #KEYS do
     if type(holder) == 'table' and holder.err then
       out[i] = holder.err
     elseif holder == token then
-      redis.call('DEL', key)
-      if ARGV[1] ~= '' then
+      if ARGV[1] == '' then
+        redis.call('DEL', key)
+      elseif redis.call('DEL', key, companion(key, 'waiters')) == 2 then
+        -- Someone marked the key as waited for: announce the release.
         redis.call(ARGV[1], companion(key, 'released'), '')
       end
       out[i] = 1
