@@ -501,6 +501,42 @@ mod tests {
         );
     }
 
+    /// One batch that takes, gives back and takes one key again, fenced, within the
+    /// clock's microsecond or not: each take's token is greater than the one before.
+    #[tokio::test]
+    async fn one_batch_taking_a_key_again_hands_out_a_greater_token() {
+        let (_server, mut conn, _batch) = setup().await;
+        let item = |token: &str, take: Option<(u64, bool)>| Item {
+            key: "b:again".to_owned(),
+            token: token.to_owned(),
+            take,
+            reply: oneshot::channel().0,
+        };
+        let mut items = Vec::new();
+        for round in 0..4 {
+            let token = format!("t{round}");
+            items.push(item(&token, Some((30_000, true))));
+            items.push(item(&token, None));
+        }
+        let answers: Vec<i64> = many(&mut conn, &items, "PUBLISH")
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let fences: Vec<i64> = answers.iter().step_by(2).copied().collect();
+        assert!(fences.windows(2).all(|w| w[0] < w[1]), "{answers:?}");
+        assert!(
+            answers.iter().skip(1).step_by(2).all(|&gave| gave == 1),
+            "{answers:?}"
+        );
+        // The next batch goes on above the last token.
+        let next = many(&mut conn, &items[..1], "PUBLISH").await;
+        assert!(
+            next[0].as_ref().unwrap() > &fences[3],
+            "{next:?} after {fences:?}"
+        );
+    }
+
     /// A write pause holds the first calls out; the calls made meanwhile queue. One whose
     /// caller gives up is not sent; the others are, each with its own answer, and a key of
     /// another type fails only its own item.

@@ -27,6 +27,12 @@ local SEEDED_MIN = 1000000000000000
 -- How long a fence counter lives beyond the ttl once started (FENCE_RETENTION_MS).
 local RETENTION_MS = 60000
 
+-- The server's clock in µs, read once per batch (at its first fenced take): every take of
+-- this batch comes after every take of an earlier batch, whose clock was read before this
+-- one started, and `last` keeps the tokens of one key strictly rising within the batch.
+local clock
+local last = {}
+
 -- The fencing token of a take that just succeeded, as the unbatched path gives it: the
 -- counter's INCR, and at least the server's clock in µs (a replica promoted with a counter
 -- that missed its old master's last INCRs still hands out greater tokens); a counter INCR
@@ -34,15 +40,26 @@ local RETENTION_MS = 60000
 local function fence(key, ttl)
   local counter = companion(key, 'fence')
   local f = redis.call('INCR', counter)
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  if f >= SEEDED_MIN then
-    return math.max(f, now)
+  if not clock then
+    local t = redis.call('TIME')
+    clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
   end
-  if f < now then
-    f = now
-    redis.call('SET', counter, string.format('%.0f', f), 'PX', tonumber(ttl) + RETENTION_MS)
+  if f < SEEDED_MIN then
+    if f < clock then
+      f = clock
+      redis.call('SET', counter, string.format('%.0f', f), 'PX', tonumber(ttl) + RETENTION_MS)
+    end
+  else
+    f = math.max(f, clock)
   end
+  local before = last[counter]
+  if before and f <= before then
+    -- A second take of this key in this batch, within the clock's microsecond: one more
+    -- than the first, recorded so that later batches (and INCRs) go on from there.
+    f = before + 1
+    redis.call('SET', counter, string.format('%.0f', f), 'KEEPTTL')
+  end
+  last[counter] = f
   return f
 end
 
