@@ -6,12 +6,50 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use super::{MASTER_LIMIT, RedlockStore};
 use crate::error::BoxError;
+use crate::store::Replicas;
+use crate::store::redis::batch::Batch;
+use crate::store::redis::conn::NodeConn;
 use crate::store::redis::error::NodeError;
 use crate::store::{Kind, Lease};
+
+/// One master's connection, with the group commit of that master's single-key takes and
+/// releases (see `batch.rs`): a connection like any other, whose `batch` the lock's hot
+/// calls go through.
+#[derive(Clone)]
+pub(super) struct MasterConn {
+    pub(super) conn: ConnectionManager,
+    pub(super) batch: Arc<Batch<ConnectionManager>>,
+}
+
+impl ConnectionLike for MasterConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.conn.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.conn.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
+    }
+}
+
+impl NodeConn for MasterConn {
+    async fn wait_replicas(&mut self, key: &str, r: Replicas) -> redis::RedisResult<i64> {
+        self.conn.wait_replicas(key, r).await
+    }
+}
 
 /// What one master answered.
 pub(super) type Answers<T> = Vec<Result<T, BoxError>>;
@@ -56,7 +94,7 @@ impl RedlockStore {
     ) -> Answers<T>
     where
         T: Send + 'static,
-        F: Fn(ConnectionManager) -> Fut + Clone + Send + Sync + 'static,
+        F: Fn(MasterConn) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T, BoxError>> + Send + 'static,
     {
         let (answers, rest) = self.gather(op, enough).await;
@@ -79,19 +117,20 @@ impl RedlockStore {
     )
     where
         T: Send + 'static,
-        F: Fn(ConnectionManager) -> Fut + Clone + Send + Sync + 'static,
+        F: Fn(MasterConn) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T, BoxError>> + Send + 'static,
     {
         let mut pending: FuturesUnordered<_> = self
             .masters
             .iter()
-            .map(|master| {
-                let (master, op) = (master.clone(), op.clone());
+            .zip(&self.batches)
+            .map(|(master, batch)| {
+                let (master, batch, op) = (master.clone(), batch.clone(), op.clone());
                 async move {
                     // Connection errors name the master already; the op's are wrapped here.
                     let call = async {
                         let conn = master.conn().await?;
-                        op(conn)
+                        op(MasterConn { conn, batch })
                             .await
                             .map_err(|e| Box::new(NodeError::new(master.url(), e)) as BoxError)
                     };

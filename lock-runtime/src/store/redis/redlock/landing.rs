@@ -5,9 +5,8 @@
 use std::sync::Mutex;
 
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
 
-use super::fanout::{Answers, ArcLease};
+use super::fanout::{Answers, ArcLease, MasterConn};
 use super::{MASTER_LIMIT, RedlockStore};
 use crate::error::BoxError;
 use crate::store::redis::protocol::Node;
@@ -31,7 +30,7 @@ impl RedlockStore {
     ) -> Answers<T>
     where
         T: Send + 'static,
-        F: Fn(ConnectionManager) -> Fut + Clone + Send + Sync + 'static,
+        F: Fn(MasterConn) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T, BoxError>> + Send + 'static,
     {
         let (answers, rest) = self.gather(op, enough).await;

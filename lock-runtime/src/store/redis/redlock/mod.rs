@@ -43,7 +43,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use redis::aio::ConnectionManager;
+
+use super::batch::Batch;
 use super::feed::Feed;
+use super::protocol::Node;
 use super::server::{PubSub, Server};
 use super::tls::TlsRoots;
 use crate::error::Invalid;
@@ -67,6 +71,8 @@ const MASTER_LIMIT: Duration = Duration::from_millis(250);
 /// - Fewer than a quorum of masters answering is a `Backend` error that says how many did.
 pub(crate) struct RedlockStore {
     masters: Vec<Arc<Server>>,
+    /// The group commit of each master (in the order of `masters`).
+    batches: Vec<Arc<Batch<ConnectionManager>>>,
     feeds: Vec<Feed<PubSub>>,
     /// Acquisitions still landing on the slower masters, by token: resolves once landed.
     late: Arc<Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>>,
@@ -113,6 +119,10 @@ impl RedlockStore {
         }
         Ok(Self {
             feeds: masters.iter().map(|m| Feed::new(m.pubsub())).collect(),
+            batches: masters
+                .iter()
+                .map(|_| Arc::new(Batch::new(Node::SINGLE.publish)))
+                .collect(),
             masters,
             late: Arc::default(),
         })

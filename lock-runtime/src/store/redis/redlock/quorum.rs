@@ -1,10 +1,8 @@
 //! Redlock's quorums: how many masters must grant a lease, counting what they answered,
 //! and the error when fewer than a quorum answered ([`NoQuorum`]).
 
-use redis::aio::ConnectionManager;
-
 use super::RedlockStore;
-use super::fanout::Answers;
+use super::fanout::{Answers, MasterConn};
 use crate::error::BoxError;
 use crate::store::Kind;
 
@@ -36,7 +34,7 @@ impl RedlockStore {
     ) -> Result<Answers<T>, BoxError>
     where
         T: Send + 'static,
-        F: Fn(ConnectionManager) -> Fut + Clone + Send + Sync + 'static,
+        F: Fn(MasterConn) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T, BoxError>> + Send + 'static,
     {
         let answers = self.on_masters(op, |_| false).await;

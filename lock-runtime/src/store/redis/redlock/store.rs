@@ -11,8 +11,9 @@ use super::quorum::{NoQuorum, count, failed};
 use super::{MASTER_LIMIT, RedlockStore};
 use crate::error::BoxError;
 use crate::info::{LockInfo, MasterView};
+use crate::store::redis::batch::Op;
 use crate::store::redis::protocol::Node;
-use crate::store::{Attempt, Caps, Lease, Release, Replicas, Request, Store, WakeTarget};
+use crate::store::{Attempt, Caps, Kind, Lease, Release, Replicas, Request, Store, WakeTarget};
 
 impl Store for RedlockStore {
     fn describe(&self) -> String {
@@ -53,6 +54,18 @@ impl Store for RedlockStore {
                 move |mut c| {
                     let lease = lease.clone();
                     async move {
+                        if let (Kind::Lock, [key], false) = (lease.kind, &lease.keys[..], waiting) {
+                            let op = Op::Take {
+                                key,
+                                token: &lease.token,
+                                ttl_ms,
+                                fencing: false,
+                            };
+                            return Ok(match c.batch.run(c.conn, op).await? {
+                                0 => Attempt::Held { remaining: None },
+                                _ => Attempt::Acquired { fence: None },
+                            });
+                        }
                         let req = Request {
                             keys: &lease.keys,
                             token: &lease.token,
@@ -109,7 +122,19 @@ impl Store for RedlockStore {
             .on_masters(
                 move |mut c| {
                     let lease = lease.clone();
-                    async move { Node::SINGLE.release(&mut c, lease.lease()).await }
+                    async move {
+                        if let (Kind::Lock, [key]) = (lease.kind, &lease.keys[..]) {
+                            let token = &lease.token;
+                            return Ok(
+                                match c.batch.run(c.conn, Op::Give { key, token }).await? {
+                                    1 => Release::Released,
+                                    0 => Release::Foreign,
+                                    _ => Release::Gone,
+                                },
+                            );
+                        }
+                        Node::SINGLE.release(&mut c, lease.lease()).await
+                    }
                 },
                 move |answers| {
                     let yes = count(answers, released);
